@@ -1,0 +1,1271 @@
+/* combiner.h — Combiner attention (full attention at sub-quadratic cost) for C/C++.
+ *
+ * A single-header C99 library that computes the attention of "Combiner: Full
+ * Attention Transformer with Sparse Computation Cost" (Ren et al., NeurIPS
+ * 2021) on buffers you own. Every query reaches every (causal: every earlier)
+ * position, either directly or through a shared summary ("abstraction") of
+ * the region the position belongs to, at O(L*sqrt(L)) cost instead of the
+ * O(L^2) of dense attention. The exact math is in SPEC.md; this file computes
+ * it in float32.
+ *
+ * DO THIS
+ *   In exactly one C or C++ file:
+ *       #define COMBINER_IMPLEMENTATION
+ *       #include "combiner.h"
+ *   Everywhere else just #include "combiner.h".
+ *
+ *       combiner_config cfg = {0};          // zero means default everywhere
+ *       cfg.seq_len = L; cfg.head_dim = 64; cfg.num_heads = 8;
+ *       cfg.causal = 1;                     // kind: COMBINER_DEFAULT_KIND
+ *       combiner_status st = combiner_attention(&cfg, q, k, v, out, NULL, 0);
+ *       if (st != COMBINER_OK) fprintf(stderr, "%s\n", combiner_status_string(st));
+ *
+ *   q, k, v, out are float32 [L][H][D] (token-major, as llama2.c/llama.cpp);
+ *   any other layout is one pair of strides away (see LAYOUT).
+ *
+ * COMPILE-TIME OPTIONS (define before the include that has the implementation)
+ *   COMBINER_IMPLEMENTATION   emit the definitions in this translation unit
+ *   COMBINER_STATIC           make every public function static
+ *   COMBINER_API              decoration of public functions (default extern)
+ *   COMBINER_ASSERT(x)        internal invariant check (default assert(x));
+ *                             never used for user input
+ *   COMBINER_MALLOC(n) / COMBINER_FREE(p)
+ *                             allocator of the convenience path (workspace
+ *                             NULL); define both or neither
+ *   COMBINER_NO_OPENMP        ignore OpenMP even when compiled with -fopenmp
+ *   COMBINER_DEFAULT_KIND     what COMBINER_KIND_DEFAULT means; one of
+ *                             COMBINER_FIXED, COMBINER_AXIAL (the default when
+ *                             undefined: the paper's strongest model),
+ *                             COMBINER_MIXTURE, COMBINER_DENSE
+ *   COMBINER_NO_FIXED, COMBINER_NO_AXIAL, COMBINER_NO_MIXTURE, COMBINER_NO_DENSE
+ *                             leave that factorization's code out; asking for
+ *                             it at run time returns COMBINER_ERR_UNSUPPORTED
+ *
+ * FACTORIZATIONS (per head; L positions, block m, n = ceil(L/m) blocks)
+ *   FIXED    direct: own block (causal: up to the query); every other (causal:
+ *            earlier) block through one abstraction: pooled key, value =
+ *            attention of the block's pooled query over the block.
+ *            Cost O(L*(m + L/m)*d).
+ *   AXIAL    2-D view, rows of length m. Direct: own row (causal: up to the
+ *            query). Every other (causal: earlier) row t through the cell in
+ *            the query's column: key Khat[t][c], value R[t][c] = attention of
+ *            q[t][c] over its whole row. Keys: WSUM (expected key, default),
+ *            SELF (k[t][c]) or your own between the two phases.
+ *            Cost O(L*(m + L/m)*d).
+ *   MIXTURE  axial mixture: column and row direct sets, plus column-region and
+ *            row-region abstractions of two plans that share one softmax
+ *            (JOINT, default) or are averaged (AVERAGE). Cost O(L*(m+L/m)*d)
+ *            with a constant about 3x that of AXIAL.
+ *   DENSE    exact softmax attention. Cost O(L^2*d). The baseline.
+ *
+ * LAYOUT
+ *   A tensor is a base pointer plus two strides in floats: element x of head
+ *   h at position i is base[i*token_stride + h*head_stride + x]; the last
+ *   dimension is contiguous. token_stride 0 means heads*width, head_stride 0
+ *   means width: the token-major [L][H][W] layout. Head-major [H][L][W] is
+ *   {token_stride = W, head_stride = L*W}. Rows of one tensor may not overlap,
+ *   and out may not overlap any input. q is [L][H][head_dim], k [L][Hkv]
+ *   [head_dim], v [L][Hkv][value_dim], out [L][H][value_dim]. GQA/MQA: query
+ *   head h reads kv head h / (H/Hkv); K/V are never copied.
+ *
+ * MEMORY
+ *   combiner_workspace_size(cfg) bytes (abstractions of every head plus a few
+ *   vectors of scratch per thread; O(L*(d+dv)*H), never O(L^2)). Pass a buffer
+ *   of that size, or NULL to let the call allocate and free it once.
+ *
+ * TWO PHASES
+ *   combiner_summarize() writes every region's abstraction (keys and values)
+ *   into your buffers, combiner_combine() mixes direct and abstraction logits
+ *   into the output. combiner_attention() is exactly summarize + combine.
+ *   Between the two you may replace summary keys: that is how a trained
+ *   Combiner-Axial model (learned keys W2*LN(x + W1*R)) runs on this library.
+ *   See combiner_summary_info for where each abstraction lives.
+ *
+ * combiner.h does NOT
+ *   - start threads of its own (it uses OpenMP when you compile with it);
+ *   - allocate when you pass a workspace;
+ *   - keep any global state (concurrent calls on different buffers are safe);
+ *   - do projections, RoPE, masking other than causal, or dropout.
+ *
+ * DETERMINISM
+ *   Work is split into units fixed by the problem (head x block or row), each
+ *   computed by one thread in a fixed order, so results are bit-identical for
+ *   any thread count. They can differ across compilers and flags.
+ *
+ * VERSION HISTORY
+ *   0.1.0  Fixed, Axial, Mixture and Dense; causal and bidirectional; two-phase
+ *          API; float64-reference test suite.
+ *
+ * LICENSE: MIT, see the end of this file.
+ */
+#ifndef COMBINER_H
+#define COMBINER_H
+
+#include <stddef.h>
+
+#define COMBINER_VERSION_MAJOR 0
+#define COMBINER_VERSION_MINOR 1
+#define COMBINER_VERSION_PATCH 0
+
+#ifndef COMBINER_API
+#  ifdef COMBINER_STATIC
+#    if defined(__GNUC__) || defined(__clang__)
+#      define COMBINER_API static __attribute__((unused))
+#    else
+#      define COMBINER_API static
+#    endif
+#  else
+#    define COMBINER_API extern
+#  endif
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum combiner_status {
+  COMBINER_OK = 0,
+  COMBINER_ERR_INVALID_ARGUMENT,     /* bad sizes, NULL pointers, bad enum, overlap */
+  COMBINER_ERR_WORKSPACE_TOO_SMALL,
+  COMBINER_ERR_OUT_OF_MEMORY,
+  COMBINER_ERR_OVERFLOW,             /* sizes whose byte counts overflow    */
+  COMBINER_ERR_UNSUPPORTED           /* kind compiled out (COMBINER_NO_*)   */
+} combiner_status;
+
+typedef enum combiner_kind {
+  COMBINER_KIND_DEFAULT = 0,  /* the compile-time choice, COMBINER_DEFAULT_KIND */
+  COMBINER_FIXED, COMBINER_AXIAL, COMBINER_MIXTURE, COMBINER_DENSE
+} combiner_kind;
+
+typedef enum combiner_pool { COMBINER_POOL_MAX = 0, COMBINER_POOL_MEAN } combiner_pool;
+typedef enum combiner_axial_key { COMBINER_AXIAL_KEY_WSUM = 0, COMBINER_AXIAL_KEY_SELF } combiner_axial_key;
+typedef enum combiner_mixture_norm { COMBINER_MIXTURE_JOINT = 0, COMBINER_MIXTURE_AVERAGE } combiner_mixture_norm;
+
+typedef struct combiner_layout {  /* strides in floats; the last dim is contiguous */
+  ptrdiff_t token_stride;         /* 0 => heads of this tensor x its width  */
+  ptrdiff_t head_stride;          /* 0 => its width (token-major [L][H][W]) */
+} combiner_layout;
+
+typedef struct combiner_config {
+  combiner_kind kind;
+  int seq_len;          /* L >= 1 */
+  int head_dim;         /* d >= 1, query/key width */
+  int value_dim;        /* 0 => head_dim; value/output width may differ */
+  int num_heads;        /* query heads >= 1 */
+  int num_kv_heads;     /* 0 => num_heads; must divide num_heads (GQA/MQA);
+                           query head h reads kv head h / (num_heads/num_kv_heads) */
+  int block;            /* 0 => ceil(sqrt(L)); any value >= 1 is valid     */
+  int causal;           /* nonzero => autoregressive                      */
+  float scale;          /* 0 => 1/sqrt(head_dim)                          */
+  combiner_pool pool;
+  combiner_axial_key axial_key;
+  combiner_mixture_norm mixture_norm;
+  int num_threads;      /* 0 => OpenMP default (1 without OpenMP)         */
+  combiner_layout q_layout, k_layout, v_layout, out_layout;  /* per-tensor strides */
+} combiner_config;
+
+/* Where the abstractions of the two-phase API live. Summary keys are
+ * float[num_heads][count][head_dim], values float[num_heads][count][value_dim]
+ * (per query head, because every abstraction value attends with that head's
+ * pooled query). Entry e of head h starts at keys + (h*count + e)*head_dim.
+ *   FIXED     count = n: entry t is block t.
+ *   AXIAL     count = L (+1): entry i is the cell at position i = t*m + c:
+ *             key Khat[t][c], value R[t][c]. Bidirectional with a short last
+ *             row (L % m != 0, n > 1) adds entry L: that row's fixed-style
+ *             abstraction (pooled key), used by columns the short row lacks.
+ *   MIXTURE   count = sections*L, section s at entries [s*L, (s+1)*L), entry
+ *             s*L + i for the cell at position i = (t, c):
+ *               0 column prefix: rows 0..t of column c
+ *               1 row prefix:    columns 0..c of row t
+ *               2 row suffix:    columns c..end of row t
+ *               3 column suffix: rows t..end of column c (bidirectional only)
+ *   DENSE     count = 0 (no abstractions; the buffers may be NULL). */
+typedef struct combiner_summary_info {
+  size_t count;         /* abstractions per query head */
+  size_t key_floats;    /* num_heads * count * head_dim  */
+  size_t value_floats;  /* num_heads * count * value_dim */
+  int sections;         /* MIXTURE: 3 causal, 4 bidirectional; else 1 (0 dense) */
+} combiner_summary_info;
+
+/* Bytes of workspace combiner_attention needs; 0 for an invalid config (then
+ * combiner_attention reports why). Depends on num_threads. */
+COMBINER_API size_t combiner_workspace_size(const combiner_config *cfg);
+
+/* out = Combiner attention of q, k, v as cfg says. workspace NULL => the
+ * library allocates (COMBINER_MALLOC) and frees it; otherwise it must hold
+ * workspace_size >= combiner_workspace_size(cfg) bytes (any alignment).
+ * Nothing is written to out unless the call returns COMBINER_OK. */
+COMBINER_API combiner_status combiner_attention(const combiner_config *cfg,
+    const float *q, const float *k, const float *v, float *out,
+    void *workspace, size_t workspace_size);
+
+COMBINER_API const char *combiner_status_string(combiner_status s);
+COMBINER_API const char *combiner_kind_string(combiner_kind k);
+
+/* Validates cfg and writes it with every default made explicit (kind, value_dim,
+ * num_kv_heads, block, scale, num_threads, strides): what will run. */
+COMBINER_API combiner_status combiner_resolve_config(const combiner_config *cfg,
+    combiner_config *resolved);
+
+/* ---- two-phase API ---- */
+COMBINER_API combiner_status combiner_query_summaries(const combiner_config *cfg,
+    combiner_summary_info *info);
+/* Bytes of workspace for combiner_summarize / combiner_combine (scratch only;
+ * 0 for an invalid config). NULL workspace => allocated per call. */
+COMBINER_API size_t combiner_phase_workspace_size(const combiner_config *cfg);
+/* Phase 1: every abstraction of every head into keys/values (see above). */
+COMBINER_API combiner_status combiner_summarize(const combiner_config *cfg,
+    const float *q, const float *k, const float *v,
+    float *summary_keys, float *summary_values,
+    void *workspace, size_t workspace_size);
+/* Phase 2: direct logits plus abstraction logits, one softmax, into out. */
+COMBINER_API combiner_status combiner_combine(const combiner_config *cfg,
+    const float *q, const float *k, const float *v,
+    const float *summary_keys, const float *summary_values, float *out,
+    void *workspace, size_t workspace_size);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* COMBINER_H */
+
+/* ======================================================================== */
+/*                             IMPLEMENTATION                               */
+/* ======================================================================== */
+#ifdef COMBINER_IMPLEMENTATION
+#ifndef COMBINER_IMPLEMENTATION_INCLUDED
+#define COMBINER_IMPLEMENTATION_INCLUDED
+
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(COMBINER_MALLOC) != defined(COMBINER_FREE)
+#  error "combiner.h: define both COMBINER_MALLOC and COMBINER_FREE, or neither"
+#endif
+#ifndef COMBINER_MALLOC
+#  include <stdlib.h>
+#  define COMBINER_MALLOC(n) malloc(n)
+#  define COMBINER_FREE(p) free(p)
+#endif
+#ifndef COMBINER_ASSERT
+#  include <assert.h>
+#  define COMBINER_ASSERT(x) assert(x)
+#endif
+#if defined(_OPENMP) && !defined(COMBINER_NO_OPENMP)
+#  define COMBINER__OPENMP 1
+#  include <omp.h>
+#endif
+#ifndef COMBINER_DEFAULT_KIND
+#  define COMBINER_DEFAULT_KIND COMBINER_AXIAL
+#endif
+
+#define COMBINER__HAS_FIXED 1
+#define COMBINER__HAS_AXIAL 1
+#define COMBINER__HAS_MIXTURE 1
+#define COMBINER__HAS_DENSE 1
+#ifdef COMBINER_NO_FIXED
+#  undef COMBINER__HAS_FIXED
+#  define COMBINER__HAS_FIXED 0
+#endif
+#ifdef COMBINER_NO_AXIAL
+#  undef COMBINER__HAS_AXIAL
+#  define COMBINER__HAS_AXIAL 0
+#endif
+#ifdef COMBINER_NO_MIXTURE
+#  undef COMBINER__HAS_MIXTURE
+#  define COMBINER__HAS_MIXTURE 0
+#endif
+#ifdef COMBINER_NO_DENSE
+#  undef COMBINER__HAS_DENSE
+#  define COMBINER__HAS_DENSE 0
+#endif
+
+/* The compile-time default must name a kind that is compiled in (C99 static
+ * assertion: a negative array size is a compile error). */
+typedef char combiner__default_kind_is_compiled_in[
+    ((COMBINER_DEFAULT_KIND) == COMBINER_FIXED && COMBINER__HAS_FIXED) ||
+    ((COMBINER_DEFAULT_KIND) == COMBINER_AXIAL && COMBINER__HAS_AXIAL) ||
+    ((COMBINER_DEFAULT_KIND) == COMBINER_MIXTURE && COMBINER__HAS_MIXTURE) ||
+    ((COMBINER_DEFAULT_KIND) == COMBINER_DENSE && COMBINER__HAS_DENSE) ? 1 : -1];
+
+#if defined(__GNUC__) || defined(__clang__)
+#  define COMBINER__SHARED static __attribute__((unused))  /* some kinds may be compiled out */
+#else
+#  define COMBINER__SHARED static
+#endif
+
+#define COMBINER__ALIGN 64
+#define COMBINER__CHUNK 64   /* logits per online-softmax step */
+#define COMBINER__DENSE_ROWS 64 /* queries per dense work unit */
+
+/* ------------------------------------------------------------------------ */
+/* Validation and config resolution                                          */
+/* ------------------------------------------------------------------------ */
+
+typedef struct combiner__tensor {
+  ptrdiff_t ts, hs;    /* token and head stride, in floats */
+  size_t extent;       /* floats spanned from the base pointer */
+} combiner__tensor;
+
+typedef struct combiner__problem {
+  int kind, L, d, dv, H, Hkv, group;
+  int m, n, last;      /* block, number of blocks/rows, length of the last one */
+  int causal, pool, axial_key, mixture_norm, threads;
+  float scale;
+  combiner__tensor q, k, v, o;
+  size_t count;        /* abstractions per query head */
+  int sections;
+  size_t vec;          /* floats per scratch vector (aligned) */
+} combiner__problem;
+
+static int combiner__mul(size_t a, size_t b, size_t *r) {
+  if (a != 0 && b > (size_t)-1 / a) return 0;
+  *r = a * b;
+  return 1;
+}
+
+static int combiner__add(size_t a, size_t b, size_t *r) {
+  if (b > (size_t)-1 - a) return 0;
+  *r = a + b;
+  return 1;
+}
+
+static size_t combiner__round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
+
+/* Resolves one tensor's strides and checks that its rows (L tokens x heads,
+ * each `width` floats) neither overlap each other nor overflow. */
+static combiner_status combiner__resolve_tensor(const combiner_layout *lay,
+    int L, int heads, int width, combiner__tensor *t) {
+  size_t hs, ts, a, b, extent;
+  size_t ns, nl, ss, sl;
+  if (lay->token_stride < 0 || lay->head_stride < 0)
+    return COMBINER_ERR_INVALID_ARGUMENT;
+  hs = lay->head_stride ? (size_t)lay->head_stride : (size_t)width;
+  if (lay->token_stride) {
+    ts = (size_t)lay->token_stride;
+  } else if (!combiner__mul((size_t)heads, (size_t)width, &ts)) {
+    return COMBINER_ERR_OVERFLOW;
+  }
+  if (!combiner__mul((size_t)(L - 1), ts, &a) ||
+      !combiner__mul((size_t)(heads - 1), hs, &b) ||
+      !combiner__add(a, b, &extent) || !combiner__add(extent, (size_t)width, &extent) ||
+      extent > (size_t)PTRDIFF_MAX / sizeof(float) || ts > (size_t)PTRDIFF_MAX ||
+      hs > (size_t)PTRDIFF_MAX)
+    return COMBINER_ERR_OVERFLOW;
+  /* Rows must not overlap: with the smaller stride ss over ns rows and the
+   * larger sl over nl, need ss >= width and sl >= (ns-1)*ss + width. A
+   * dimension of one row imposes nothing. */
+  if (ts <= hs) { ss = ts; ns = (size_t)L; sl = hs; nl = (size_t)heads; }
+  else          { ss = hs; ns = (size_t)heads; sl = ts; nl = (size_t)L; }
+  if (ns == 1) { ss = sl; ns = nl; nl = 1; }
+  if (ns > 1 && ss < (size_t)width) return COMBINER_ERR_INVALID_ARGUMENT;
+  if (nl > 1 && sl < (ns - 1) * ss + (size_t)width) return COMBINER_ERR_INVALID_ARGUMENT;
+  t->ts = (ptrdiff_t)ts;
+  t->hs = (ptrdiff_t)hs;
+  t->extent = extent;
+  return COMBINER_OK;
+}
+
+static int combiner__ceil_sqrt(int L) {
+  int r = (int)sqrt((double)L);
+  while ((long long)r * r < L) ++r;
+  while (r > 1 && (long long)(r - 1) * (r - 1) >= L) --r;
+  return r;
+}
+
+static int combiner__kind_compiled(int kind) {
+  switch (kind) {
+    case COMBINER_FIXED: return COMBINER__HAS_FIXED;
+    case COMBINER_AXIAL: return COMBINER__HAS_AXIAL;
+    case COMBINER_MIXTURE: return COMBINER__HAS_MIXTURE;
+    case COMBINER_DENSE: return COMBINER__HAS_DENSE;
+    default: return 0;
+  }
+}
+
+/* Abstractions per query head: see combiner_summary_info. */
+static int combiner__summary_count(combiner__problem *p) {
+  size_t L = (size_t)p->L;
+  switch (p->kind) {
+    case COMBINER_FIXED: p->sections = 1; p->count = (size_t)p->n; return 1;
+    case COMBINER_AXIAL:
+      p->sections = 1;
+      p->count = L + ((!p->causal && p->last != p->m && p->n > 1) ? 1u : 0u);
+      return 1;
+    case COMBINER_MIXTURE:
+      p->sections = p->causal ? 3 : 4;
+      return combiner__mul(L, (size_t)p->sections, &p->count);
+    default: p->sections = 0; p->count = 0; return 1;
+  }
+}
+
+/* The one place where defaults are resolved and the config is validated. */
+static combiner_status combiner__resolve(const combiner_config *cfg, combiner__problem *p) {
+  combiner_status st;
+  size_t kf, vf;
+  if (!cfg) return COMBINER_ERR_INVALID_ARGUMENT;
+  memset(p, 0, sizeof *p);
+  p->kind = cfg->kind == COMBINER_KIND_DEFAULT ? (int)(COMBINER_DEFAULT_KIND) : (int)cfg->kind;
+  if (p->kind < COMBINER_FIXED || p->kind > COMBINER_DENSE) return COMBINER_ERR_INVALID_ARGUMENT;
+  if (cfg->seq_len < 1 || cfg->head_dim < 1 || cfg->value_dim < 0 || cfg->num_heads < 1 ||
+      cfg->num_kv_heads < 0 || cfg->block < 0 || cfg->num_threads < 0)
+    return COMBINER_ERR_INVALID_ARGUMENT;
+  if ((int)cfg->pool < 0 || (int)cfg->pool > COMBINER_POOL_MEAN ||
+      (int)cfg->axial_key < 0 || (int)cfg->axial_key > COMBINER_AXIAL_KEY_SELF ||
+      (int)cfg->mixture_norm < 0 || (int)cfg->mixture_norm > COMBINER_MIXTURE_AVERAGE)
+    return COMBINER_ERR_INVALID_ARGUMENT;
+  if (!(fabsf(cfg->scale) <= FLT_MAX)) return COMBINER_ERR_INVALID_ARGUMENT;  /* NaN or infinite */
+  p->L = cfg->seq_len;
+  p->d = cfg->head_dim;
+  p->dv = cfg->value_dim ? cfg->value_dim : cfg->head_dim;
+  p->H = cfg->num_heads;
+  p->Hkv = cfg->num_kv_heads ? cfg->num_kv_heads : cfg->num_heads;
+  if (p->Hkv > p->H || p->H % p->Hkv != 0) return COMBINER_ERR_INVALID_ARGUMENT;
+  p->group = p->H / p->Hkv;
+  p->m = cfg->block ? cfg->block : combiner__ceil_sqrt(p->L);
+  p->n = (p->L - 1) / p->m + 1;
+  p->last = p->L - (p->n - 1) * p->m;
+  p->causal = cfg->causal != 0;
+  p->scale = cfg->scale != 0.0f ? cfg->scale : (float)(1.0 / sqrt((double)p->d));
+  p->pool = (int)cfg->pool;
+  p->axial_key = (int)cfg->axial_key;
+  p->mixture_norm = (int)cfg->mixture_norm;
+#ifdef COMBINER__OPENMP
+  p->threads = cfg->num_threads ? cfg->num_threads : omp_get_max_threads();
+  if (p->threads < 1) p->threads = 1;
+#else
+  p->threads = cfg->num_threads ? cfg->num_threads : 1;
+#endif
+  if ((st = combiner__resolve_tensor(&cfg->q_layout, p->L, p->H, p->d, &p->q)) != COMBINER_OK) return st;
+  if ((st = combiner__resolve_tensor(&cfg->k_layout, p->L, p->Hkv, p->d, &p->k)) != COMBINER_OK) return st;
+  if ((st = combiner__resolve_tensor(&cfg->v_layout, p->L, p->Hkv, p->dv, &p->v)) != COMBINER_OK) return st;
+  if ((st = combiner__resolve_tensor(&cfg->out_layout, p->L, p->H, p->dv, &p->o)) != COMBINER_OK) return st;
+  if (!combiner__summary_count(p) ||
+      !combiner__mul((size_t)p->H, p->count, &kf) || !combiner__mul(kf, (size_t)p->d, &kf) ||
+      !combiner__mul((size_t)p->H, p->count, &vf) || !combiner__mul(vf, (size_t)p->dv, &vf) ||
+      kf > (size_t)PTRDIFF_MAX / sizeof(float) || vf > (size_t)PTRDIFF_MAX / sizeof(float))
+    return COMBINER_ERR_OVERFLOW;
+  p->vec = combiner__round_up((size_t)(p->d > p->dv ? p->d : p->dv), COMBINER__ALIGN / sizeof(float));
+  /* Compiled-out kinds are reported after the generic checks so that a bad
+   * config is called bad whatever was compiled. */
+  if (!combiner__kind_compiled(p->kind)) return COMBINER_ERR_UNSUPPORTED;
+  return COMBINER_OK;
+}
+
+/* Byte ranges [lo, hi) of two buffers intersect? (Compared as integers:
+ * relational operators on unrelated pointers are undefined in C.) */
+static int combiner__overlap(const void *a, size_t a_floats, const void *b, size_t b_floats) {
+  uintptr_t a0 = (uintptr_t)a, b0 = (uintptr_t)b;
+  if (!a || !b || !a_floats || !b_floats) return 0;
+  return a0 < b0 + b_floats * sizeof(float) && b0 < a0 + a_floats * sizeof(float);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Workspace layout: the size queries and the kernels both come from here.   */
+/* ------------------------------------------------------------------------ */
+
+#define COMBINER__SCRATCH_VECS 8
+
+typedef struct combiner__workspace {
+  size_t keys, values;   /* byte offsets of the summaries (one-call only) */
+  size_t scratch;        /* byte offset of thread 0's scratch */
+  size_t scratch_stride; /* bytes of scratch per thread */
+  size_t total;          /* bytes to ask for, alignment slack included */
+} combiner__workspace;
+
+static int combiner__scratch_threads(const combiner__problem *p) {
+#ifdef COMBINER__OPENMP
+  return p->threads;
+#else
+  (void)p;
+  return 1;
+#endif
+}
+
+static combiner_status combiner__layout(const combiner__problem *p, int with_summaries,
+                                        combiner__workspace *w) {
+  size_t kb = 0, vb = 0, sb, all;
+  if (with_summaries) {
+    kb = (size_t)p->H * p->count * (size_t)p->d * sizeof(float);  /* checked in resolve */
+    vb = (size_t)p->H * p->count * (size_t)p->dv * sizeof(float);
+    kb = combiner__round_up(kb, COMBINER__ALIGN);
+    vb = combiner__round_up(vb, COMBINER__ALIGN);
+  }
+  sb = p->vec * COMBINER__SCRATCH_VECS * sizeof(float);
+  w->keys = 0;
+  w->values = kb;
+  if (!combiner__add(kb, vb, &w->scratch)) return COMBINER_ERR_OVERFLOW;
+  w->scratch_stride = sb;
+  if (!combiner__mul(sb, (size_t)combiner__scratch_threads(p), &all) ||
+      !combiner__add(w->scratch, all, &all) ||
+      !combiner__add(all, COMBINER__ALIGN, &w->total) ||
+      w->total > (size_t)PTRDIFF_MAX)
+    return COMBINER_ERR_OVERFLOW;
+  return COMBINER_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Shared primitives: dot, pooling, online softmax                          */
+/* ------------------------------------------------------------------------ */
+
+static float combiner__dot(const float *a, const float *b, int d) {
+  float s = 0.0f;
+  int x;
+  for (x = 0; x < d; ++x) s += a[x] * b[x];
+  return s;
+}
+
+static void combiner__axpy(float *y, float a, const float *x, int n) {
+  int i;
+  for (i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+/* Running pool (SPEC 2: element-wise max, or mean): start with one row, add
+ * rows, then read the pool of the `count` rows added so far. */
+COMBINER__SHARED void combiner__pool_start(float *acc, const float *row, int w) {
+  memcpy(acc, row, (size_t)w * sizeof(float));
+}
+
+COMBINER__SHARED void combiner__pool_add(float *acc, const float *row, int w, int pool) {
+  int x;
+  if (pool == COMBINER_POOL_MAX) {
+    for (x = 0; x < w; ++x) acc[x] = row[x] > acc[x] ? row[x] : acc[x];
+  } else {
+    for (x = 0; x < w; ++x) acc[x] += row[x];
+  }
+}
+
+COMBINER__SHARED void combiner__pool_read(float *out, const float *acc, int w, int pool, int count) {
+  int x;
+  if (pool == COMBINER_POOL_MAX) {
+    if (out != acc) memcpy(out, acc, (size_t)w * sizeof(float));
+  } else {
+    for (x = 0; x < w; ++x) out[x] = acc[x] / (float)count;
+  }
+}
+
+/* Pool of `count` rows starting at `row`, `stride` floats apart. */
+COMBINER__SHARED void combiner__pool_rows(float *out, const float *row, ptrdiff_t stride, int count,
+                                int w, int pool) {
+  int j;
+  combiner__pool_start(out, row, w);
+  for (j = 1; j < count; ++j) combiner__pool_add(out, row + j * stride, w, pool);
+  combiner__pool_read(out, out, w, pool, count);
+}
+
+/* Online, max-subtracted softmax over a stream of (logit, value) terms (SPEC 2:
+ * one joint softmax over direct and abstraction logits). acc2, when set,
+ * accumulates the keys themselves under the same weights (Axial WSUM). */
+typedef struct combiner__softmax {
+  float max, sum;
+  float *acc, *acc2;
+  int d, dv;
+  float scale;
+} combiner__softmax;
+
+static void combiner__softmax_begin(combiner__softmax *s, const combiner__problem *p,
+                                    float *acc, float *acc2) {
+  s->max = -INFINITY;
+  s->sum = 0.0f;
+  s->acc = acc;
+  s->acc2 = acc2;
+  s->d = p->d;
+  s->dv = p->dv;
+  s->scale = p->scale;
+  memset(acc, 0, (size_t)p->dv * sizeof(float));
+  if (acc2) memset(acc2, 0, (size_t)p->d * sizeof(float));
+}
+
+/* Adds `count` terms: logit scale*q.keys[j], value vals[j]. */
+static void combiner__softmax_add(combiner__softmax *s, const float *q,
+                                  const float *keys, ptrdiff_t key_stride,
+                                  const float *vals, ptrdiff_t val_stride, ptrdiff_t count) {
+  float logit[COMBINER__CHUNK];
+  ptrdiff_t base, j, nb;
+  for (base = 0; base < count; base += nb) {
+    float cmax = -INFINITY;
+    nb = count - base < COMBINER__CHUNK ? count - base : COMBINER__CHUNK;
+    for (j = 0; j < nb; ++j) {
+      logit[j] = s->scale * combiner__dot(q, keys + (base + j) * key_stride, s->d);
+      if (logit[j] > cmax) cmax = logit[j];
+    }
+    if (cmax > s->max) {
+      if (s->sum != 0.0f) {
+        float f = expf(s->max - cmax);
+        int x;
+        s->sum *= f;
+        for (x = 0; x < s->dv; ++x) s->acc[x] *= f;
+        if (s->acc2) for (x = 0; x < s->d; ++x) s->acc2[x] *= f;
+      }
+      s->max = cmax;
+    }
+    for (j = 0; j < nb; ++j) {
+      float w = expf(logit[j] - s->max);
+      s->sum += w;
+      combiner__axpy(s->acc, w, vals + (base + j) * val_stride, s->dv);
+      if (s->acc2) combiner__axpy(s->acc2, w, keys + (base + j) * key_stride, s->d);
+    }
+  }
+}
+
+COMBINER__SHARED void combiner__softmax_copy(combiner__softmax *dst, const combiner__softmax *src, float *acc) {
+  *dst = *src;
+  dst->acc = acc;
+  dst->acc2 = NULL;
+  memcpy(acc, src->acc, (size_t)src->dv * sizeof(float));
+}
+
+static void combiner__softmax_write(const combiner__softmax *s, float *out) {
+  int x;
+  for (x = 0; x < s->dv; ++x) out[x] = s->acc[x] / s->sum;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Work units                                                               */
+/* ------------------------------------------------------------------------ */
+
+typedef struct combiner__ctx {
+  const combiner__problem *p;
+  const float *q, *k, *v;
+  float *out;
+  const float *skeys, *svals;    /* summaries, read by combine */
+  float *wkeys, *wvals;          /* the same, written by summarize (NULL in combine) */
+  unsigned char *scratch;
+  size_t scratch_stride;
+} combiner__ctx;
+
+typedef void (*combiner__unit_fn)(const combiner__ctx *c, ptrdiff_t unit, float *scratch);
+
+/* Units are fixed by the problem and independent, so any schedule gives the
+ * same bits. */
+static void combiner__run(const combiner__ctx *c, ptrdiff_t units, combiner__unit_fn fn) {
+  ptrdiff_t u;
+#ifdef COMBINER__OPENMP
+  if (c->p->threads > 1 && units > 1) {
+#pragma omp parallel for num_threads(c->p->threads) schedule(dynamic, 1)
+    for (u = 0; u < units; ++u)
+      fn(c, u, (float *)(void *)(c->scratch + (size_t)omp_get_thread_num() * c->scratch_stride));
+    return;
+  }
+#endif
+  for (u = 0; u < units; ++u) fn(c, u, (float *)(void *)c->scratch);
+}
+
+/* Rows of the inputs: position i, head h. */
+COMBINER__SHARED const float *combiner__q(const combiner__ctx *c, ptrdiff_t i, int h) {
+  return c->q + i * c->p->q.ts + (ptrdiff_t)h * c->p->q.hs;
+}
+COMBINER__SHARED const float *combiner__k(const combiner__ctx *c, ptrdiff_t i, int g) {
+  return c->k + i * c->p->k.ts + (ptrdiff_t)g * c->p->k.hs;
+}
+COMBINER__SHARED const float *combiner__v(const combiner__ctx *c, ptrdiff_t i, int g) {
+  return c->v + i * c->p->v.ts + (ptrdiff_t)g * c->p->v.hs;
+}
+COMBINER__SHARED float *combiner__out(const combiner__ctx *c, ptrdiff_t i, int h) {
+  return c->out + i * c->p->o.ts + (ptrdiff_t)h * c->p->o.hs;
+}
+COMBINER__SHARED const float *combiner__skey(const combiner__ctx *c, int h, ptrdiff_t e) {
+  return c->skeys + ((ptrdiff_t)h * (ptrdiff_t)c->p->count + e) * c->p->d;
+}
+COMBINER__SHARED const float *combiner__sval(const combiner__ctx *c, int h, ptrdiff_t e) {
+  return c->svals + ((ptrdiff_t)h * (ptrdiff_t)c->p->count + e) * c->p->dv;
+}
+COMBINER__SHARED float *combiner__wkey(const combiner__ctx *c, int h, ptrdiff_t e) {
+  return c->wkeys + ((ptrdiff_t)h * (ptrdiff_t)c->p->count + e) * c->p->d;
+}
+COMBINER__SHARED float *combiner__wval(const combiner__ctx *c, int h, ptrdiff_t e) {
+  return c->wvals + ((ptrdiff_t)h * (ptrdiff_t)c->p->count + e) * c->p->dv;
+}
+
+/* Direct terms: `count` positions first, first+step, ... of kv head g. */
+COMBINER__SHARED void combiner__add_direct(combiner__softmax *s, const combiner__ctx *c, const float *qi,
+                                 int g, ptrdiff_t first, ptrdiff_t step, ptrdiff_t count) {
+  if (count <= 0) return;
+  combiner__softmax_add(s, qi, combiner__k(c, first, g), step * c->p->k.ts,
+                        combiner__v(c, first, g), step * c->p->v.ts, count);
+}
+
+/* Abstraction terms: `count` summary entries first, first+step, ... of head h. */
+COMBINER__SHARED void combiner__add_summaries(combiner__softmax *s, const combiner__ctx *c, const float *qi,
+                                    int h, ptrdiff_t first, ptrdiff_t step, ptrdiff_t count) {
+  if (count <= 0) return;
+  combiner__softmax_add(s, qi, combiner__skey(c, h, first), step * c->p->d,
+                        combiner__sval(c, h, first), step * c->p->dv, count);
+}
+
+/* Fixed-style abstraction of `len` positions from `first` (SPEC 3): key =
+ * pool of k, value = att(pool of q of head h, the same positions). */
+COMBINER__SHARED void combiner__block_summary(const combiner__ctx *c, int h, ptrdiff_t first, int len,
+                                    float *key, float *val, float *scratch) {
+  const combiner__problem *p = c->p;
+  int g = h / p->group;
+  float *qpool = scratch, *acc = scratch + p->vec;
+  combiner__softmax s;
+  combiner__pool_rows(key, combiner__k(c, first, g), p->k.ts, len, p->d, p->pool);
+  combiner__pool_rows(qpool, combiner__q(c, first, h), p->q.ts, len, p->d, p->pool);
+  combiner__softmax_begin(&s, p, acc, NULL);
+  combiner__add_direct(&s, c, qpool, g, first, 1, len);
+  combiner__softmax_write(&s, val);
+}
+
+COMBINER__SHARED int combiner__row_len(const combiner__problem *p, int t) {
+  return t == p->n - 1 ? p->last : p->m;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Dense (exact softmax attention)                                          */
+/* ------------------------------------------------------------------------ */
+#if COMBINER__HAS_DENSE
+
+static void combiner__dense_unit(const combiner__ctx *c, ptrdiff_t unit, float *scratch) {
+  const combiner__problem *p = c->p;
+  ptrdiff_t per_head = (p->L - 1) / COMBINER__DENSE_ROWS + 1;
+  int h = (int)(unit / per_head), g = h / p->group;
+  ptrdiff_t i0 = (unit % per_head) * COMBINER__DENSE_ROWS, i;
+  ptrdiff_t i1 = i0 + COMBINER__DENSE_ROWS < p->L ? i0 + COMBINER__DENSE_ROWS : p->L;
+  combiner__softmax s;
+  for (i = i0; i < i1; ++i) {
+    const float *qi = combiner__q(c, i, h);
+    combiner__softmax_begin(&s, p, scratch, NULL);
+    combiner__add_direct(&s, c, qi, g, 0, 1, p->causal ? i + 1 : p->L);
+    combiner__softmax_write(&s, combiner__out(c, i, h));
+  }
+}
+
+static void combiner__dense_combine(const combiner__ctx *c) {
+  ptrdiff_t per_head = (c->p->L - 1) / COMBINER__DENSE_ROWS + 1;
+  combiner__run(c, per_head * c->p->H, combiner__dense_unit);
+}
+
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Combiner-Fixed (SPEC 3)                                                  */
+/* ------------------------------------------------------------------------ */
+#if COMBINER__HAS_FIXED
+
+/* Unit (head h, block t): K̂_t = pool(k over t), V̂_t = att(pool(q over t), t). */
+static void combiner__fixed_summary_unit(const combiner__ctx *c, ptrdiff_t unit, float *scratch) {
+  const combiner__problem *p = c->p;
+  int h = (int)(unit / p->n), t = (int)(unit % p->n);
+  combiner__block_summary(c, h, (ptrdiff_t)t * p->m, combiner__row_len(p, t),
+                          combiner__wkey(c, h, t), combiner__wval(c, h, t), scratch);
+}
+
+/* Unit (head h, block b): every query of block b. */
+static void combiner__fixed_combine_unit(const combiner__ctx *c, ptrdiff_t unit, float *scratch) {
+  const combiner__problem *p = c->p;
+  int h = (int)(unit / p->n), b = (int)(unit % p->n), g = h / p->group;
+  int len = combiner__row_len(p, b), u;
+  ptrdiff_t first = (ptrdiff_t)b * p->m;
+  combiner__softmax s;
+  for (u = 0; u < len; ++u) {
+    const float *qi = combiner__q(c, first + u, h);
+    combiner__softmax_begin(&s, p, scratch, NULL);
+    combiner__add_direct(&s, c, qi, g, first, 1, p->causal ? u + 1 : len);
+    combiner__add_summaries(&s, c, qi, h, 0, 1, b);
+    if (!p->causal) combiner__add_summaries(&s, c, qi, h, b + 1, 1, p->n - b - 1);
+    combiner__softmax_write(&s, combiner__out(c, first + u, h));
+  }
+}
+
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Combiner-Axial (SPEC 4)                                                  */
+/* ------------------------------------------------------------------------ */
+#if COMBINER__HAS_AXIAL
+
+/* Unit (head h, row t): R[t][c] = att(q[t][c], whole row t) for every cell,
+ * with its key (WSUM: expected key under the same weights; SELF: k[t][c]);
+ * the short last row of a bidirectional call also gets its fixed-style
+ * abstraction at entry L. */
+static void combiner__axial_summary_unit(const combiner__ctx *c, ptrdiff_t unit, float *scratch) {
+  const combiner__problem *p = c->p;
+  int h = (int)(unit / p->n), t = (int)(unit % p->n), g = h / p->group;
+  int len = combiner__row_len(p, t), u;
+  ptrdiff_t first = (ptrdiff_t)t * p->m;
+  float *acc = scratch, *acc2 = scratch + p->vec;
+  int wsum = p->axial_key == COMBINER_AXIAL_KEY_WSUM;
+  combiner__softmax s;
+  for (u = 0; u < len; ++u) {
+    ptrdiff_t i = first + u;
+    combiner__softmax_begin(&s, p, acc, wsum ? acc2 : NULL);
+    combiner__add_direct(&s, c, combiner__q(c, i, h), g, first, 1, len);
+    combiner__softmax_write(&s, combiner__wval(c, h, i));
+    if (wsum) {
+      float *key = combiner__wkey(c, h, i);
+      int x;
+      for (x = 0; x < p->d; ++x) key[x] = acc2[x] / s.sum;
+    } else {
+      memcpy(combiner__wkey(c, h, i), combiner__k(c, i, g), (size_t)p->d * sizeof(float));
+    }
+  }
+  if ((size_t)p->L < p->count && t == p->n - 1)
+    combiner__block_summary(c, h, first, len, combiner__wkey(c, h, p->L),
+                            combiner__wval(c, h, p->L), scratch);
+}
+
+/* Unit (head h, row r): every query (r, u). Regions: the other rows t through
+ * cell (t, u); a row lacking that cell (bidirectional, short last row) through
+ * its fixed-style abstraction. */
+static void combiner__axial_combine_unit(const combiner__ctx *c, ptrdiff_t unit, float *scratch) {
+  const combiner__problem *p = c->p;
+  int h = (int)(unit / p->n), r = (int)(unit % p->n), g = h / p->group;
+  int len = combiner__row_len(p, r), u;
+  ptrdiff_t first = (ptrdiff_t)r * p->m, m = p->m;
+  combiner__softmax s;
+  for (u = 0; u < len; ++u) {
+    const float *qi = combiner__q(c, first + u, h);
+    combiner__softmax_begin(&s, p, scratch, NULL);
+    combiner__add_direct(&s, c, qi, g, first, 1, p->causal ? u + 1 : len);
+    combiner__add_summaries(&s, c, qi, h, u, m, r);                 /* rows above */
+    if (!p->causal && r < p->n - 1) {
+      int lrow = p->n - 1;
+      combiner__add_summaries(&s, c, qi, h, (r + 1) * m + u, m, lrow - r - 1);
+      combiner__add_summaries(&s, c, qi, h, u < p->last ? lrow * m + u : (ptrdiff_t)p->L, 1, 1);
+    }
+    combiner__softmax_write(&s, combiner__out(c, first + u, h));
+  }
+}
+
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Combiner-Mixture (SPEC 5)                                                */
+/* ------------------------------------------------------------------------ */
+#if COMBINER__HAS_MIXTURE
+
+enum { COMBINER__COL_PREFIX = 0, COMBINER__ROW_PREFIX, COMBINER__ROW_SUFFIX, COMBINER__COL_SUFFIX };
+
+/* Cumulative abstractions along a line of cells (a column or a row), in the
+ * order given: for every j, the region is cells 0..j of the walk; key = pool
+ * of k, value = att(pool of q, region). Written to `section` at each cell. */
+static void combiner__mixture_walk(const combiner__ctx *c, int h, ptrdiff_t first, ptrdiff_t step,
+                                   int count, int section, float *scratch) {
+  const combiner__problem *p = c->p;
+  int g = h / p->group, j;
+  float *qrun = scratch, *krun = scratch + p->vec, *qpool = scratch + 2 * p->vec;
+  float *acc = scratch + 3 * p->vec;
+  ptrdiff_t base = (ptrdiff_t)section * p->L;
+  combiner__softmax s;
+  for (j = 0; j < count; ++j) {
+    ptrdiff_t i = first + j * step;
+    if (j == 0) {
+      combiner__pool_start(qrun, combiner__q(c, i, h), p->d);
+      combiner__pool_start(krun, combiner__k(c, i, g), p->d);
+    } else {
+      combiner__pool_add(qrun, combiner__q(c, i, h), p->d, p->pool);
+      combiner__pool_add(krun, combiner__k(c, i, g), p->d, p->pool);
+    }
+    combiner__pool_read(combiner__wkey(c, h, base + i), krun, p->d, p->pool, j + 1);
+    combiner__pool_read(qpool, qrun, p->d, p->pool, j + 1);
+    /* the region, walked from its far end back to this cell */
+    combiner__softmax_begin(&s, p, acc, NULL);
+    combiner__add_direct(&s, c, qpool, g, step >= 0 ? first : i, step >= 0 ? step : -step, j + 1);
+    combiner__softmax_write(&s, combiner__wval(c, h, base + i));
+  }
+}
+
+static int combiner__col_len(const combiner__problem *p, int col) {
+  return p->n - 1 + (col < p->last ? 1 : 0);
+}
+
+/* Units: (head, column) for the column prefixes (and suffixes), then
+ * (head, row) for the row prefixes and suffixes. */
+static void combiner__mixture_summary_unit(const combiner__ctx *c, ptrdiff_t unit, float *scratch) {
+  const combiner__problem *p = c->p;
+  int cols = p->m < p->L ? p->m : p->L;
+  ptrdiff_t col_units = (ptrdiff_t)p->H * cols;
+  if (unit < col_units) {
+    int h = (int)(unit / cols), col = (int)(unit % cols), rows = combiner__col_len(p, col);
+    ptrdiff_t m = p->m;
+    combiner__mixture_walk(c, h, col, m, rows, COMBINER__COL_PREFIX, scratch);
+    if (!p->causal)
+      combiner__mixture_walk(c, h, (rows - 1) * m + col, -m, rows, COMBINER__COL_SUFFIX, scratch);
+  } else {
+    int h = (int)((unit - col_units) / p->n), t = (int)((unit - col_units) % p->n);
+    int len = combiner__row_len(p, t);
+    ptrdiff_t first = (ptrdiff_t)t * p->m;
+    combiner__mixture_walk(c, h, first, 1, len, COMBINER__ROW_PREFIX, scratch);
+    combiner__mixture_walk(c, h, first + len - 1, -1, len, COMBINER__ROW_SUFFIX, scratch);
+  }
+}
+
+static ptrdiff_t combiner__mixture_summary_units(const combiner__problem *p) {
+  int cols = p->m < p->L ? p->m : p->L;
+  return (ptrdiff_t)p->H * (cols + p->n);
+}
+
+/* Column abstractions of the vertical plan at row t (prefix or suffix section)
+ * for every column c != u that exists in row t. */
+static void combiner__mixture_columns(combiner__softmax *s, const combiner__ctx *c, const float *qi,
+                                      int h, int t, int u, int section) {
+  const combiner__problem *p = c->p;
+  ptrdiff_t base = (ptrdiff_t)section * p->L + (ptrdiff_t)t * p->m;
+  int len = combiner__row_len(p, t);
+  combiner__add_summaries(s, c, qi, h, base, 1, u < len ? u : len);
+  combiner__add_summaries(s, c, qi, h, base + u + 1, 1, len - u - 1);
+}
+
+/* Row abstractions of the horizontal plan for rows [t0, t1): the part of row
+ * t left of column u and the part right of it (SPEC 5 groups 4-5). Full rows
+ * go in strided runs; the short last row is clamped to its cells. */
+static void combiner__mixture_rows(combiner__softmax *s, const combiner__ctx *c, const float *qi,
+                                   int h, int t0, int t1, int u) {
+  const combiner__problem *p = c->p;
+  ptrdiff_t m = p->m, L = p->L;
+  int short_row = p->last != p->m && t0 <= p->n - 1 && p->n - 1 < t1;
+  int full_end = short_row ? p->n - 1 : t1;          /* rows < n-1 are full */
+  if (full_end > t0) {
+    if (u >= 1) combiner__add_summaries(s, c, qi, h, L + t0 * m + u - 1, m, full_end - t0);
+    if (u + 1 < p->m) combiner__add_summaries(s, c, qi, h, 2 * L + t0 * m + u + 1, m, full_end - t0);
+  }
+  if (short_row) {
+    ptrdiff_t first = (ptrdiff_t)(p->n - 1) * m;
+    if (u >= 1) combiner__add_summaries(s, c, qi, h, L + first + (u - 1 < p->last ? u - 1 : p->last - 1), 1, 1);
+    if (u + 1 < p->last) combiner__add_summaries(s, c, qi, h, 2 * L + first + u + 1, 1, 1);
+  }
+}
+
+/* Unit (head h, row r): every query (r, u). */
+static void combiner__mixture_combine_unit(const combiner__ctx *c, ptrdiff_t unit, float *scratch) {
+  const combiner__problem *p = c->p;
+  int h = (int)(unit / p->n), r = (int)(unit % p->n), g = h / p->group;
+  int len = combiner__row_len(p, r), u;
+  int average = p->mixture_norm == COMBINER_MIXTURE_AVERAGE;
+  ptrdiff_t first = (ptrdiff_t)r * p->m, m = p->m;
+  float *acc_v = scratch, *acc_h = scratch + p->vec, *tmp = scratch + 2 * p->vec;
+  combiner__softmax vert, horiz, *hp;
+  for (u = 0; u < len; ++u) {
+    const float *qi = combiner__q(c, first + u, h);
+    float *o = combiner__out(c, first + u, h);
+    int col_rows = combiner__col_len(p, u);
+    /* groups 1-2: column and row direct */
+    combiner__softmax_begin(&vert, p, acc_v, NULL);
+    combiner__add_direct(&vert, c, qi, g, u, m, r);
+    combiner__add_direct(&vert, c, qi, g, first, 1, p->causal ? u + 1 : len);
+    if (!p->causal) combiner__add_direct(&vert, c, qi, g, (r + 1) * m + u, m, col_rows - r - 1);
+    hp = &vert;
+    if (average) {
+      combiner__softmax_copy(&horiz, &vert, acc_h);
+      hp = &horiz;
+    }
+    /* group 3: column abstractions (vertical plan) */
+    if (r >= 1) combiner__mixture_columns(&vert, c, qi, h, r - 1, u, COMBINER__COL_PREFIX);
+    if (!p->causal && r + 1 < p->n)
+      combiner__mixture_columns(&vert, c, qi, h, r + 1, u, COMBINER__COL_SUFFIX);
+    /* groups 4-5: row abstractions (horizontal plan) */
+    combiner__mixture_rows(hp, c, qi, h, 0, r, u);
+    if (!p->causal) combiner__mixture_rows(hp, c, qi, h, r + 1, p->n, u);
+    if (average) {
+      int x;
+      combiner__softmax_write(&vert, o);
+      combiner__softmax_write(&horiz, tmp);
+      for (x = 0; x < p->dv; ++x) o[x] = 0.5f * o[x] + 0.5f * tmp[x];
+    } else {
+      combiner__softmax_write(&vert, o);
+    }
+  }
+}
+
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Dispatch                                                                 */
+/* ------------------------------------------------------------------------ */
+
+static void combiner__summarize_all(const combiner__ctx *c) {
+  const combiner__problem *p = c->p;
+  switch (p->kind) {
+#if COMBINER__HAS_FIXED
+    case COMBINER_FIXED:
+      combiner__run(c, (ptrdiff_t)p->H * p->n, combiner__fixed_summary_unit);
+      break;
+#endif
+#if COMBINER__HAS_AXIAL
+    case COMBINER_AXIAL:
+      combiner__run(c, (ptrdiff_t)p->H * p->n, combiner__axial_summary_unit);
+      break;
+#endif
+#if COMBINER__HAS_MIXTURE
+    case COMBINER_MIXTURE:
+      combiner__run(c, combiner__mixture_summary_units(p), combiner__mixture_summary_unit);
+      break;
+#endif
+    default: break;   /* DENSE has no abstractions */
+  }
+}
+
+static void combiner__combine_all(const combiner__ctx *c) {
+  const combiner__problem *p = c->p;
+  switch (p->kind) {
+#if COMBINER__HAS_FIXED
+    case COMBINER_FIXED:
+      combiner__run(c, (ptrdiff_t)p->H * p->n, combiner__fixed_combine_unit);
+      break;
+#endif
+#if COMBINER__HAS_AXIAL
+    case COMBINER_AXIAL:
+      combiner__run(c, (ptrdiff_t)p->H * p->n, combiner__axial_combine_unit);
+      break;
+#endif
+#if COMBINER__HAS_MIXTURE
+    case COMBINER_MIXTURE:
+      combiner__run(c, (ptrdiff_t)p->H * p->n, combiner__mixture_combine_unit);
+      break;
+#endif
+#if COMBINER__HAS_DENSE
+    case COMBINER_DENSE:
+      combiner__dense_combine(c);
+      break;
+#endif
+    default: COMBINER_ASSERT(0 && "kind validated in combiner__resolve"); break;
+  }
+}
+
+/* Checks q/k/v (and out, and the summaries where given) for NULL and for out
+ * or written summaries overlapping anything else. */
+static combiner_status combiner__check_buffers(const combiner__problem *p,
+    const float *q, const float *k, const float *v, const float *out,
+    const float *skeys, const float *svals, int need_summaries, int writes_summaries) {
+  size_t kf = (size_t)p->H * p->count * (size_t)p->d;
+  size_t vf = (size_t)p->H * p->count * (size_t)p->dv;
+  if (!q || !k || !v) return COMBINER_ERR_INVALID_ARGUMENT;
+  if (need_summaries && p->count && (!skeys || !svals)) return COMBINER_ERR_INVALID_ARGUMENT;
+  if (!need_summaries) { kf = 0; vf = 0; }
+  if (out) {
+    if (combiner__overlap(out, p->o.extent, q, p->q.extent) ||
+        combiner__overlap(out, p->o.extent, k, p->k.extent) ||
+        combiner__overlap(out, p->o.extent, v, p->v.extent) ||
+        combiner__overlap(out, p->o.extent, skeys, kf) ||
+        combiner__overlap(out, p->o.extent, svals, vf))
+      return COMBINER_ERR_INVALID_ARGUMENT;
+  }
+  if (writes_summaries) {
+    if (combiner__overlap(skeys, kf, svals, vf) ||
+        combiner__overlap(skeys, kf, q, p->q.extent) || combiner__overlap(svals, vf, q, p->q.extent) ||
+        combiner__overlap(skeys, kf, k, p->k.extent) || combiner__overlap(svals, vf, k, p->k.extent) ||
+        combiner__overlap(skeys, kf, v, p->v.extent) || combiner__overlap(svals, vf, v, p->v.extent))
+      return COMBINER_ERR_INVALID_ARGUMENT;
+  }
+  return COMBINER_OK;
+}
+
+/* Resolves the caller's workspace (or allocates one): *base is 64-byte
+ * aligned, *owned what to free. */
+static combiner_status combiner__acquire(const combiner__workspace *w, void *workspace,
+    size_t workspace_size, unsigned char **base, void **owned) {
+  uintptr_t a;
+  *owned = NULL;
+  if (!workspace) {
+    workspace = COMBINER_MALLOC(w->total);
+    if (!workspace) return COMBINER_ERR_OUT_OF_MEMORY;
+    *owned = workspace;
+  } else if (workspace_size < w->total) {
+    return COMBINER_ERR_WORKSPACE_TOO_SMALL;
+  }
+  a = (uintptr_t)workspace;
+  *base = (unsigned char *)workspace + (COMBINER__ALIGN - a % COMBINER__ALIGN) % COMBINER__ALIGN;
+  return COMBINER_OK;
+}
+
+static void combiner__ctx_init(combiner__ctx *c, const combiner__problem *p,
+    const combiner__workspace *w, unsigned char *base,
+    const float *q, const float *k, const float *v, float *out) {
+  c->p = p;
+  c->q = q; c->k = k; c->v = v; c->out = out;
+  c->wkeys = (float *)(void *)(base + w->keys);
+  c->wvals = (float *)(void *)(base + w->values);
+  c->skeys = c->wkeys;
+  c->svals = c->wvals;
+  c->scratch = base + w->scratch;
+  c->scratch_stride = w->scratch_stride;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Public functions                                                         */
+/* ------------------------------------------------------------------------ */
+
+COMBINER_API const char *combiner_status_string(combiner_status s) {
+  switch (s) {
+    case COMBINER_OK: return "ok";
+    case COMBINER_ERR_INVALID_ARGUMENT:
+      return "invalid argument: a NULL pointer, a size < 1, an unknown enum value, kv heads not "
+             "dividing heads, a non-finite scale, overlapping rows, or out overlapping an input";
+    case COMBINER_ERR_WORKSPACE_TOO_SMALL:
+      return "workspace too small: pass at least combiner_workspace_size() bytes (or NULL)";
+    case COMBINER_ERR_OUT_OF_MEMORY: return "out of memory: the workspace allocation failed";
+    case COMBINER_ERR_OVERFLOW: return "overflow: a tensor or workspace byte count does not fit in size_t/ptrdiff_t";
+    case COMBINER_ERR_UNSUPPORTED: return "unsupported: this kind was compiled out (COMBINER_NO_*)";
+    default: return "unknown combiner_status";
+  }
+}
+
+COMBINER_API const char *combiner_kind_string(combiner_kind k) {
+  switch (k) {
+    case COMBINER_KIND_DEFAULT: return "default";
+    case COMBINER_FIXED: return "fixed";
+    case COMBINER_AXIAL: return "axial";
+    case COMBINER_MIXTURE: return "mixture";
+    case COMBINER_DENSE: return "dense";
+    default: return "unknown";
+  }
+}
+
+COMBINER_API combiner_status combiner_resolve_config(const combiner_config *cfg,
+                                                     combiner_config *resolved) {
+  combiner__problem p;
+  combiner_status st;
+  if (!resolved) return COMBINER_ERR_INVALID_ARGUMENT;
+  if ((st = combiner__resolve(cfg, &p)) != COMBINER_OK) return st;
+  *resolved = *cfg;
+  resolved->kind = (combiner_kind)p.kind;
+  resolved->value_dim = p.dv;
+  resolved->num_kv_heads = p.Hkv;
+  resolved->block = p.m;
+  resolved->scale = p.scale;
+  resolved->num_threads = p.threads;
+  resolved->q_layout.token_stride = p.q.ts;   resolved->q_layout.head_stride = p.q.hs;
+  resolved->k_layout.token_stride = p.k.ts;   resolved->k_layout.head_stride = p.k.hs;
+  resolved->v_layout.token_stride = p.v.ts;   resolved->v_layout.head_stride = p.v.hs;
+  resolved->out_layout.token_stride = p.o.ts; resolved->out_layout.head_stride = p.o.hs;
+  return COMBINER_OK;
+}
+
+COMBINER_API size_t combiner_workspace_size(const combiner_config *cfg) {
+  combiner__problem p;
+  combiner__workspace w;
+  if (combiner__resolve(cfg, &p) != COMBINER_OK || combiner__layout(&p, 1, &w) != COMBINER_OK)
+    return 0;
+  return w.total;
+}
+
+COMBINER_API size_t combiner_phase_workspace_size(const combiner_config *cfg) {
+  combiner__problem p;
+  combiner__workspace w;
+  if (combiner__resolve(cfg, &p) != COMBINER_OK || combiner__layout(&p, 0, &w) != COMBINER_OK)
+    return 0;
+  return w.total;
+}
+
+COMBINER_API combiner_status combiner_query_summaries(const combiner_config *cfg,
+                                                      combiner_summary_info *info) {
+  combiner__problem p;
+  combiner_status st;
+  if (!info) return COMBINER_ERR_INVALID_ARGUMENT;
+  if ((st = combiner__resolve(cfg, &p)) != COMBINER_OK) return st;
+  info->count = p.count;
+  info->key_floats = (size_t)p.H * p.count * (size_t)p.d;
+  info->value_floats = (size_t)p.H * p.count * (size_t)p.dv;
+  info->sections = p.sections;
+  return COMBINER_OK;
+}
+
+COMBINER_API combiner_status combiner_attention(const combiner_config *cfg,
+    const float *q, const float *k, const float *v, float *out,
+    void *workspace, size_t workspace_size) {
+  combiner__problem p;
+  combiner__workspace w;
+  combiner__ctx c;
+  unsigned char *base;
+  void *owned;
+  combiner_status st;
+  if ((st = combiner__resolve(cfg, &p)) != COMBINER_OK) return st;
+  if (!out) return COMBINER_ERR_INVALID_ARGUMENT;
+  if ((st = combiner__check_buffers(&p, q, k, v, out, NULL, NULL, 0, 0)) != COMBINER_OK) return st;
+  if ((st = combiner__layout(&p, 1, &w)) != COMBINER_OK) return st;
+  if (workspace && (combiner__overlap(workspace, workspace_size / sizeof(float), out, p.o.extent) ||
+                    combiner__overlap(workspace, workspace_size / sizeof(float), q, p.q.extent) ||
+                    combiner__overlap(workspace, workspace_size / sizeof(float), k, p.k.extent) ||
+                    combiner__overlap(workspace, workspace_size / sizeof(float), v, p.v.extent)))
+    return COMBINER_ERR_INVALID_ARGUMENT;
+  if ((st = combiner__acquire(&w, workspace, workspace_size, &base, &owned)) != COMBINER_OK) return st;
+  combiner__ctx_init(&c, &p, &w, base, q, k, v, out);
+  combiner__summarize_all(&c);
+  combiner__combine_all(&c);
+  if (owned) COMBINER_FREE(owned);
+  return COMBINER_OK;
+}
+
+COMBINER_API combiner_status combiner_summarize(const combiner_config *cfg,
+    const float *q, const float *k, const float *v,
+    float *summary_keys, float *summary_values,
+    void *workspace, size_t workspace_size) {
+  combiner__problem p;
+  combiner__workspace w;
+  combiner__ctx c;
+  unsigned char *base;
+  void *owned;
+  combiner_status st;
+  if ((st = combiner__resolve(cfg, &p)) != COMBINER_OK) return st;
+  if ((st = combiner__check_buffers(&p, q, k, v, NULL, summary_keys, summary_values, 1, 1)) != COMBINER_OK)
+    return st;
+  if (p.count == 0) return COMBINER_OK;
+  if ((st = combiner__layout(&p, 0, &w)) != COMBINER_OK) return st;
+  if ((st = combiner__acquire(&w, workspace, workspace_size, &base, &owned)) != COMBINER_OK) return st;
+  combiner__ctx_init(&c, &p, &w, base, q, k, v, NULL);
+  c.wkeys = summary_keys;
+  c.wvals = summary_values;
+  c.skeys = summary_keys;
+  c.svals = summary_values;
+  combiner__summarize_all(&c);
+  if (owned) COMBINER_FREE(owned);
+  return COMBINER_OK;
+}
+
+COMBINER_API combiner_status combiner_combine(const combiner_config *cfg,
+    const float *q, const float *k, const float *v,
+    const float *summary_keys, const float *summary_values, float *out,
+    void *workspace, size_t workspace_size) {
+  combiner__problem p;
+  combiner__workspace w;
+  combiner__ctx c;
+  unsigned char *base;
+  void *owned;
+  combiner_status st;
+  if ((st = combiner__resolve(cfg, &p)) != COMBINER_OK) return st;
+  if (!out) return COMBINER_ERR_INVALID_ARGUMENT;
+  if ((st = combiner__check_buffers(&p, q, k, v, out, summary_keys, summary_values, 1, 0)) != COMBINER_OK)
+    return st;
+  if ((st = combiner__layout(&p, 0, &w)) != COMBINER_OK) return st;
+  if ((st = combiner__acquire(&w, workspace, workspace_size, &base, &owned)) != COMBINER_OK) return st;
+  combiner__ctx_init(&c, &p, &w, base, q, k, v, out);
+  c.wkeys = NULL;   /* combine only reads the summaries */
+  c.wvals = NULL;
+  c.skeys = summary_keys;
+  c.svals = summary_values;
+  combiner__combine_all(&c);
+  if (owned) COMBINER_FREE(owned);
+  return COMBINER_OK;
+}
+
+#endif /* COMBINER_IMPLEMENTATION_INCLUDED */
+#endif /* COMBINER_IMPLEMENTATION */
+
+/*
+MIT License
+
+Copyright (c) 2026 The combiner.h authors
+
+Permission is hereby granted, free of charge, to any person obtaining a copy
+of this software and associated documentation files (the "Software"), to deal
+in the Software without restriction, including without limitation the rights
+to use, copy, modify, merge, publish, distribute, sublicense, and/or sell
+copies of the Software, and to permit persons to whom the Software is
+furnished to do so, subject to the following conditions:
+
+The above copyright notice and this permission notice shall be included in all
+copies or substantial portions of the Software.
+
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
+SOFTWARE.
+*/

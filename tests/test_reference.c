@@ -1,0 +1,750 @@
+/* tests/test_reference.c -- self-check of the float64 reference
+   (tests/reference.c) against the properties of SPEC.md section 6 and a few
+   hand-computed tiny cases. Prints "N passed, M failed" as its last line and
+   returns nonzero on failure. */
+#include "reference.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int n_pass = 0, n_fail = 0;
+
+static void check(int ok, const char *fmt, ...) {
+  if (ok) {
+    n_pass++;
+    return;
+  }
+  n_fail++;
+  if (n_fail <= 60) {
+    va_list ap;
+    va_start(ap, fmt);
+    printf("FAIL: ");
+    vprintf(fmt, ap);
+    printf("\n");
+    va_end(ap);
+  }
+}
+
+/* ---- fixed-seed LCG, values in [-1, 1] ---- */
+static unsigned long long rng_state = 0x243F6A8885A308D3ULL;
+static double urand(void) {
+  rng_state = rng_state * 6364136223846793005ULL + 1442695040888963407ULL;
+  return (double)(rng_state >> 11) * (1.0 / 9007199254740992.0) * 2.0 - 1.0;
+}
+static void fill(double *x, size_t n) {
+  size_t a;
+  for (a = 0; a < n; ++a) x[a] = urand();
+}
+
+static double *dalloc(size_t n) {
+  double *p = (double *)malloc(sizeof(double) * (n ? n : 1));
+  if (!p) abort();
+  return p;
+}
+
+/* max |a-b| / max(1, |b|) */
+static double max_rel_err(const double *a, const double *b, size_t n) {
+  double worst = 0.0;
+  size_t x;
+  for (x = 0; x < n; ++x) {
+    double den = fabs(b[x]) > 1.0 ? fabs(b[x]) : 1.0;
+    double e = fabs(a[x] - b[x]) / den;
+    if (!(e <= worst)) worst = e; /* also catches NaN */
+  }
+  return worst;
+}
+
+typedef struct variant {
+  int kind, key, norm;
+  const char *name;
+} variant;
+
+static const variant variants[] = {
+    {REF_FIXED, 0, 0, "FIXED"},
+    {REF_AXIAL, REF_KEY_WSUM, 0, "AXIAL/WSUM"},
+    {REF_AXIAL, REF_KEY_SELF, 0, "AXIAL/SELF"},
+    {REF_AXIAL, REF_KEY_CALLER, 0, "AXIAL/CALLER"},
+    {REF_MIXTURE, 0, REF_MIX_JOINT, "MIXTURE/JOINT"},
+    {REF_MIXTURE, 0, REF_MIX_AVERAGE, "MIXTURE/AVERAGE"},
+    {REF_DENSE, 0, 0, "DENSE"},
+};
+enum { N_VARIANTS = (int)(sizeof(variants) / sizeof(variants[0])) };
+
+static ref_problem make_problem(const variant *var, int L, int d, int dv, int H, int Hkv, int m, int causal,
+                                int pool, const double *ck) {
+  ref_problem p;
+  memset(&p, 0, sizeof(p));
+  p.kind = var->kind;
+  p.L = L;
+  p.d = d;
+  p.dv = dv;
+  p.H = H;
+  p.Hkv = Hkv;
+  p.m = m;
+  p.causal = causal;
+  p.scale = 1.0 / sqrt((double)d);
+  p.pool = pool;
+  p.axial_key = var->key;
+  p.caller_keys = ck;
+  p.mixture_norm = var->norm;
+  return p;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Property tests on random inputs.                                          */
+/* ------------------------------------------------------------------------ */
+#define CFG_FMT "%s L=%d m=%d d=%d dv=%d H=%d/%d %s pool=%s"
+#define CFG_ARGS(var, p) \
+  (var)->name, (p).L, (p).m, (p).d, (p).dv, (p).H, (p).Hkv, (p).causal ? "causal" : "bidir", \
+      (p).pool == REF_POOL_MEAN ? "mean" : "max"
+
+/* Effective matrix: dv = L, v_j = e_j for every kv head, so out[h][i][j] = A_h[i][j]. */
+static void test_effective_matrix(const variant *var, int L, int m, int d, int H, int Hkv, int causal, int pool) {
+  double *q = dalloc((size_t)H * L * d), *k = dalloc((size_t)Hkv * L * d);
+  double *v = dalloc((size_t)Hkv * L * L), *ck = dalloc((size_t)H * L * d);
+  double *out = dalloc((size_t)H * L * L);
+  ref_problem p;
+  int g, j, h, i, ok = 1;
+  double worst_sum = 0.0;
+  fill(q, (size_t)H * L * d);
+  fill(k, (size_t)Hkv * L * d);
+  fill(ck, (size_t)H * L * d);
+  for (g = 0; g < Hkv; ++g)
+    for (j = 0; j < L; ++j)
+      for (i = 0; i < L; ++i) v[((size_t)g * L + j) * L + i] = (i == j) ? 1.0 : 0.0;
+  p = make_problem(var, L, d, L, H, Hkv, m, causal, pool, ck);
+  ref_attention(&p, q, k, v, out);
+  for (h = 0; h < H; ++h)
+    for (i = 0; i < L; ++i) {
+      const double *A = out + ((size_t)h * L + i) * L;
+      double sum = 0.0;
+      for (j = 0; j < L; ++j) {
+        sum += A[j];
+        if (causal && j > i) {
+          if (A[j] != 0.0) ok = 0;
+        } else {
+          if (!(A[j] > 0.0) || !(A[j] <= 1.0)) ok = 0;
+        }
+      }
+      if (!(fabs(sum - 1.0) <= 1e-12)) ok = 0;
+      if (!(fabs(sum - 1.0) <= worst_sum)) worst_sum = fabs(sum - 1.0);
+    }
+  check(ok, "effective matrix " CFG_FMT " (worst |rowsum-1| = %g)", CFG_ARGS(var, p), worst_sum);
+  free(q);
+  free(k);
+  free(v);
+  free(ck);
+  free(out);
+}
+
+static void test_random(const variant *var, int L, int m, int d, int dv, int H, int Hkv, int causal, int pool) {
+  size_t nq = (size_t)H * L * d, nk = (size_t)Hkv * L * d, nv = (size_t)Hkv * L * dv, no = (size_t)H * L * dv;
+  double *q = dalloc(nq), *k = dalloc(nk), *v = dalloc(nv), *ck = dalloc(nq);
+  double *out = dalloc(no), *out2 = dalloc(no);
+  ref_problem p = make_problem(var, L, d, dv, H, Hkv, m, causal, pool, ck);
+  fill(q, nq);
+  fill(k, nk);
+  fill(v, nv);
+  fill(ck, nq);
+  ref_attention(&p, q, k, v, out);
+
+  /* Causality: perturb q, k, v (and caller keys) at positions > i. */
+  if (causal) {
+    int cand[4], nc = 0, a, b;
+    int raw[4];
+    raw[0] = 0;
+    raw[1] = L / 2;
+    raw[2] = L - 2;
+    raw[3] = L - 1;
+    for (a = 0; a < 4; ++a) {
+      int dup = 0;
+      if (raw[a] < 0 || raw[a] >= L - 1) continue; /* i = L-1 has no later positions */
+      for (b = 0; b < nc; ++b)
+        if (cand[b] == raw[a]) dup = 1;
+      if (!dup) cand[nc++] = raw[a];
+    }
+    for (a = 0; a < nc; ++a) {
+      int i = cand[a], h, g, j, x, same = 1;
+      double *q2 = dalloc(nq), *k2 = dalloc(nk), *v2 = dalloc(nv), *ck2 = dalloc(nq);
+      ref_problem p2 = p;
+      memcpy(q2, q, sizeof(double) * nq);
+      memcpy(k2, k, sizeof(double) * nk);
+      memcpy(v2, v, sizeof(double) * nv);
+      memcpy(ck2, ck, sizeof(double) * nq);
+      for (j = i + 1; j < L; ++j) {
+        for (h = 0; h < H; ++h)
+          for (x = 0; x < d; ++x) {
+            q2[((size_t)h * L + j) * d + x] = urand();
+            ck2[((size_t)h * L + j) * d + x] = urand();
+          }
+        for (g = 0; g < Hkv; ++g) {
+          for (x = 0; x < d; ++x) k2[((size_t)g * L + j) * d + x] = urand();
+          for (x = 0; x < dv; ++x) v2[((size_t)g * L + j) * dv + x] = urand();
+        }
+      }
+      p2.caller_keys = ck2;
+      ref_attention(&p2, q2, k2, v2, out2);
+      for (h = 0; h < H; ++h)
+        for (x = 0; x < dv; ++x)
+          if (out2[((size_t)h * L + i) * dv + x] != out[((size_t)h * L + i) * dv + x]) same = 0;
+      check(same, "causality at i=%d " CFG_FMT, i, CFG_ARGS(var, p));
+      free(q2);
+      free(k2);
+      free(v2);
+      free(ck2);
+    }
+  }
+
+  /* Degenerate blocks: m >= L (all kinds), m == 1 (all but CALLER keys). */
+  if (var->kind != REF_DENSE && (m >= L || (m == 1 && var->key != REF_KEY_CALLER))) {
+    ref_problem pd = p;
+    double err;
+    pd.kind = REF_DENSE;
+    ref_attention(&pd, q, k, v, out2);
+    err = max_rel_err(out, out2, no);
+    check(err <= 1e-12, "%s equals DENSE " CFG_FMT " (rel err %g)", m >= L ? "m>=L" : "m=1", CFG_ARGS(var, p),
+          err);
+  }
+
+  /* Caller keys equal to k reproduce SELF; equal to WSUM keys reproduce WSUM. */
+  if (var->kind == REF_AXIAL && var->key == REF_KEY_CALLER) {
+    int h, i, t, c, cc, x, grp = H / Hkv;
+    double *ckk = dalloc(nq);
+    ref_problem ps = p, pc = p;
+    double err;
+    /* (a) SELF */
+    for (h = 0; h < H; ++h)
+      memcpy(ckk + (size_t)h * L * d, k + (size_t)(h / grp) * L * d, sizeof(double) * (size_t)L * d);
+    ps.axial_key = REF_KEY_SELF;
+    ps.caller_keys = NULL;
+    pc.caller_keys = ckk;
+    ref_attention(&ps, q, k, v, out);
+    ref_attention(&pc, q, k, v, out2);
+    err = max_rel_err(out2, out, no);
+    check(err <= 1e-14, "CALLER(k) equals SELF " CFG_FMT " (rel err %g)", CFG_ARGS(var, p), err);
+    /* (b) WSUM, keys computed here independently */
+    for (h = 0; h < H; ++h) {
+      const double *qh = q + (size_t)h * L * d, *kg = k + (size_t)(h / grp) * L * d;
+      for (i = 0; i < L; ++i) {
+        double w[256], mx = -HUGE_VAL, den = 0.0;
+        int lo, hi;
+        t = i / m;
+        c = i % m;
+        (void)c;
+        lo = t * m;
+        hi = (t + 1) * m < L ? (t + 1) * m : L;
+        for (cc = lo; cc < hi; ++cc) {
+          double lg = 0.0;
+          for (x = 0; x < d; ++x) lg += qh[(size_t)i * d + x] * kg[(size_t)cc * d + x];
+          w[cc - lo] = lg * p.scale;
+          if (w[cc - lo] > mx) mx = w[cc - lo];
+        }
+        for (cc = lo; cc < hi; ++cc) {
+          w[cc - lo] = exp(w[cc - lo] - mx);
+          den += w[cc - lo];
+        }
+        for (x = 0; x < d; ++x) {
+          double acc = 0.0;
+          for (cc = lo; cc < hi; ++cc) acc += w[cc - lo] * kg[(size_t)cc * d + x];
+          ckk[((size_t)h * L + i) * d + x] = acc / den;
+        }
+      }
+    }
+    ps.axial_key = REF_KEY_WSUM;
+    ref_attention(&ps, q, k, v, out);
+    ref_attention(&pc, q, k, v, out2);
+    err = max_rel_err(out2, out, no);
+    check(err <= 1e-12, "CALLER(wsum keys) equals WSUM " CFG_FMT " (rel err %g)", CFG_ARGS(var, p), err);
+    free(ckk);
+  }
+
+  /* Grouped heads: query head h equals a single-head call on (q_h, k_g, v_g). */
+  if (H > 1 && L <= 17) {
+    int h, grp = H / Hkv, same = 1;
+    double *o1 = dalloc((size_t)L * dv);
+    ref_problem p1 = p;
+    p1.H = 1;
+    p1.Hkv = 1;
+    ref_attention(&p, q, k, v, out); /* out may have been overwritten above */
+    for (h = 0; h < H; ++h) {
+      int g = h / grp;
+      p1.caller_keys = ck + (size_t)h * L * d;
+      ref_attention(&p1, q + (size_t)h * L * d, k + (size_t)g * L * d, v + (size_t)g * L * dv, o1);
+      if (memcmp(o1, out + (size_t)h * L * dv, sizeof(double) * (size_t)L * dv) != 0) same = 0;
+    }
+    check(same, "head grouping " CFG_FMT, CFG_ARGS(var, p));
+    free(o1);
+  }
+
+  free(q);
+  free(k);
+  free(v);
+  free(ck);
+  free(out);
+  free(out2);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Hand-computed tiny cases (d = 1, dv = 1, H = Hkv = 1, scale 0.7).         */
+/* Expected values are written from the SPEC formulas with exp() directly.   */
+/* ------------------------------------------------------------------------ */
+/* sum_t e^{l_t} x_t / sum_t e^{l_t} for an explicit short list */
+static double wavg(int n, const double *l, const double *x) {
+  double num = 0.0, den = 0.0;
+  int t;
+  for (t = 0; t < n; ++t) {
+    num += exp(l[t]) * x[t];
+    den += exp(l[t]);
+  }
+  return num / den;
+}
+static double wavg2(double l0, double x0, double l1, double x1) {
+  return (exp(l0) * x0 + exp(l1) * x1) / (exp(l0) + exp(l1));
+}
+static double wavg3(double l0, double x0, double l1, double x1, double l2, double x2) {
+  return (exp(l0) * x0 + exp(l1) * x1 + exp(l2) * x2) / (exp(l0) + exp(l1) + exp(l2));
+}
+
+static double run1(int kind, int L, int m, int causal, int pool, int key, int norm, const double *q,
+                   const double *k, const double *v, const double *ck, int i) {
+  ref_problem p;
+  double out[16];
+  memset(&p, 0, sizeof(p));
+  p.kind = kind;
+  p.L = L;
+  p.d = 1;
+  p.dv = 1;
+  p.H = 1;
+  p.Hkv = 1;
+  p.m = m;
+  p.causal = causal;
+  p.scale = 0.7;
+  p.pool = pool;
+  p.axial_key = key;
+  p.caller_keys = ck;
+  p.mixture_norm = norm;
+  ref_attention(&p, q, k, v, out);
+  return out[i];
+}
+
+static void hand_check(const char *name, double got, double want) {
+  double err = fabs(got - want) / (fabs(want) > 1.0 ? fabs(want) : 1.0);
+  check(err <= 1e-14, "hand case %s: got %.17g want %.17g", name, got, want);
+}
+
+static void hand_cases(void) {
+  const double s = 0.7;
+  /* 5 positions: blocks/rows of m=2 are [0,1] [2,3] [4] */
+  static const double q[5] = {0.3, -0.5, 0.8, -0.9, 0.1};
+  static const double k[5] = {0.9, -0.2, 0.4, 0.6, -0.7};
+  static const double v[5] = {1.0, -2.0, 0.5, 3.0, -1.5};
+  static const double ck[5] = {0.25, -0.35, 0.45, -0.55, 0.65};
+  /* 8 positions: rows of m=3 are [0,1,2] [3,4,5] [6,7] */
+  static const double q8[8] = {0.3, -0.5, 0.8, -0.9, 0.1, 0.6, -0.4, 0.7};
+  static const double k8[8] = {0.9, -0.2, 0.4, 0.6, -0.7, -0.3, 0.5, 0.2};
+  static const double v8[8] = {1.0, -2.0, 0.5, 3.0, -1.5, 2.5, -0.5, 1.5};
+  static const double ck8[8] = {0.25, -0.35, 0.45, -0.55, 0.65, -0.75, 0.85, -0.95};
+  /* 9 positions: rows of m=3 are [0,1,2] [3,4,5] [6,7,8] */
+  static const double q9[9] = {0.3, -0.5, 0.8, -0.9, 0.1, 0.6, -0.4, 0.7, 0.2};
+  static const double k9[9] = {0.9, -0.2, 0.4, 0.6, -0.7, -0.3, 0.5, 0.2, -0.8};
+  static const double v9[9] = {1.0, -2.0, 0.5, 3.0, -1.5, 2.5, -0.5, 1.5, 2.0};
+
+  /* ---------------- FIXED ---------------- */
+  {
+    /* L=3, m=2, causal, max. Query 0: only itself. */
+    hand_check("fixed L3 causal q0", run1(REF_FIXED, 3, 2, 1, REF_POOL_MAX, 0, 0, q, k, v, NULL, 0), v[0]);
+    /* Query 1: direct {0,1}. */
+    hand_check("fixed L3 causal q1", run1(REF_FIXED, 3, 2, 1, REF_POOL_MAX, 0, 0, q, k, v, NULL, 1),
+               wavg2(s * q[1] * k[0], v[0], s * q[1] * k[1], v[1]));
+    /* Query 2: direct {2}; block 0: K = max(k0,k1) = 0.9, V = att(max(q0,q1) = 0.3, {0,1}). */
+    {
+      double Vb0 = wavg2(s * 0.3 * k[0], v[0], s * 0.3 * k[1], v[1]);
+      double want = wavg2(s * q[2] * k[2], v[2], s * q[2] * 0.9, Vb0);
+      hand_check("fixed L3 causal q2 max",
+                 run1(REF_FIXED, 3, 2, 1, REF_POOL_MAX, 0, 0, q, k, v, NULL, 2), want);
+      /* bidirectional: block 1 = {2} only, so query 2 is the same */
+      hand_check("fixed L3 bidir q2 max", run1(REF_FIXED, 3, 2, 0, REF_POOL_MAX, 0, 0, q, k, v, NULL, 2),
+                 want);
+    }
+    /* Mean pool: K = (0.9 - 0.2)/2 = 0.35, pooled query (0.3 - 0.5)/2 = -0.1. */
+    {
+      double Vb0 = wavg2(s * -0.1 * k[0], v[0], s * -0.1 * k[1], v[1]);
+      hand_check("fixed L3 causal q2 mean",
+                 run1(REF_FIXED, 3, 2, 1, REF_POOL_MEAN, 0, 0, q, k, v, NULL, 2),
+                 wavg2(s * q[2] * k[2], v[2], s * q[2] * 0.35, Vb0));
+    }
+    /* L=5, m=2, causal, query 4: direct {4}; block 0 (K 0.9, V att(0.3,{0,1}));
+       block 1: K = max(0.4, 0.6) = 0.6, pooled q = max(0.8, -0.9) = 0.8. */
+    {
+      double V0 = wavg2(s * 0.3 * k[0], v[0], s * 0.3 * k[1], v[1]);
+      double V1 = wavg2(s * 0.8 * k[2], v[2], s * 0.8 * k[3], v[3]);
+      hand_check("fixed L5 causal q4", run1(REF_FIXED, 5, 2, 1, REF_POOL_MAX, 0, 0, q, k, v, NULL, 4),
+                 wavg3(s * q[4] * k[4], v[4], s * q[4] * 0.9, V0, s * q[4] * 0.6, V1));
+      /* bidirectional query 2: direct {2,3}; block 0 as above; block 2 = {4}: K k4, V v4. */
+      {
+        double l[4], x[4];
+        l[0] = s * q[2] * k[2]; x[0] = v[2];
+        l[1] = s * q[2] * k[3]; x[1] = v[3];
+        l[2] = s * q[2] * 0.9;  x[2] = V0;
+        l[3] = s * q[2] * k[4]; x[3] = v[4];
+        hand_check("fixed L5 bidir q2", run1(REF_FIXED, 5, 2, 0, REF_POOL_MAX, 0, 0, q, k, v, NULL, 2),
+                   wavg(4, l, x));
+      }
+      /* bidirectional query 0: direct {0,1}; block 1 (K 0.6, V1); block 2 (k4, v4). */
+      {
+        double l[4], x[4];
+        l[0] = s * q[0] * k[0]; x[0] = v[0];
+        l[1] = s * q[0] * k[1]; x[1] = v[1];
+        l[2] = s * q[0] * 0.6;  x[2] = V1;
+        l[3] = s * q[0] * k[4]; x[3] = v[4];
+        hand_check("fixed L5 bidir q0", run1(REF_FIXED, 5, 2, 0, REF_POOL_MAX, 0, 0, q, k, v, NULL, 0),
+                   wavg(4, l, x));
+      }
+    }
+  }
+
+  /* ---------------- AXIAL ---------------- */
+  {
+    /* L=5, m=2 causal. Row summaries needed:
+       cell (0,0): q0 over row {0,1};  cell (0,1): q1 over row {0,1};  cell (1,0): q2 over row {2,3}. */
+    double R00 = wavg2(s * q[0] * k[0], v[0], s * q[0] * k[1], v[1]);
+    double K00 = wavg2(s * q[0] * k[0], k[0], s * q[0] * k[1], k[1]);
+    double R01 = wavg2(s * q[1] * k[0], v[0], s * q[1] * k[1], v[1]);
+    double K01 = wavg2(s * q[1] * k[0], k[0], s * q[1] * k[1], k[1]);
+    double R10 = wavg2(s * q[2] * k[2], v[2], s * q[2] * k[3], v[3]);
+    double K10 = wavg2(s * q[2] * k[2], k[2], s * q[2] * k[3], k[3]);
+    double R11 = wavg2(s * q[3] * k[2], v[2], s * q[3] * k[3], v[3]);
+    double K11 = wavg2(s * q[3] * k[2], k[2], s * q[3] * k[3], k[3]);
+    /* causal query 3 = (1,1): direct {2,3}; row 0 through cell (0,1). */
+    hand_check("axial L5 causal wsum q3", run1(REF_AXIAL, 5, 2, 1, REF_POOL_MAX, REF_KEY_WSUM, 0, q, k, v, NULL, 3),
+               wavg3(s * q[3] * k[2], v[2], s * q[3] * k[3], v[3], s * q[3] * K01, R01));
+    hand_check("axial L5 causal self q3", run1(REF_AXIAL, 5, 2, 1, REF_POOL_MAX, REF_KEY_SELF, 0, q, k, v, NULL, 3),
+               wavg3(s * q[3] * k[2], v[2], s * q[3] * k[3], v[3], s * q[3] * k[1], R01));
+    hand_check("axial L5 causal caller q3",
+               run1(REF_AXIAL, 5, 2, 1, REF_POOL_MAX, REF_KEY_CALLER, 0, q, k, v, ck, 3),
+               wavg3(s * q[3] * k[2], v[2], s * q[3] * k[3], v[3], s * q[3] * ck[1], R01));
+    /* causal query 4 = (2,0): direct {4}; row 0 through (0,0); row 1 through (1,0). */
+    hand_check("axial L5 causal wsum q4", run1(REF_AXIAL, 5, 2, 1, REF_POOL_MAX, REF_KEY_WSUM, 0, q, k, v, NULL, 4),
+               wavg3(s * q[4] * k[4], v[4], s * q[4] * K00, R00, s * q[4] * K10, R10));
+    hand_check("axial L5 causal caller q4",
+               run1(REF_AXIAL, 5, 2, 1, REF_POOL_MAX, REF_KEY_CALLER, 0, q, k, v, ck, 4),
+               wavg3(s * q[4] * k[4], v[4], s * q[4] * ck[0], R00, s * q[4] * ck[2], R10));
+    /* bidirectional query 1 = (0,1): direct {0,1}; row 1 through (1,1);
+       row 2 has no cell (2,1): fixed-style abstraction of row 2 = {4}: K = k4, V = att(q4,{4}) = v4. */
+    {
+      double l[4], x[4];
+      l[0] = s * q[1] * k[0]; x[0] = v[0];
+      l[1] = s * q[1] * k[1]; x[1] = v[1];
+      l[2] = s * q[1] * K11;  x[2] = R11;
+      l[3] = s * q[1] * k[4]; x[3] = v[4];
+      hand_check("axial L5 bidir wsum q1",
+                 run1(REF_AXIAL, 5, 2, 0, REF_POOL_MAX, REF_KEY_WSUM, 0, q, k, v, NULL, 1), wavg(4, l, x));
+      l[2] = s * q[1] * ck[3];
+      hand_check("axial L5 bidir caller q1",
+                 run1(REF_AXIAL, 5, 2, 0, REF_POOL_MAX, REF_KEY_CALLER, 0, q, k, v, ck, 1), wavg(4, l, x));
+    }
+    /* bidirectional query 4 = (2,0): direct {4}; rows 0 and 1 through (0,0), (1,0). */
+    hand_check("axial L5 bidir wsum q4", run1(REF_AXIAL, 5, 2, 0, REF_POOL_MAX, REF_KEY_WSUM, 0, q, k, v, NULL, 4),
+               wavg3(s * q[4] * k[4], v[4], s * q[4] * K00, R00, s * q[4] * K10, R10));
+    /* L=8, m=3, bidirectional, caller keys, both pools. Query 2 = (0,2): direct {0,1,2};
+       row 1 through (1,2) = pos 5: R = att(q5, {3,4,5}), key ck[5];
+       row 2 = {6,7} lacks (2,2): K = pool(k6,k7), V = att(pool(q6,q7), {6,7}). */
+    {
+      double l3[3], x3[3], l[5], x[5], R12, Kp, Qp, Vp;
+      l3[0] = s * q8[5] * k8[3]; x3[0] = v8[3];
+      l3[1] = s * q8[5] * k8[4]; x3[1] = v8[4];
+      l3[2] = s * q8[5] * k8[5]; x3[2] = v8[5];
+      R12 = wavg(3, l3, x3);
+      /* max pool: max(0.5, 0.2) = 0.5, max(-0.4, 0.7) = 0.7 */
+      Kp = 0.5;
+      Qp = 0.7;
+      Vp = wavg2(s * Qp * k8[6], v8[6], s * Qp * k8[7], v8[7]);
+      l[0] = s * q8[2] * k8[0]; x[0] = v8[0];
+      l[1] = s * q8[2] * k8[1]; x[1] = v8[1];
+      l[2] = s * q8[2] * k8[2]; x[2] = v8[2];
+      l[3] = s * q8[2] * ck8[5]; x[3] = R12;
+      l[4] = s * q8[2] * Kp;    x[4] = Vp;
+      hand_check("axial L8 m3 bidir caller max q2",
+                 run1(REF_AXIAL, 8, 3, 0, REF_POOL_MAX, REF_KEY_CALLER, 0, q8, k8, v8, ck8, 2), wavg(5, l, x));
+      /* mean pool: (0.5 + 0.2)/2 = 0.35, (-0.4 + 0.7)/2 = 0.15 */
+      Kp = 0.35;
+      Qp = 0.15;
+      Vp = wavg2(s * Qp * k8[6], v8[6], s * Qp * k8[7], v8[7]);
+      l[4] = s * q8[2] * Kp; x[4] = Vp;
+      hand_check("axial L8 m3 bidir caller mean q2",
+                 run1(REF_AXIAL, 8, 3, 0, REF_POOL_MEAN, REF_KEY_CALLER, 0, q8, k8, v8, ck8, 2), wavg(5, l, x));
+    }
+  }
+
+  /* ---------------- MIXTURE ---------------- */
+  {
+    /* Causal, L=9, m=3, query 7 = (s=2, u=1).
+       1. column direct (0,1)=1, (1,1)=4;  2. row direct (2,0)=6, (2,1)=7;
+       3. column abstractions: c=0 rows 0..1 = {0,3}; c=2 rows 0..1 = {2,5};
+       4. left rows t=0: {0}; t=1: {3};   5. right rows t=0: {2}; t=1: {5}. */
+    double qi = q9[7];
+    /* max pool: K_c0 = max(0.9,0.6)=0.9, Q_c0 = max(0.3,-0.9)=0.3; K_c2 = max(0.4,-0.3)=0.4, Q_c2 = max(0.8,0.6)=0.8 */
+    double Vc0 = wavg2(s * 0.3 * k9[0], v9[0], s * 0.3 * k9[3], v9[3]);
+    double Vc2 = wavg2(s * 0.8 * k9[2], v9[2], s * 0.8 * k9[5], v9[5]);
+    double l[10], x[10], vert, horiz;
+    int n = 0;
+    l[n] = s * qi * k9[1]; x[n++] = v9[1];
+    l[n] = s * qi * k9[4]; x[n++] = v9[4];
+    l[n] = s * qi * k9[6]; x[n++] = v9[6];
+    l[n] = s * qi * k9[7]; x[n++] = v9[7];
+    l[n] = s * qi * 0.9;   x[n++] = Vc0;
+    l[n] = s * qi * 0.4;   x[n++] = Vc2;
+    vert = wavg(n, l, x);
+    l[n] = s * qi * k9[0]; x[n++] = v9[0];
+    l[n] = s * qi * k9[3]; x[n++] = v9[3];
+    l[n] = s * qi * k9[2]; x[n++] = v9[2];
+    l[n] = s * qi * k9[5]; x[n++] = v9[5];
+    hand_check("mixture L9 m3 causal joint max q7",
+               run1(REF_MIXTURE, 9, 3, 1, REF_POOL_MAX, 0, REF_MIX_JOINT, q9, k9, v9, NULL, 7), wavg(n, l, x));
+    /* horizontal plan: direct + left/right singletons (columns-direct order irrelevant) */
+    {
+      double lh[8], xh[8];
+      int a;
+      for (a = 0; a < 4; ++a) {
+        lh[a] = l[a];
+        xh[a] = x[a];
+      }
+      for (a = 0; a < 4; ++a) {
+        lh[4 + a] = l[6 + a];
+        xh[4 + a] = x[6 + a];
+      }
+      horiz = wavg(8, lh, xh);
+    }
+    hand_check("mixture L9 m3 causal average max q7",
+               run1(REF_MIXTURE, 9, 3, 1, REF_POOL_MAX, 0, REF_MIX_AVERAGE, q9, k9, v9, NULL, 7),
+               0.5 * vert + 0.5 * horiz);
+    /* mean pool: K_c0 = (0.9+0.6)/2 = 0.75, Q_c0 = (0.3-0.9)/2 = -0.3; K_c2 = (0.4-0.3)/2 = 0.05, Q_c2 = 0.7 */
+    {
+      double Vm0 = wavg2(s * -0.3 * k9[0], v9[0], s * -0.3 * k9[3], v9[3]);
+      double Vm2 = wavg2(s * 0.7 * k9[2], v9[2], s * 0.7 * k9[5], v9[5]);
+      l[4] = s * qi * 0.75; x[4] = Vm0;
+      l[5] = s * qi * 0.05; x[5] = Vm2;
+      hand_check("mixture L9 m3 causal joint mean q7",
+                 run1(REF_MIXTURE, 9, 3, 1, REF_POOL_MEAN, 0, REF_MIX_JOINT, q9, k9, v9, NULL, 7), wavg(10, l, x));
+      hand_check("mixture L9 m3 causal average mean q7",
+                 run1(REF_MIXTURE, 9, 3, 1, REF_POOL_MEAN, 0, REF_MIX_AVERAGE, q9, k9, v9, NULL, 7),
+                 0.5 * wavg(6, l, x) + 0.5 * horiz);
+    }
+  }
+  {
+    /* Causal, L=9, m=3, query 4 = (1,1): col direct {1}; row direct {3,4};
+       columns c=0 {0}, c=2 {2}; left t=0 {0}; right t=0 {2}. */
+    double qi = q9[4], l[7], x[7];
+    int n = 0;
+    l[n] = s * qi * k9[1]; x[n++] = v9[1];
+    l[n] = s * qi * k9[3]; x[n++] = v9[3];
+    l[n] = s * qi * k9[4]; x[n++] = v9[4];
+    l[n] = s * qi * k9[0]; x[n++] = v9[0];
+    l[n] = s * qi * k9[2]; x[n++] = v9[2];
+    l[n] = s * qi * k9[0]; x[n++] = v9[0];
+    l[n] = s * qi * k9[2]; x[n++] = v9[2];
+    hand_check("mixture L9 m3 causal joint q4",
+               run1(REF_MIXTURE, 9, 3, 1, REF_POOL_MAX, 0, REF_MIX_JOINT, q9, k9, v9, NULL, 4), wavg(n, l, x));
+  }
+  {
+    /* Bidirectional, L=8, m=3 (rows [0,1,2] [3,4,5] [6,7]), query 5 = (s=1, u=2).
+       1. column direct: (0,2)=2 ((2,2) missing);  2. row direct {3,4,5};
+       3. columns c=0: above {0}, below {6};  c=1: above {1}, below {7};
+       4. left: t=0 cols 0..1 = {0,1}; t=2 cols 0..min(1,1) = {6,7};  5. right: none (u = m-1). */
+    double qi = q8[5];
+    /* max pool: left t=0: K = max(0.9,-0.2) = 0.9, Q = max(0.3,-0.5) = 0.3;
+                 left t=2: K = max(0.5,0.2) = 0.5, Q = max(-0.4,0.7) = 0.7 */
+    double VL0 = wavg2(s * 0.3 * k8[0], v8[0], s * 0.3 * k8[1], v8[1]);
+    double VL2 = wavg2(s * 0.7 * k8[6], v8[6], s * 0.7 * k8[7], v8[7]);
+    double l[10], x[10], vert, horiz, lh[6], xh[6];
+    int n = 0, a;
+    l[n] = s * qi * k8[2]; x[n++] = v8[2];
+    l[n] = s * qi * k8[3]; x[n++] = v8[3];
+    l[n] = s * qi * k8[4]; x[n++] = v8[4];
+    l[n] = s * qi * k8[5]; x[n++] = v8[5];
+    l[n] = s * qi * k8[0]; x[n++] = v8[0];
+    l[n] = s * qi * k8[6]; x[n++] = v8[6];
+    l[n] = s * qi * k8[1]; x[n++] = v8[1];
+    l[n] = s * qi * k8[7]; x[n++] = v8[7];
+    vert = wavg(n, l, x);
+    l[n] = s * qi * 0.9; x[n++] = VL0;
+    l[n] = s * qi * 0.5; x[n++] = VL2;
+    hand_check("mixture L8 m3 bidir joint q5",
+               run1(REF_MIXTURE, 8, 3, 0, REF_POOL_MAX, 0, REF_MIX_JOINT, q8, k8, v8, NULL, 5), wavg(n, l, x));
+    for (a = 0; a < 4; ++a) {
+      lh[a] = l[a];
+      xh[a] = x[a];
+    }
+    lh[4] = l[8]; xh[4] = x[8];
+    lh[5] = l[9]; xh[5] = x[9];
+    horiz = wavg(6, lh, xh);
+    hand_check("mixture L8 m3 bidir average q5",
+               run1(REF_MIXTURE, 8, 3, 0, REF_POOL_MAX, 0, REF_MIX_AVERAGE, q8, k8, v8, NULL, 5),
+               0.5 * vert + 0.5 * horiz);
+  }
+  {
+    /* Bidirectional, L=8, m=3, query 1 = (0,1).
+       1. column direct (1,1)=4, (2,1)=7;  2. row direct {0,1,2};
+       3. c=0: above none, below {3,6}; c=2: above none, below {5} ((2,2) missing);
+       4. left: t=1 {3}; t=2 {6};  5. right: t=1 {5}; t=2 none (cols >= 2 missing). */
+    double qi = q8[1];
+    /* c=0 below: K = max(0.6,0.5) = 0.6, Q = max(-0.9,-0.4) = -0.4 */
+    double Vc0 = wavg2(s * -0.4 * k8[3], v8[3], s * -0.4 * k8[6], v8[6]);
+    double l[10], x[10];
+    int n = 0;
+    l[n] = s * qi * k8[4]; x[n++] = v8[4];
+    l[n] = s * qi * k8[7]; x[n++] = v8[7];
+    l[n] = s * qi * k8[0]; x[n++] = v8[0];
+    l[n] = s * qi * k8[1]; x[n++] = v8[1];
+    l[n] = s * qi * k8[2]; x[n++] = v8[2];
+    l[n] = s * qi * 0.6;   x[n++] = Vc0;
+    l[n] = s * qi * k8[5]; x[n++] = v8[5];
+    l[n] = s * qi * k8[3]; x[n++] = v8[3];
+    l[n] = s * qi * k8[6]; x[n++] = v8[6];
+    l[n] = s * qi * k8[5]; x[n++] = v8[5];
+    hand_check("mixture L8 m3 bidir joint q1",
+               run1(REF_MIXTURE, 8, 3, 0, REF_POOL_MAX, 0, REF_MIX_JOINT, q8, k8, v8, NULL, 1), wavg(n, l, x));
+  }
+  {
+    /* Bidirectional, L=8, m=3, query 6 = (2,0), mean pool.
+       1. column direct {0,3};  2. row direct {6,7};
+       3. c=1: above {1,4}; c=2: above {2,5}; below: none;
+       4. left: none (u=0);  5. right: t=0 {1,2}; t=1 {4,5}. */
+    double qi = q8[6];
+    double Kc1 = (k8[1] + k8[4]) / 2, Qc1 = (q8[1] + q8[4]) / 2;
+    double Kc2 = (k8[2] + k8[5]) / 2, Qc2 = (q8[2] + q8[5]) / 2;
+    double Kr0 = (k8[1] + k8[2]) / 2, Qr0 = (q8[1] + q8[2]) / 2;
+    double Kr1 = (k8[4] + k8[5]) / 2, Qr1 = (q8[4] + q8[5]) / 2;
+    double Vc1 = wavg2(s * Qc1 * k8[1], v8[1], s * Qc1 * k8[4], v8[4]);
+    double Vc2 = wavg2(s * Qc2 * k8[2], v8[2], s * Qc2 * k8[5], v8[5]);
+    double Vr0 = wavg2(s * Qr0 * k8[1], v8[1], s * Qr0 * k8[2], v8[2]);
+    double Vr1 = wavg2(s * Qr1 * k8[4], v8[4], s * Qr1 * k8[5], v8[5]);
+    double l[8], x[8], lh[6], xh[6], vert, horiz;
+    int n = 0, a;
+    l[n] = s * qi * k8[0]; x[n++] = v8[0];
+    l[n] = s * qi * k8[3]; x[n++] = v8[3];
+    l[n] = s * qi * k8[6]; x[n++] = v8[6];
+    l[n] = s * qi * k8[7]; x[n++] = v8[7];
+    l[n] = s * qi * Kc1;   x[n++] = Vc1;
+    l[n] = s * qi * Kc2;   x[n++] = Vc2;
+    vert = wavg(n, l, x);
+    l[n] = s * qi * Kr0;   x[n++] = Vr0;
+    l[n] = s * qi * Kr1;   x[n++] = Vr1;
+    hand_check("mixture L8 m3 bidir joint mean q6",
+               run1(REF_MIXTURE, 8, 3, 0, REF_POOL_MEAN, 0, REF_MIX_JOINT, q8, k8, v8, NULL, 6), wavg(n, l, x));
+    for (a = 0; a < 4; ++a) {
+      lh[a] = l[a];
+      xh[a] = x[a];
+    }
+    lh[4] = l[6]; xh[4] = x[6];
+    lh[5] = l[7]; xh[5] = x[7];
+    horiz = wavg(6, lh, xh);
+    hand_check("mixture L8 m3 bidir average mean q6",
+               run1(REF_MIXTURE, 8, 3, 0, REF_POOL_MEAN, 0, REF_MIX_AVERAGE, q8, k8, v8, NULL, 6),
+               0.5 * vert + 0.5 * horiz);
+  }
+  {
+    /* Bidirectional, L=7, m=3 (rows [0,1,2] [3,4,5] [6]), query 2 = (0,2), max pool.
+       Clamping of the short last row: its left region for column u=2 is
+       columns 0..min(1, 0) = {6} (cell (2,1) does not exist).
+       1. column direct (1,2)=5 ((2,2) missing);  2. row direct {0,1,2};
+       3. c=0: above none, below {3,6}: K = max(0.6,0.5) = 0.6, Q = max(-0.9,-0.4) = -0.4;
+          c=1: above none, below {4} ((2,1) missing);
+       4. left: t=1 cols 0..1 = {3,4}: K = max(0.6,-0.7) = 0.6, Q = max(-0.9,0.1) = 0.1;
+                t=2 = {6};
+       5. right: none (u = m-1). */
+    double qi = q8[2];
+    double Vc0 = wavg2(s * -0.4 * k8[3], v8[3], s * -0.4 * k8[6], v8[6]);
+    double VL1 = wavg2(s * 0.1 * k8[3], v8[3], s * 0.1 * k8[4], v8[4]);
+    double l[8], x[8], lh[6], xh[6], vert, horiz;
+    int n = 0, a;
+    l[n] = s * qi * k8[5]; x[n++] = v8[5];
+    l[n] = s * qi * k8[0]; x[n++] = v8[0];
+    l[n] = s * qi * k8[1]; x[n++] = v8[1];
+    l[n] = s * qi * k8[2]; x[n++] = v8[2];
+    l[n] = s * qi * 0.6;   x[n++] = Vc0;
+    l[n] = s * qi * k8[4]; x[n++] = v8[4];
+    vert = wavg(n, l, x);
+    l[n] = s * qi * 0.6;   x[n++] = VL1;
+    l[n] = s * qi * k8[6]; x[n++] = v8[6];
+    hand_check("mixture L7 m3 bidir joint q2",
+               run1(REF_MIXTURE, 7, 3, 0, REF_POOL_MAX, 0, REF_MIX_JOINT, q8, k8, v8, NULL, 2), wavg(n, l, x));
+    for (a = 0; a < 4; ++a) {
+      lh[a] = l[a];
+      xh[a] = x[a];
+    }
+    lh[4] = l[6]; xh[4] = x[6];
+    lh[5] = l[7]; xh[5] = x[7];
+    horiz = wavg(6, lh, xh);
+    hand_check("mixture L7 m3 bidir average q2",
+               run1(REF_MIXTURE, 7, 3, 0, REF_POOL_MAX, 0, REF_MIX_AVERAGE, q8, k8, v8, NULL, 2),
+               0.5 * vert + 0.5 * horiz);
+  }
+  {
+    /* Bidirectional, L=5, m=2 (rows [0,1] [2,3] [4]), query 1 = (0,1), max pool.
+       1. column direct (1,1)=3;  2. row direct {0,1};
+       3. c=0: below {2,4}: K = max(0.4,-0.7) = 0.4, Q = max(0.8,0.1) = 0.8;
+       4. left: t=1 {2}; t=2 cols 0..min(0,0) = {4};  5. right: none. */
+    double qi = q[1];
+    double Vc0 = wavg2(s * 0.8 * k[2], v[2], s * 0.8 * k[4], v[4]);
+    double l[7], x[7];
+    int n = 0;
+    l[n] = s * qi * k[3]; x[n++] = v[3];
+    l[n] = s * qi * k[0]; x[n++] = v[0];
+    l[n] = s * qi * k[1]; x[n++] = v[1];
+    l[n] = s * qi * 0.4;  x[n++] = Vc0;
+    l[n] = s * qi * k[2]; x[n++] = v[2];
+    l[n] = s * qi * k[4]; x[n++] = v[4];
+    hand_check("mixture L5 m2 bidir joint q1",
+               run1(REF_MIXTURE, 5, 2, 0, REF_POOL_MAX, 0, REF_MIX_JOINT, q, k, v, NULL, 1), wavg(n, l, x));
+  }
+  {
+    /* DENSE sanity: L=3 causal query 2 and bidirectional query 0. */
+    double l[3], x[3];
+    l[0] = s * q[2] * k[0]; x[0] = v[0];
+    l[1] = s * q[2] * k[1]; x[1] = v[1];
+    l[2] = s * q[2] * k[2]; x[2] = v[2];
+    hand_check("dense L3 causal q2", run1(REF_DENSE, 3, 2, 1, REF_POOL_MAX, 0, 0, q, k, v, NULL, 2), wavg(3, l, x));
+    l[0] = s * q[0] * k[0];
+    l[1] = s * q[0] * k[1];
+    l[2] = s * q[0] * k[2];
+    hand_check("dense L3 bidir q0", run1(REF_DENSE, 3, 2, 0, REF_POOL_MAX, 0, 0, q, k, v, NULL, 0), wavg(3, l, x));
+  }
+}
+
+int main(void) {
+  static const int Ls[] = {1, 2, 3, 7, 16, 17, 61};
+  static const int ds[] = {1, 5};
+  static const int dvs[] = {1, 3};
+  static const int Hs[][2] = {{1, 1}, {4, 2}};
+  int li, mi, di, dvi, hi, vi, causal, pool;
+
+  hand_cases();
+
+  for (li = 0; li < (int)(sizeof(Ls) / sizeof(Ls[0])); ++li) {
+    int L = Ls[li];
+    int ms[7];
+    ms[0] = 1; ms[1] = 2; ms[2] = 3; ms[3] = 5; ms[4] = 8; ms[5] = L; ms[6] = L + 3;
+    for (mi = 0; mi < 7; ++mi) {
+      int m = ms[mi], dup = 0, a;
+      for (a = 0; a < mi; ++a)
+        if (ms[a] == m) dup = 1;
+      if (dup) continue;
+      for (di = 0; di < 2; ++di)
+        for (hi = 0; hi < 2; ++hi)
+          for (vi = 0; vi < N_VARIANTS; ++vi)
+            for (causal = 0; causal < 2; ++causal)
+              for (pool = 0; pool < 2; ++pool) {
+                const variant *var = &variants[vi];
+                test_effective_matrix(var, L, m, ds[di], Hs[hi][0], Hs[hi][1], causal, pool);
+                for (dvi = 0; dvi < 2; ++dvi)
+                  test_random(var, L, m, ds[di], dvs[dvi], Hs[hi][0], Hs[hi][1], causal, pool);
+              }
+    }
+  }
+  printf("%d passed, %d failed\n", n_pass, n_fail);
+  return n_fail != 0;
+}

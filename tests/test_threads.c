@@ -1,0 +1,38 @@
+/* Thread-count independence (SPEC 6): work units are fixed by the problem,
+ * so 1, 2 and 3 threads give bit-identical outputs for every kind. */
+#define COMBINER_IMPLEMENTATION
+#include "test_common.h"
+
+int main(void) {
+  static const combiner_kind kinds[] = {COMBINER_FIXED, COMBINER_AXIAL, COMBINER_MIXTURE,
+                                        COMBINER_MIXTURE, COMBINER_DENSE};
+  const int L = 301, d = 16, H = 4, Hkv = 2;
+  test_rng rng = {99};
+  size_t ki;
+  int causal, t, i, h;
+  test_tensor q = test_tensor_make(L, H, d, LAYOUT_TOKEN_MAJOR);
+  test_tensor k = test_tensor_make(L, Hkv, d, LAYOUT_TOKEN_MAJOR);
+  test_tensor v = test_tensor_make(L, Hkv, d, LAYOUT_TOKEN_MAJOR);
+  test_tensor o[3];
+  for (t = 0; t < 3; ++t) o[t] = test_tensor_make(L, H, d, LAYOUT_TOKEN_MAJOR);
+  test_tensor_fill(&q, &rng); test_tensor_fill(&k, &rng); test_tensor_fill(&v, &rng);
+  for (ki = 0; ki < sizeof kinds / sizeof kinds[0]; ++ki)
+    for (causal = 0; causal < 2; ++causal) {
+      int same = 1;
+      for (t = 0; t < 3; ++t) {
+        combiner_config cfg = test_config(kinds[ki], L, d, H, Hkv, 0, causal);
+        if (ki == 3) cfg.mixture_norm = COMBINER_MIXTURE_AVERAGE;
+        cfg.num_threads = t + 1;
+        CHECK(combiner_attention(&cfg, q.data, k.data, v.data, o[t].data, NULL, 0) == COMBINER_OK,
+              "threads=%d", t + 1);
+      }
+      for (t = 1; t < 3; ++t)
+        for (i = 0; i < L; ++i)
+          for (h = 0; h < H; ++h)
+            if (memcmp(test_at(&o[0], i, h), test_at(&o[t], i, h), sizeof(float) * d)) same = 0;
+      CHECK(same, "%s causal=%d: 1, 2, 3 threads differ", combiner_kind_string(kinds[ki]), causal);
+    }
+  test_tensor_free(&q); test_tensor_free(&k); test_tensor_free(&v);
+  for (t = 0; t < 3; ++t) test_tensor_free(&o[t]);
+  return TEST_SUMMARY();
+}

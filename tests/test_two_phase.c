@@ -1,0 +1,163 @@
+/* The two-phase API: summarize + combine equals the one-call API bit for
+ * bit, for every kind; Axial summary keys replaced by the caller between the
+ * phases give the reference's result for those keys (how a trained model
+ * with learned keys runs); the size queries agree with what the calls need. */
+#define COMBINER_IMPLEMENTATION
+#include "test_common.h"
+
+static const combiner_kind kinds[] = {COMBINER_FIXED, COMBINER_AXIAL, COMBINER_AXIAL,
+                                      COMBINER_MIXTURE, COMBINER_MIXTURE, COMBINER_DENSE};
+
+typedef struct two_phase_run {
+  float *keys, *values;
+  combiner_summary_info info;
+} two_phase_run;
+
+static combiner_config make_config(int which, int L, int block, int causal, int d, int H, int Hkv) {
+  combiner_config cfg = test_config(kinds[which], L, d, H, Hkv, block, causal);
+  if (which == 2) cfg.axial_key = COMBINER_AXIAL_KEY_SELF;
+  if (which == 4) cfg.mixture_norm = COMBINER_MIXTURE_AVERAGE;
+  cfg.pool = (combiner_pool)(block % 2);
+  cfg.value_dim = d + 1;
+  return cfg;
+}
+
+static two_phase_run summarize(const combiner_config *cfg, const test_tensor *q,
+                               const test_tensor *k, const test_tensor *v) {
+  two_phase_run r;
+  size_t ws = combiner_phase_workspace_size(cfg);
+  void *work = test_alloc(ws);
+  combiner_status st;
+  CHECK(combiner_query_summaries(cfg, &r.info) == COMBINER_OK, "query_summaries");
+  CHECK(ws > 0, "phase workspace size");
+  r.keys = (float *)test_alloc(sizeof(float) * r.info.key_floats);
+  r.values = (float *)test_alloc(sizeof(float) * r.info.value_floats);
+  st = combiner_summarize(cfg, q->data, k->data, v->data, r.keys, r.values, work, ws);
+  CHECK(st == COMBINER_OK, "summarize: %s", combiner_status_string(st));
+  free(work);
+  return r;
+}
+
+static void combine(const combiner_config *cfg, const test_tensor *q, const test_tensor *k,
+                    const test_tensor *v, const two_phase_run *r, test_tensor *o) {
+  size_t ws = combiner_phase_workspace_size(cfg);
+  void *work = test_alloc(ws);
+  combiner_status st;
+  st = combiner_combine(cfg, q->data, k->data, v->data, r->keys, r->values, o->data, work, ws - 1);
+  CHECK(st == COMBINER_ERR_WORKSPACE_TOO_SMALL, "combine with one byte too few: %s",
+        combiner_status_string(st));
+  st = combiner_combine(cfg, q->data, k->data, v->data, r->keys, r->values, o->data, work, ws);
+  CHECK(st == COMBINER_OK, "combine: %s", combiner_status_string(st));
+  free(work);
+}
+
+static int same_output(const test_tensor *a, const test_tensor *b) {
+  int i, h;
+  for (i = 0; i < a->L; ++i)
+    for (h = 0; h < a->heads; ++h)
+      if (memcmp(test_at(a, i, h), test_at(b, i, h), sizeof(float) * (size_t)a->width)) return 0;
+  return 1;
+}
+
+static void equals_one_call(int which, int L, int block, int causal, test_rng *rng) {
+  int d = 6, H = 4, Hkv = 2;
+  combiner_config cfg = make_config(which, L, block, causal, d, H, Hkv);
+  test_tensor q = test_tensor_make(L, H, d, LAYOUT_PADDED);
+  test_tensor k = test_tensor_make(L, Hkv, d, LAYOUT_TOKEN_MAJOR);
+  test_tensor v = test_tensor_make(L, Hkv, d + 1, LAYOUT_HEAD_MAJOR);
+  test_tensor o1 = test_tensor_make(L, H, d + 1, LAYOUT_TOKEN_MAJOR);
+  test_tensor o2 = test_tensor_make(L, H, d + 1, LAYOUT_TOKEN_MAJOR);
+  two_phase_run r;
+  size_t ws = combiner_workspace_size(&cfg);
+  void *work = test_alloc(ws);
+  cfg.q_layout = q.lay; cfg.k_layout = k.lay; cfg.v_layout = v.lay;
+  test_tensor_fill(&q, rng); test_tensor_fill(&k, rng); test_tensor_fill(&v, rng);
+  CHECK(combiner_attention(&cfg, q.data, k.data, v.data, o1.data, work, ws) == COMBINER_OK,
+        "one call");
+  r = summarize(&cfg, &q, &k, &v);
+  combine(&cfg, &q, &k, &v, &r, &o2);
+  CHECK(same_output(&o1, &o2), "kind %s causal=%d L=%d block=%d: two-phase != one-call",
+        combiner_kind_string(cfg.kind), causal, L, block);
+  free(r.keys); free(r.values); free(work);
+  test_tensor_free(&q); test_tensor_free(&k); test_tensor_free(&v);
+  test_tensor_free(&o1); test_tensor_free(&o2);
+}
+
+/* Arbitrary caller keys for every cell (entries 0..L-1); the short last
+ * row's fixed-style abstraction (entry L, bidirectional) stays as computed. */
+static void caller_keys(int L, int block, int causal, combiner_pool pool, test_rng *rng) {
+  int d = 5, H = 4, Hkv = 2, h, i, x;
+  combiner_config cfg = test_config(COMBINER_AXIAL, L, d, H, Hkv, block, causal);
+  test_tensor q = test_tensor_make(L, H, d, LAYOUT_TOKEN_MAJOR);
+  test_tensor k = test_tensor_make(L, Hkv, d, LAYOUT_HEAD_MAJOR);
+  test_tensor v = test_tensor_make(L, Hkv, d, LAYOUT_TOKEN_MAJOR);
+  test_tensor o = test_tensor_make(L, H, d, LAYOUT_PADDED);
+  double *qd, *kd, *vd, *ref, *keys, err;
+  two_phase_run r;
+  ref_problem rp;
+  cfg.pool = pool;
+  cfg.k_layout = k.lay; cfg.out_layout = o.lay;
+  test_tensor_fill(&q, rng); test_tensor_fill(&k, rng); test_tensor_fill(&v, rng);
+  r = summarize(&cfg, &q, &k, &v);
+  keys = (double *)test_alloc(sizeof(double) * (size_t)H * L * d);
+  for (h = 0; h < H; ++h)
+    for (i = 0; i < L; ++i)
+      for (x = 0; x < d; ++x) {
+        float key = 2.0f * test_rng_float(rng);
+        r.keys[((size_t)h * r.info.count + i) * d + x] = key;
+        keys[((size_t)h * L + i) * d + x] = key;
+      }
+  combine(&cfg, &q, &k, &v, &r, &o);
+  rp = test_ref_problem(&cfg);
+  rp.axial_key = REF_KEY_CALLER;
+  rp.caller_keys = keys;
+  qd = test_to_double(&q); kd = test_to_double(&k); vd = test_to_double(&v);
+  ref = (double *)test_alloc(sizeof(double) * (size_t)H * L * d);
+  ref_attention(&rp, qd, kd, vd, ref);
+  err = test_rel_error(&o, ref);
+  CHECK(err <= TEST_TOLERANCE, "caller keys causal=%d L=%d block=%d pool=%d: rel err %.3g",
+        causal, L, block, (int)pool, err);
+  free(qd); free(kd); free(vd); free(ref); free(keys); free(r.keys); free(r.values);
+  test_tensor_free(&q); test_tensor_free(&k); test_tensor_free(&v); test_tensor_free(&o);
+}
+
+/* Summary counts follow combiner_summary_info's table. */
+static void summary_counts(void) {
+  combiner_config cfg = test_config(COMBINER_FIXED, 10, 4, 2, 1, 3, 1);
+  combiner_summary_info info;
+  CHECK(combiner_query_summaries(&cfg, &info) == COMBINER_OK && info.count == 4, "fixed: n blocks");
+  cfg.kind = COMBINER_AXIAL;
+  CHECK(combiner_query_summaries(&cfg, &info) == COMBINER_OK && info.count == 10, "axial causal: L");
+  cfg.causal = 0;
+  CHECK(combiner_query_summaries(&cfg, &info) == COMBINER_OK && info.count == 11,
+        "axial bidirectional, short last row: L + 1");
+  cfg.block = 5;
+  CHECK(combiner_query_summaries(&cfg, &info) == COMBINER_OK && info.count == 10,
+        "axial bidirectional, full rows: L");
+  cfg.kind = COMBINER_MIXTURE;
+  CHECK(combiner_query_summaries(&cfg, &info) == COMBINER_OK && info.count == 40 &&
+        info.sections == 4 && info.key_floats == 2u * 40 * 4, "mixture bidirectional: 4L");
+  cfg.causal = 1;
+  CHECK(combiner_query_summaries(&cfg, &info) == COMBINER_OK && info.count == 30, "mixture causal: 3L");
+  cfg.kind = COMBINER_DENSE;
+  CHECK(combiner_query_summaries(&cfg, &info) == COMBINER_OK && info.count == 0, "dense: none");
+}
+
+int main(void) {
+  static const int lengths[] = {1, 7, 61, 64};
+  static const int blocks[] = {3, 8, 0, 100};
+  test_rng rng = {4242};
+  size_t li, bi;
+  int which, causal, pool;
+  summary_counts();
+  for (which = 0; which < 6; ++which)
+    for (causal = 0; causal < 2; ++causal)
+      for (li = 0; li < 4; ++li)
+        for (bi = 0; bi < 4; ++bi) equals_one_call(which, lengths[li], blocks[bi], causal, &rng);
+  for (causal = 0; causal < 2; ++causal)
+    for (pool = 0; pool < 2; ++pool)
+      for (li = 0; li < 4; ++li)
+        for (bi = 0; bi < 4; ++bi)
+          caller_keys(lengths[li], blocks[bi], causal, (combiner_pool)pool, &rng);
+  return TEST_SUMMARY();
+}
