@@ -1,10 +1,19 @@
 # Thin wrapper over CMake: `make demo` and `make test` are all a fresh clone needs.
+SHELL := /bin/bash
 CMAKE ?= cmake
 JOBS  ?= 2
 CTEST  = ctest --output-on-failure -j$(JOBS) --test-dir
 SAN    = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+# Disabled on purpose: easily-swappable-parameters (kernels take many ints by
+# design); in C++ mode, the reserved-identifier checks (stb-style private names
+# combiner__* are reserved only in C++ and never clash in practice) and
+# definitions-in-headers (a single-header library, definitions behind
+# COMBINER_IMPLEMENTATION).
+TIDY_CHECKS = -*,bugprone-*,clang-analyzer-*,cert-*,misc-*,performance-*,portability-*,-bugprone-easily-swappable-parameters
+TIDY_CXX_OFF = ,-bugprone-reserved-identifier,-cert-dcl37-c,-cert-dcl51-cpp,-misc-definitions-in-headers
+FUZZ_SECONDS ?= 60
 
-.PHONY: all demo test test-main test-clang test-asan test-noomp clean
+.PHONY: all demo test test-main test-clang test-noomp test-asan test-tsan test-fuzz lint clean
 
 all: build/CMakeCache.txt
 	$(CMAKE) --build build -j$(JOBS)
@@ -16,26 +25,31 @@ demo: build/CMakeCache.txt
 	$(CMAKE) --build build -j$(JOBS) --target combiner-demo
 	./build/combiner-demo
 
-# The whole suite: gcc (C99 and C++, OpenMP, -O2), clang (-O3 -march=native),
-# clang ASan+UBSan (-O1), and gcc without OpenMP (-O0).
-test: test-main test-clang test-noomp test-asan
+# The whole suite. Each step prints its own summary; any failure stops make.
+test: lint test-noomp test-asan test-tsan test-fuzz test-clang test-main
 
+# gcc -O3, OpenMP, every test also compiled as C++
 test-main: build/CMakeCache.txt
 	$(CMAKE) --build build -j$(JOBS)
 	$(CTEST) build
 
+# clang -O3 -march=native, OpenMP (libomp), C and C++
 test-clang:
 	$(CMAKE) -S . -B build-clang -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=clang \
-	  -DCMAKE_CXX_COMPILER=clang++ "-DCMAKE_C_FLAGS=-O3 -march=native" "-DCMAKE_CXX_FLAGS=-O3 -march=native"
+	  -DCMAKE_CXX_COMPILER=clang++ "-DCMAKE_C_FLAGS=-march=native" "-DCMAKE_CXX_FLAGS=-march=native"
 	$(CMAKE) --build build-clang -j$(JOBS)
 	$(CTEST) build-clang
 
+# gcc -O0, compiled with -fopenmp but COMBINER_NO_OPENMP and COMBINER_NO_SIMD
+# set, plus valgrind memcheck on a small subset
 test-noomp:
-	$(CMAKE) -S . -B build-noomp -DCMAKE_BUILD_TYPE=Debug -DCOMBINER_OPENMP=OFF \
-	  -DCOMBINER_TESTS_AS_CXX=OFF "-DCMAKE_C_FLAGS=-O0"
+	$(CMAKE) -S . -B build-noomp -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_C_FLAGS=-O0" \
+	  "-DCOMBINER_EXTRA_DEFINES=COMBINER_NO_OPENMP;COMBINER_NO_SIMD" -DCOMBINER_TESTS_AS_CXX=OFF \
+	  -DCOMBINER_VALGRIND=ON
 	$(CMAKE) --build build-noomp -j$(JOBS)
 	$(CTEST) build-noomp
 
+# clang AddressSanitizer + UndefinedBehaviorSanitizer, OpenMP on
 test-asan:
 	$(CMAKE) -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \
 	  -DCMAKE_CXX_COMPILER=clang++ -DCOMBINER_TESTS_AS_CXX=OFF -DCOMBINER_BUILD_EXAMPLES=OFF \
@@ -43,5 +57,37 @@ test-asan:
 	$(CMAKE) --build build-asan -j$(JOBS)
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $(CTEST) build-asan
 
+# clang ThreadSanitizer on concurrent calls (OpenMP off: its runtime is not
+# TSan-instrumented)
+test-tsan:
+	$(CMAKE) -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \
+	  -DCMAKE_CXX_COMPILER=clang++ -DCOMBINER_TESTS_AS_CXX=OFF -DCOMBINER_BUILD_EXAMPLES=OFF \
+	  -DCOMBINER_OPENMP=OFF "-DCMAKE_C_FLAGS=-O1 -fsanitize=thread" \
+	  "-DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread"
+	$(CMAKE) --build build-tsan -j$(JOBS) --target test_concurrent test_threads
+	$(CTEST) build-tsan -R "^(concurrent|threads)$$"
+
+# libFuzzer with ASan+UBSan for FUZZ_SECONDS, from the seed corpus. A crash
+# leaves build-fuzz/crash-*: copy it to tests/fuzz/regressions/ so that
+# fuzz_replay checks it from then on.
+test-fuzz:
+	mkdir -p build-fuzz/corpus
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	  -Iinclude -Itests tests/fuzz/fuzz_attention.c tests/reference.c -o build-fuzz/fuzz_attention
+	./build-fuzz/fuzz_attention -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	  -artifact_prefix=build-fuzz/ build-fuzz/corpus tests/fuzz/corpus 2>&1 | \
+	  grep -E "^(stat::number_of_executed_units|stat::new_units_added|Done|==|SUMMARY)|ERROR" ; \
+	  test $${PIPESTATUS[0]} -eq 0
+
+# cppcheck and clang-tidy on the library (implementation compiled in)
+lint:
+	cppcheck --enable=warning,performance,portability,style --std=c99 --language=c -q \
+	  --error-exitcode=1 -DCOMBINER_IMPLEMENTATION -D__GNUC__ include/combiner.h
+	clang-tidy include/combiner.h --warnings-as-errors='*' --checks='$(TIDY_CHECKS)' -- \
+	  -x c -std=c99 -fopenmp -DCOMBINER_IMPLEMENTATION -Iinclude
+	clang-tidy include/combiner.h --warnings-as-errors='*' --checks='$(TIDY_CHECKS)$(TIDY_CXX_OFF)' -- \
+	  -x c++ -DCOMBINER_IMPLEMENTATION -Iinclude
+	@echo "lint: cppcheck and clang-tidy clean"
+
 clean:
-	rm -rf build build-clang build-noomp build-asan
+	rm -rf build build-clang build-noomp build-asan build-tsan build-fuzz
