@@ -332,7 +332,6 @@ typedef struct combiner__problem {
   combiner__tensor q, k, v, o;
   size_t count;        /* abstractions per query head */
   int sections;
-  size_t vec;          /* floats per scratch vector (aligned) */
 } combiner__problem;
 
 static int combiner__mul(size_t a, size_t b, size_t *r) {
@@ -459,7 +458,6 @@ static combiner_status combiner__resolve(const combiner_config *cfg, combiner__p
       !combiner__mul((size_t)p->H, p->count, &vf) || !combiner__mul(vf, (size_t)p->dv, &vf) ||
       kf > (size_t)PTRDIFF_MAX / sizeof(float) || vf > (size_t)PTRDIFF_MAX / sizeof(float))
     return COMBINER_ERR_OVERFLOW;
-  p->vec = combiner__round_up((size_t)(p->d > p->dv ? p->d : p->dv), COMBINER__ALIGN / sizeof(float));
   /* Compiled-out kinds are reported after the generic checks so that a bad
    * config is called bad whatever was compiled. */
   if (!combiner__kind_compiled(p->kind)) return COMBINER_ERR_UNSUPPORTED;
@@ -478,10 +476,53 @@ static int combiner__overlap(const void *a, size_t a_floats, const void *b, size
 /* Workspace layout: the size queries and the kernels both come from here.   */
 /* ------------------------------------------------------------------------ */
 
-#define COMBINER__SCRATCH_VECS 8
+#define COMBINER__BQ 64   /* queries per tile */
+#define COMBINER__BK 64   /* keys per chunk: scores are a BQ x BK tile */
+
+/* Per-thread scratch. */
+typedef struct combiner__scratch {
+  float *kt;        /* d x BK: the key chunk, transposed */
+  float *s;         /* BQ x BK: scores, then probabilities */
+  float *qbuf;      /* BQ x d: pooled queries of a tile */
+  float *run;       /* 2 x d: running pools of q and k */
+  float *acc2;      /* BQ x d: expected keys (Axial WSUM) */
+  float *tile[2];   /* softmax states of a query tile: BQ max, BQ sum, BQ x dv */
+} combiner__scratch;
+
+/* Lays out (base != NULL) or sizes the scratch; returns its floats, 0 on overflow. */
+static size_t combiner__scratch_parts(const combiner__problem *p, combiner__scratch *sc, float *base) {
+  size_t d = (size_t)p->d, dv = (size_t)p->dv, parts[7], off = 0, n;
+  int i;
+  float **dst[7];
+  dst[0] = &sc->kt; dst[1] = &sc->s; dst[2] = &sc->qbuf; dst[3] = &sc->run; dst[4] = &sc->acc2;
+  dst[5] = &sc->tile[0]; dst[6] = &sc->tile[1];
+  if (!combiner__mul(d, COMBINER__BK, &parts[0]) || !combiner__mul(d, COMBINER__BQ, &parts[2]) ||
+      !combiner__mul(dv, COMBINER__BQ, &parts[5]) || !combiner__add(parts[5], 2 * COMBINER__BQ, &parts[5]))
+    return 0;
+  parts[1] = (size_t)COMBINER__BQ * COMBINER__BK;
+  parts[3] = 2 * d;
+  parts[4] = parts[2];
+  parts[6] = parts[5];
+  for (i = 0; i < 7; ++i) {
+    if (base) *dst[i] = base + off;
+    n = combiner__round_up(parts[i], COMBINER__ALIGN / sizeof(float));
+    if (n < parts[i] || !combiner__add(off, n, &off)) return 0;
+  }
+  return off;
+}
+
+/* Softmax state sets kept across passes (Axial, Mixture): per query max,
+ * sum and unnormalized output, [set][H][L] and [set][H][L][dv]. */
+static int combiner__state_sets(const combiner__problem *p) {
+  if (p->kind == COMBINER_AXIAL) return 1;
+  if (p->kind == COMBINER_MIXTURE) return p->mixture_norm == COMBINER_MIXTURE_AVERAGE ? 2 : 1;
+  return 0;
+}
 
 typedef struct combiner__workspace {
   size_t keys, values;   /* byte offsets of the summaries (one-call only) */
+  size_t states;         /* byte offset of the state sets (combine only) */
+  size_t state_floats;   /* floats of one state set: H*L*(dv + 2) */
   size_t scratch;        /* byte offset of thread 0's scratch */
   size_t scratch_stride; /* bytes of scratch per thread */
   size_t total;          /* bytes to ask for, alignment slack included */
@@ -496,19 +537,29 @@ static int combiner__scratch_threads(const combiner__problem *p) {
 #endif
 }
 
+/* with_summaries: the one-call path keeps the abstractions in the workspace;
+ * with_states: combine needs the state sets of multi-pass kinds. */
 static combiner_status combiner__layout(const combiner__problem *p, int with_summaries,
-                                        combiner__workspace *w) {
-  size_t kb = 0, vb = 0, sb, all;
+                                        int with_states, combiner__workspace *w) {
+  size_t kb = 0, vb = 0, stb = 0, sb, all;
+  combiner__scratch sc;
   if (with_summaries) {
     kb = (size_t)p->H * p->count * (size_t)p->d * sizeof(float);  /* checked in resolve */
     vb = (size_t)p->H * p->count * (size_t)p->dv * sizeof(float);
     kb = combiner__round_up(kb, COMBINER__ALIGN);
     vb = combiner__round_up(vb, COMBINER__ALIGN);
   }
-  sb = p->vec * COMBINER__SCRATCH_VECS * sizeof(float);
+  if (!combiner__mul((size_t)p->H, (size_t)p->L, &w->state_floats) ||
+      !combiner__mul(w->state_floats, (size_t)p->dv + 2, &w->state_floats) ||
+      !combiner__mul(w->state_floats, sizeof(float) * (size_t)(with_states ? combiner__state_sets(p) : 0), &stb))
+    return COMBINER_ERR_OVERFLOW;
+  stb = combiner__round_up(stb, COMBINER__ALIGN);
+  sb = combiner__scratch_parts(p, &sc, NULL);
+  if (!sb || !combiner__mul(sb, sizeof(float), &sb)) return COMBINER_ERR_OVERFLOW;
   w->keys = 0;
   w->values = kb;
-  if (!combiner__add(kb, vb, &w->scratch)) return COMBINER_ERR_OVERFLOW;
+  if (!combiner__add(kb, vb, &w->states) || !combiner__add(w->states, stb, &w->scratch))
+    return COMBINER_ERR_OVERFLOW;
   w->scratch_stride = sb;
   if (!combiner__mul(sb, (size_t)combiner__scratch_threads(p), &all) ||
       !combiner__add(w->scratch, all, &all) ||
@@ -519,20 +570,8 @@ static combiner_status combiner__layout(const combiner__problem *p, int with_sum
 }
 
 /* ------------------------------------------------------------------------ */
-/* Shared primitives: dot, pooling, online softmax                          */
+/* Shared primitives: pooling, exp, the attention tile                      */
 /* ------------------------------------------------------------------------ */
-
-static float combiner__dot(const float *a, const float *b, int d) {
-  float s = 0.0f;
-  int x;
-  for (x = 0; x < d; ++x) s += a[x] * b[x];
-  return s;
-}
-
-static void combiner__axpy(float *y, float a, const float *x, int n) {
-  int i;
-  for (i = 0; i < n; ++i) y[i] += a * x[i];
-}
 
 /* Running pool (SPEC 2: element-wise max, or mean): start with one row, add
  * rows, then read the pool of the `count` rows added so far. */
@@ -560,78 +599,222 @@ COMBINER__SHARED void combiner__pool_read(float *out, const float *acc, int w, i
 
 /* Pool of `count` rows starting at `row`, `stride` floats apart. */
 COMBINER__SHARED void combiner__pool_rows(float *out, const float *row, ptrdiff_t stride, int count,
-                                int w, int pool) {
+                                          int w, int pool) {
   int j;
   combiner__pool_start(out, row, w);
   for (j = 1; j < count; ++j) combiner__pool_add(out, row + j * stride, w, pool);
   combiner__pool_read(out, out, w, pool, count);
 }
 
-/* Online, max-subtracted softmax over a stream of (logit, value) terms (SPEC 2:
- * one joint softmax over direct and abstraction logits). acc2, when set,
- * accumulates the keys themselves under the same weights (Axial WSUM). */
-typedef struct combiner__softmax {
-  float max, sum;
-  float *acc, *acc2;
-  int d, dv;
-  float scale;
-} combiner__softmax;
-
-static void combiner__softmax_begin(combiner__softmax *s, const combiner__problem *p,
-                                    float *acc, float *acc2) {
-  s->max = -INFINITY;
-  s->sum = 0.0f;
-  s->acc = acc;
-  s->acc2 = acc2;
-  s->d = p->d;
-  s->dv = p->dv;
-  s->scale = p->scale;
-  memset(acc, 0, (size_t)p->dv * sizeof(float));
-  if (acc2) memset(acc2, 0, (size_t)p->d * sizeof(float));
+/* e^x for x <= 0, the only arguments a max-subtracted softmax produces:
+ * Cody-Waite reduction and the Cephes minimax polynomial (about 1 ulp),
+ * exactly 0 below -87.3 (so a masked -inf gives 0), NaN stays NaN. Branch
+ * free, so the loops that call it vectorize. */
+static float combiner__exp(float x) {
+  float xc = x < -87.0f ? -87.0f : x;
+  float t = xc * 1.44269504088896341f;
+  float n = (t + 12582912.0f) - 12582912.0f;             /* round to nearest */
+  float r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;
+  float r2 = r * r, y, scale;
+  int32_t bits = ((int32_t)n + 127) << 23;
+  memcpy(&scale, &bits, sizeof scale);
+  y = 1.9875691500e-4f;
+  y = y * r + 1.3981999507e-3f;
+  y = y * r + 8.3334519073e-3f;
+  y = y * r + 4.1665795894e-2f;
+  y = y * r + 1.6666665459e-1f;
+  y = y * r + 5.0000001201e-1f;
+  y = (y * r2 + r + 1.0f) * scale;
+  return x < -87.0f ? 0.0f : y;
 }
 
-/* Adds `count` terms: logit scale*q.keys[j], value vals[j]. */
-static void combiner__softmax_add(combiner__softmax *s, const float *q,
-                                  const float *keys, ptrdiff_t key_stride,
-                                  const float *vals, ptrdiff_t val_stride, ptrdiff_t count) {
-  float logit[COMBINER__CHUNK];
-  ptrdiff_t base, j, nb;
-  for (base = 0; base < count; base += nb) {
-    float cmax = -INFINITY;
-    nb = count - base < COMBINER__CHUNK ? count - base : COMBINER__CHUNK;
-    for (j = 0; j < nb; ++j) {
-      logit[j] = s->scale * combiner__dot(q, keys + (base + j) * key_stride, s->d);
-      if (logit[j] > cmax) cmax = logit[j];
-    }
-    if (cmax > s->max) {
-      if (s->sum != 0.0f) {
-        float f = expf(s->max - cmax);
-        int x;
-        s->sum *= f;
-        for (x = 0; x < s->dv; ++x) s->acc[x] *= f;
-        if (s->acc2) for (x = 0; x < s->d; ++x) s->acc2[x] *= f;
-      }
-      s->max = cmax;
-    }
-    for (j = 0; j < nb; ++j) {
-      float w = expf(logit[j] - s->max);
-      s->sum += w;
-      combiner__axpy(s->acc, w, vals + (base + j) * val_stride, s->dv);
-      if (s->acc2) combiner__axpy(s->acc2, w, keys + (base + j) * key_stride, s->d);
+/* A sequence of vectors: row j at base + j*stride. */
+typedef struct combiner__seq {
+  const float *base;
+  ptrdiff_t stride;
+  int count;
+} combiner__seq;
+
+static combiner__seq combiner__seq_of(const float *base, ptrdiff_t stride, int count) {
+  combiner__seq s;
+  s.base = base;
+  s.stride = stride;
+  s.count = count;
+  return s;
+}
+
+/* Softmax states of a tile of queries (SPEC 2's one joint softmax, online):
+ * query i has running max mx[i*ms], sum sum[i*ms], unnormalized output
+ * acc + i*as and, for Axial WSUM, expected key acc2 + i*a2s. */
+typedef struct combiner__states {
+  float *mx, *sum, *acc, *acc2;
+  ptrdiff_t ms, as, a2s;
+} combiner__states;
+
+/* States in a scratch tile (contiguous). */
+static combiner__states combiner__tile_states(float *tile, int dv, float *acc2, int d) {
+  combiner__states st;
+  st.mx = tile;
+  st.sum = tile + COMBINER__BQ;
+  st.acc = tile + 2 * COMBINER__BQ;
+  st.ms = 1;
+  st.as = dv;
+  st.acc2 = acc2;
+  st.a2s = d;
+  return st;
+}
+
+static void combiner__states_begin(const combiner__states *st, int nq, int dv, int d) {
+  int i;
+  for (i = 0; i < nq; ++i) {
+    st->mx[i * st->ms] = -INFINITY;
+    st->sum[i * st->ms] = 0.0f;
+    memset(st->acc + i * st->as, 0, (size_t)dv * sizeof(float));
+    if (st->acc2) memset(st->acc2 + i * st->a2s, 0, (size_t)d * sizeof(float));
+  }
+}
+
+/* out row i (at out + i*os) = acc_i / sum_i */
+static void combiner__states_finish(const combiner__states *st, int nq, int dv, float *out, ptrdiff_t os) {
+  int i, y;
+  for (i = 0; i < nq; ++i) {
+    const float *a = st->acc + i * st->as;
+    float *o = out + i * os, s = st->sum[i * st->ms];
+    for (y = 0; y < dv; ++y) o[y] = a[y] / s;
+  }
+}
+
+COMBINER__SHARED void combiner__states_copy(const combiner__states *dst, const combiner__states *src, int nq, int dv) {
+  int i;
+  for (i = 0; i < nq; ++i) {
+    dst->mx[i * dst->ms] = src->mx[i * src->ms];
+    dst->sum[i * dst->ms] = src->sum[i * src->ms];
+    memcpy(dst->acc + i * dst->as, src->acc + i * src->as, (size_t)dv * sizeof(float));
+  }
+}
+
+/* dst = the joint softmax of dst's terms and src's terms */
+COMBINER__SHARED void combiner__states_merge(const combiner__states *dst, const combiner__states *src, int nq, int dv) {
+  int i, y;
+  for (i = 0; i < nq; ++i) {
+    float m1 = dst->mx[i * dst->ms], m2 = src->mx[i * src->ms], m, f1, f2;
+    float *a = dst->acc + i * dst->as;
+    const float *b = src->acc + i * src->as;
+    if (m2 == -INFINITY) continue;                    /* src has no terms */
+    m = m1 > m2 ? m1 : m2;
+    if (m2 != m2) m = m2;
+    f1 = combiner__exp(m1 - m);
+    f2 = combiner__exp(m2 - m);
+    if (m1 == -INFINITY) f1 = 0.0f;
+    dst->sum[i * dst->ms] = dst->sum[i * dst->ms] * f1 + src->sum[i * src->ms] * f2;
+    for (y = 0; y < dv; ++y) a[y] = a[y] * f1 + b[y] * f2;
+    dst->mx[i * dst->ms] = m;
+  }
+}
+
+enum { COMBINER__ALL = 0, COMBINER__CAUSAL, COMBINER__SKIP };
+
+/* kt[x][j] = k_{j0+j}[x]: the chunk transposed so that scores vectorize
+ * over keys. Columns nk..BK-1 are zero. */
+static void combiner__pack_keys(const combiner__seq *k, int j0, int nk, int d, float *kt) {
+  int j, x;
+  for (j = 0; j < nk; ++j) {
+    const float *kj = k->base + (ptrdiff_t)(j0 + j) * k->stride;
+    for (x = 0; x < d; ++x) kt[(ptrdiff_t)x * COMBINER__BK + j] = kj[x];
+  }
+  if (nk < COMBINER__BK)
+    for (x = 0; x < d; ++x)
+      memset(kt + (ptrdiff_t)x * COMBINER__BK + nk, 0, (size_t)(COMBINER__BK - nk) * sizeof(float));
+}
+
+/* s[i][j] = scale * q_i . k_j (the QK^T tile) */
+static void combiner__scores(const combiner__seq *q, int nq, const float *kt, int d, float scale,
+                             float *s) {
+  int i, j, x;
+  for (i = 0; i < nq; ++i) {
+    const float *qi = q->base + (ptrdiff_t)i * q->stride;
+    float *row = s + (ptrdiff_t)i * COMBINER__BK;
+    for (j = 0; j < COMBINER__BK; ++j) row[j] = 0.0f;
+    for (x = 0; x < d; ++x) {
+      const float a = qi[x] * scale, *kx = kt + (ptrdiff_t)x * COMBINER__BK;
+      for (j = 0; j < COMBINER__BK; ++j) row[j] += a * kx[j];
     }
   }
 }
 
-COMBINER__SHARED void combiner__softmax_copy(combiner__softmax *dst, const combiner__softmax *src, float *acc) {
-  *dst = *src;
-  dst->acc = acc;
-  dst->acc2 = NULL;
-  memcpy(acc, src->acc, (size_t)src->dv * sizeof(float));
+/* Masks the tile (query i sees chunk key j iff: ALL; CAUSAL j <= i + rel;
+ * SKIP j != i + rel), updates each query's running max, rescales its state
+ * and turns its row of s into probabilities (0 where masked). */
+static void combiner__softmax_tile(const combiner__states *st, int nq, float *s, int nk, int mask,
+                                   ptrdiff_t rel, int dv, int d) {
+  int i, j, y;
+  for (i = 0; i < nq; ++i) {
+    float *row = s + (ptrdiff_t)i * COMBINER__BK;
+    float rmax = -INFINITY, mold, mnew, psum = 0.0f;
+    ptrdiff_t lim = nk - 1;
+    if (mask == COMBINER__CAUSAL) lim = i + rel < lim ? i + rel : lim;
+    for (j = (int)(lim < -1 ? -1 : lim) + 1; j < COMBINER__BK; ++j) row[j] = -INFINITY;
+    if (mask == COMBINER__SKIP && i + rel >= 0 && i + rel < nk) row[i + rel] = -INFINITY;
+    for (j = 0; j < nk; ++j) rmax = (row[j] > rmax || row[j] != row[j]) ? row[j] : rmax;
+    if (rmax == -INFINITY) {                 /* nothing visible in this chunk */
+      for (j = 0; j < COMBINER__BK; ++j) row[j] = 0.0f;
+      continue;
+    }
+    mold = st->mx[i * st->ms];
+    mnew = (mold > rmax || mold != mold) ? mold : rmax;
+    if (mnew != mold) {
+      float f = combiner__exp(mold - mnew);   /* 0 when mold is -inf */
+      float *a = st->acc + i * st->as;
+      st->sum[i * st->ms] *= f;
+      for (y = 0; y < dv; ++y) a[y] *= f;
+      if (st->acc2) {
+        float *a2 = st->acc2 + i * st->a2s;
+        for (y = 0; y < d; ++y) a2[y] *= f;
+      }
+      st->mx[i * st->ms] = mnew;
+    }
+    for (j = 0; j < COMBINER__BK; ++j) row[j] = combiner__exp(row[j] - mnew);
+    for (j = 0; j < nk; ++j) psum += row[j];
+    st->sum[i * st->ms] += psum;
+  }
 }
 
-static void combiner__softmax_write(const combiner__softmax *s, float *out) {
-  int x;
-  for (x = 0; x < s->dv; ++x) out[x] = s->acc[x] / s->sum;
+/* acc_i += sum_j p_ij * v_{j0+j} (the PV tile); masked terms are skipped, so
+ * a NaN in a value nobody may see never reaches an output. */
+static void combiner__accumulate(const float *s, int nq, int nk, const combiner__seq *v, int j0,
+                                 int w, float *acc, ptrdiff_t as) {
+  int i, j, y;
+  for (i = 0; i < nq; ++i) {
+    const float *row = s + (ptrdiff_t)i * COMBINER__BK;
+    float *a = acc + i * as;
+    for (j = 0; j < nk; ++j) {
+      const float pj = row[j], *vj = v->base + (ptrdiff_t)(j0 + j) * v->stride;
+      if (pj == 0.0f) continue;
+      for (y = 0; y < w; ++y) a[y] += pj * vj[y];
+    }
+  }
+}
+
+/* The one attention primitive: the nq queries of q (query i at row i) attend
+ * every key of k with value v, under `mask` with offset `diag` (query i sees
+ * key j iff ALL; CAUSAL j <= i + diag; SKIP j != i + diag), folding the terms
+ * into st. A BQ x BK tile at a time: scores, softmax, values. */
+static void combiner__attend(const combiner__problem *p, const combiner__scratch *sc,
+                             const combiner__seq *q, int nq, const combiner__seq *k,
+                             const combiner__seq *v, int mask, ptrdiff_t diag,
+                             const combiner__states *st) {
+  int j0;
+  COMBINER_ASSERT(nq >= 1 && nq <= COMBINER__BQ);
+  for (j0 = 0; j0 < k->count; j0 += COMBINER__BK) {
+    int nk = k->count - j0 < COMBINER__BK ? k->count - j0 : COMBINER__BK;
+    ptrdiff_t rel = diag - j0;
+    if (mask == COMBINER__CAUSAL && nq - 1 + rel < 0) break;   /* no query sees this far */
+    combiner__pack_keys(k, j0, nk, p->d, sc->kt);
+    combiner__scores(q, nq, sc->kt, p->d, p->scale, sc->s);
+    combiner__softmax_tile(st, nq, sc->s, nk, mask, rel, p->dv, p->d);
+    combiner__accumulate(sc->s, nq, nk, v, j0, p->dv, st->acc, st->as);
+    if (st->acc2) combiner__accumulate(sc->s, nq, nk, k, j0, p->d, st->acc2, st->a2s);
+  }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -644,11 +827,22 @@ typedef struct combiner__ctx {
   float *out;
   const float *skeys, *svals;    /* summaries, read by combine */
   float *wkeys, *wvals;          /* the same, written by summarize (NULL in combine) */
+  float *states;                 /* state sets of multi-pass kinds (combine) */
+  size_t state_floats;
   unsigned char *scratch;
   size_t scratch_stride;
 } combiner__ctx;
 
-typedef void (*combiner__unit_fn)(const combiner__ctx *c, ptrdiff_t unit, float *scratch);
+typedef void (*combiner__unit_fn)(const combiner__ctx *c, ptrdiff_t unit, const combiner__scratch *sc);
+
+/* Starting a thread team costs microseconds, and far more when cores are
+ * oversubscribed; below ~1e5 multiply-adds (L*H*(m+n)*d) one thread is
+ * faster. The result does not depend on this choice. */
+static int combiner__worth_threads(const combiner__problem *p) {
+  double work = (double)p->L * p->H * (p->m + p->n) * (p->d + p->dv);
+  if (p->kind == COMBINER_DENSE) work = (double)p->L * p->L * p->H * (p->d + p->dv);
+  return work >= 1e5;
+}
 
 /* Denormals: on x86 a float below FLT_MIN costs a microcode assist per
  * operation (measured 30x slower for inputs near 1e-39, or near 1e-20 whose
@@ -677,38 +871,36 @@ static void combiner__denormals_restore(unsigned csr) {
 #endif
 }
 
-/* Starting a thread team costs microseconds, and far more when cores are
- * oversubscribed; below ~1e5 multiply-adds (L*H*(m+n)*d) one thread is
- * faster. The result does not depend on this choice. */
-static int combiner__worth_threads(const combiner__problem *p) {
-  double work = (double)p->L * p->H * (p->m + p->n) * (p->d + p->dv);
-  if (p->kind == COMBINER_DENSE) work = (double)p->L * p->L * p->H * (p->d + p->dv);
-  return work >= 1e5;
+static void combiner__run_serial(const combiner__ctx *c, ptrdiff_t u0, ptrdiff_t units,
+                                 combiner__unit_fn fn, unsigned char *scratch) {
+  combiner__scratch sc;
+  unsigned csr = combiner__denormals_off();
+  ptrdiff_t u;
+  combiner__scratch_parts(c->p, &sc, (float *)(void *)scratch);
+  for (u = u0; u < units; ++u) fn(c, u, &sc);
+  combiner__denormals_restore(csr);
 }
 
 /* Units are fixed by the problem and independent, so any schedule gives the
  * same bits. */
 static void combiner__run(const combiner__ctx *c, ptrdiff_t units, combiner__unit_fn fn) {
-  ptrdiff_t u;
-  unsigned csr;
 #ifdef COMBINER__OPENMP
   if (c->p->threads > 1 && units > 1 && combiner__worth_threads(c->p)) {
 #pragma omp parallel num_threads(c->p->threads)
     {
-      unsigned thread_csr = combiner__denormals_off();
-      float *scratch = (float *)(void *)(c->scratch +
-                                         (size_t)omp_get_thread_num() * c->scratch_stride);
-      ptrdiff_t v;
+      unsigned csr = combiner__denormals_off();
+      combiner__scratch sc;
+      ptrdiff_t u;
+      combiner__scratch_parts(c->p, &sc, (float *)(void *)(c->scratch +
+          (size_t)omp_get_thread_num() * c->scratch_stride));
 #pragma omp for schedule(dynamic, 1)
-      for (v = 0; v < units; ++v) fn(c, v, scratch);
-      combiner__denormals_restore(thread_csr);
+      for (u = 0; u < units; ++u) fn(c, u, &sc);
+      combiner__denormals_restore(csr);
     }
     return;
   }
 #endif
-  csr = combiner__denormals_off();
-  for (u = 0; u < units; ++u) fn(c, u, (float *)(void *)c->scratch);
-  combiner__denormals_restore(csr);
+  combiner__run_serial(c, 0, units, fn, c->scratch);
 }
 
 /* Rows of the inputs: position i, head h. */
@@ -737,64 +929,97 @@ COMBINER__SHARED float *combiner__wval(const combiner__ctx *c, int h, ptrdiff_t 
   return c->wvals + ((ptrdiff_t)h * (ptrdiff_t)c->p->count + e) * c->p->dv;
 }
 
-/* Direct terms: `count` positions first, first+step, ... of kv head g. */
-COMBINER__SHARED void combiner__add_direct(combiner__softmax *s, const combiner__ctx *c, const float *qi,
-                                 int g, ptrdiff_t first, ptrdiff_t step, ptrdiff_t count) {
-  if (count <= 0) return;
-  combiner__softmax_add(s, qi, combiner__k(c, first, g), step * c->p->k.ts,
-                        combiner__v(c, first, g), step * c->p->v.ts, count);
+/* Positions first, first+step, ... of k / v (kv head g) and q (head h). */
+COMBINER__SHARED combiner__seq combiner__keys(const combiner__ctx *c, int g, ptrdiff_t first,
+                                              ptrdiff_t step, int count) {
+  return combiner__seq_of(combiner__k(c, first, g), step * c->p->k.ts, count);
+}
+COMBINER__SHARED combiner__seq combiner__values(const combiner__ctx *c, int g, ptrdiff_t first,
+                                                ptrdiff_t step, int count) {
+  return combiner__seq_of(combiner__v(c, first, g), step * c->p->v.ts, count);
+}
+COMBINER__SHARED combiner__seq combiner__queries(const combiner__ctx *c, int h, ptrdiff_t first,
+                                                 ptrdiff_t step, int count) {
+  return combiner__seq_of(combiner__q(c, first, h), step * c->p->q.ts, count);
 }
 
-/* Abstraction terms: `count` summary entries first, first+step, ... of head h. */
-COMBINER__SHARED void combiner__add_summaries(combiner__softmax *s, const combiner__ctx *c, const float *qi,
-                                    int h, ptrdiff_t first, ptrdiff_t step, ptrdiff_t count) {
+/* Abstractions: summary entries first, first+step, ... of head h. */
+COMBINER__SHARED void combiner__attend_summaries(const combiner__ctx *c, const combiner__scratch *sc,
+    const combiner__seq *q, int nq, int h, ptrdiff_t first, ptrdiff_t step, int count, int mask,
+    ptrdiff_t diag, const combiner__states *st) {
+  combiner__seq ks, vs;
   if (count <= 0) return;
-  combiner__softmax_add(s, qi, combiner__skey(c, h, first), step * c->p->d,
-                        combiner__sval(c, h, first), step * c->p->dv, count);
+  ks = combiner__seq_of(combiner__skey(c, h, first), step * c->p->d, count);
+  vs = combiner__seq_of(combiner__sval(c, h, first), step * c->p->dv, count);
+  combiner__attend(c->p, sc, q, nq, &ks, &vs, mask, diag, st);
+}
+
+/* State set `set` of head h, for the queries at positions first, first+step, ... */
+COMBINER__SHARED combiner__states combiner__saved_states(const combiner__ctx *c, int set, int h,
+                                                         ptrdiff_t first, ptrdiff_t step) {
+  const combiner__problem *p = c->p;
+  float *base = c->states + (size_t)set * c->state_floats;
+  ptrdiff_t hl = (ptrdiff_t)h * p->L + first, L = (ptrdiff_t)p->H * p->L;
+  combiner__states st;
+  st.mx = base + hl;
+  st.sum = base + L + hl;
+  st.acc = base + 2 * L + hl * p->dv;
+  st.ms = step;
+  st.as = step * p->dv;
+  st.acc2 = NULL;
+  st.a2s = 0;
+  return st;
 }
 
 /* Fixed-style abstraction of `len` positions from `first` (SPEC 3): key =
  * pool of k, value = att(pool of q of head h, the same positions). */
-COMBINER__SHARED void combiner__block_summary(const combiner__ctx *c, int h, ptrdiff_t first, int len,
-                                    float *key, float *val, float *scratch) {
+COMBINER__SHARED void combiner__block_summary(const combiner__ctx *c, const combiner__scratch *sc,
+    int h, ptrdiff_t first, int len, float *key, float *val) {
   const combiner__problem *p = c->p;
   int g = h / p->group;
-  float *qpool = scratch, *acc = scratch + p->vec;
-  combiner__softmax s;
-  combiner__pool_rows(key, combiner__k(c, first, g), p->k.ts, len, p->d, p->pool);
-  combiner__pool_rows(qpool, combiner__q(c, first, h), p->q.ts, len, p->d, p->pool);
-  combiner__softmax_begin(&s, p, acc, NULL);
-  combiner__add_direct(&s, c, qpool, g, first, 1, len);
-  combiner__softmax_write(&s, val);
+  combiner__seq qs = combiner__seq_of(sc->qbuf, p->d, 1);
+  combiner__seq ks = combiner__keys(c, g, first, 1, len), vs = combiner__values(c, g, first, 1, len);
+  combiner__states st = combiner__tile_states(sc->tile[1], p->dv, NULL, p->d);
+  combiner__pool_rows(key, ks.base, ks.stride, len, p->d, p->pool);
+  combiner__pool_rows(sc->qbuf, combiner__q(c, first, h), p->q.ts, len, p->d, p->pool);
+  combiner__states_begin(&st, 1, p->dv, p->d);
+  combiner__attend(p, sc, &qs, 1, &ks, &vs, COMBINER__ALL, 0, &st);
+  combiner__states_finish(&st, 1, p->dv, val, p->dv);
 }
 
 COMBINER__SHARED int combiner__row_len(const combiner__problem *p, int t) {
   return t == p->n - 1 ? p->last : p->m;
 }
 
+/* Cells in column col: every row but the short last one, which may lack it. */
+COMBINER__SHARED int combiner__col_len(const combiner__problem *p, int col) {
+  return p->n - 1 + (col < p->last ? 1 : 0);
+}
+
+COMBINER__SHARED int combiner__tiles(int count) { return (count - 1) / COMBINER__BQ + 1; }
+
+/* Columns that exist (the first row's length). */
+COMBINER__SHARED int combiner__cols(const combiner__problem *p) { return p->m < p->L ? p->m : p->L; }
+
 /* ------------------------------------------------------------------------ */
 /* Dense (exact softmax attention)                                          */
 /* ------------------------------------------------------------------------ */
 #if COMBINER__HAS_DENSE
 
-static void combiner__dense_unit(const combiner__ctx *c, ptrdiff_t unit, float *scratch) {
+/* Unit (head h, tile of BQ queries): flash-style over all keys, causal tiles
+ * past the diagonal never touched. */
+static void combiner__dense_unit(const combiner__ctx *c, ptrdiff_t unit, const combiner__scratch *sc) {
   const combiner__problem *p = c->p;
-  ptrdiff_t per_head = (p->L - 1) / COMBINER__DENSE_ROWS + 1;
-  int h = (int)(unit / per_head), g = h / p->group;
-  ptrdiff_t i0 = (unit % per_head) * COMBINER__DENSE_ROWS, i;
-  ptrdiff_t i1 = i0 + COMBINER__DENSE_ROWS < p->L ? i0 + COMBINER__DENSE_ROWS : p->L;
-  combiner__softmax s;
-  for (i = i0; i < i1; ++i) {
-    const float *qi = combiner__q(c, i, h);
-    combiner__softmax_begin(&s, p, scratch, NULL);
-    combiner__add_direct(&s, c, qi, g, 0, 1, p->causal ? i + 1 : p->L);
-    combiner__softmax_write(&s, combiner__out(c, i, h));
-  }
-}
-
-static void combiner__dense_combine(const combiner__ctx *c) {
-  ptrdiff_t per_head = (c->p->L - 1) / COMBINER__DENSE_ROWS + 1;
-  combiner__run(c, per_head * c->p->H, combiner__dense_unit);
+  int tiles = combiner__tiles(p->L);
+  int h = (int)(unit / tiles), g = h / p->group, q0 = (int)(unit % tiles) * COMBINER__BQ;
+  int nq = p->L - q0 < COMBINER__BQ ? p->L - q0 : COMBINER__BQ;
+  int nk = p->causal ? q0 + nq : p->L;
+  combiner__seq qs = combiner__queries(c, h, q0, 1, nq);
+  combiner__seq ks = combiner__keys(c, g, 0, 1, nk), vs = combiner__values(c, g, 0, 1, nk);
+  combiner__states st = combiner__tile_states(sc->tile[0], p->dv, NULL, p->d);
+  combiner__states_begin(&st, nq, p->dv, p->d);
+  combiner__attend(p, sc, &qs, nq, &ks, &vs, p->causal ? COMBINER__CAUSAL : COMBINER__ALL, q0, &st);
+  combiner__states_finish(&st, nq, p->dv, combiner__out(c, q0, h), p->o.ts);
 }
 
 #endif
@@ -805,28 +1030,35 @@ static void combiner__dense_combine(const combiner__ctx *c) {
 #if COMBINER__HAS_FIXED
 
 /* Unit (head h, block t): K̂_t = pool(k over t), V̂_t = att(pool(q over t), t). */
-static void combiner__fixed_summary_unit(const combiner__ctx *c, ptrdiff_t unit, float *scratch) {
+static void combiner__fixed_summary_unit(const combiner__ctx *c, ptrdiff_t unit, const combiner__scratch *sc) {
   const combiner__problem *p = c->p;
   int h = (int)(unit / p->n), t = (int)(unit % p->n);
-  combiner__block_summary(c, h, (ptrdiff_t)t * p->m, combiner__row_len(p, t),
-                          combiner__wkey(c, h, t), combiner__wval(c, h, t), scratch);
+  combiner__block_summary(c, sc, h, (ptrdiff_t)t * p->m, combiner__row_len(p, t),
+                          combiner__wkey(c, h, t), combiner__wval(c, h, t));
 }
 
-/* Unit (head h, block b): every query of block b. */
-static void combiner__fixed_combine_unit(const combiner__ctx *c, ptrdiff_t unit, float *scratch) {
+/* Unit (head h, block b, tile of its queries): direct = own block (causal:
+ * up to the query), regions = every other (causal: earlier) block. */
+static void combiner__fixed_combine_unit(const combiner__ctx *c, ptrdiff_t unit, const combiner__scratch *sc) {
   const combiner__problem *p = c->p;
-  int h = (int)(unit / p->n), b = (int)(unit % p->n), g = h / p->group;
-  int len = combiner__row_len(p, b), u;
+  int tiles = combiner__tiles(combiner__cols(p));
+  int h = (int)(unit / tiles / p->n), b = (int)(unit / tiles % p->n), g = h / p->group;
+  int len = combiner__row_len(p, b), q0 = (int)(unit % tiles) * COMBINER__BQ, nq;
   ptrdiff_t first = (ptrdiff_t)b * p->m;
-  combiner__softmax s;
-  for (u = 0; u < len; ++u) {
-    const float *qi = combiner__q(c, first + u, h);
-    combiner__softmax_begin(&s, p, scratch, NULL);
-    combiner__add_direct(&s, c, qi, g, first, 1, p->causal ? u + 1 : len);
-    combiner__add_summaries(&s, c, qi, h, 0, 1, b);
-    if (!p->causal) combiner__add_summaries(&s, c, qi, h, b + 1, 1, p->n - b - 1);
-    combiner__softmax_write(&s, combiner__out(c, first + u, h));
-  }
+  combiner__seq qs, ks, vs;
+  combiner__states st;
+  if (q0 >= len) return;
+  nq = len - q0 < COMBINER__BQ ? len - q0 : COMBINER__BQ;
+  qs = combiner__queries(c, h, first + q0, 1, nq);
+  ks = combiner__keys(c, g, first, 1, p->causal ? q0 + nq : len);
+  vs = combiner__values(c, g, first, 1, ks.count);
+  st = combiner__tile_states(sc->tile[0], p->dv, NULL, p->d);
+  combiner__states_begin(&st, nq, p->dv, p->d);
+  combiner__attend(p, sc, &qs, nq, &ks, &vs, p->causal ? COMBINER__CAUSAL : COMBINER__ALL, q0, &st);
+  combiner__attend_summaries(c, sc, &qs, nq, h, 0, 1, b, COMBINER__ALL, 0, &st);
+  if (!p->causal)
+    combiner__attend_summaries(c, sc, &qs, nq, h, b + 1, 1, p->n - b - 1, COMBINER__ALL, 0, &st);
+  combiner__states_finish(&st, nq, p->dv, combiner__out(c, first + q0, h), p->o.ts);
 }
 
 #endif
@@ -836,57 +1068,84 @@ static void combiner__fixed_combine_unit(const combiner__ctx *c, ptrdiff_t unit,
 /* ------------------------------------------------------------------------ */
 #if COMBINER__HAS_AXIAL
 
-/* Unit (head h, row t): R[t][c] = att(q[t][c], whole row t) for every cell,
- * with its key (WSUM: expected key under the same weights; SELF: k[t][c]);
- * the short last row of a bidirectional call also gets its fixed-style
- * abstraction at entry L. */
-static void combiner__axial_summary_unit(const combiner__ctx *c, ptrdiff_t unit, float *scratch) {
+/* Unit (head h, row t, tile of its cells): R[t][c] = att(q[t][c], whole row
+ * t), with its key (WSUM: expected key under the same weights; SELF:
+ * k[t][c]); the short last row of a bidirectional call also gets its
+ * fixed-style abstraction at entry L. */
+static void combiner__axial_summary_unit(const combiner__ctx *c, ptrdiff_t unit, const combiner__scratch *sc) {
   const combiner__problem *p = c->p;
-  int h = (int)(unit / p->n), t = (int)(unit % p->n), g = h / p->group;
-  int len = combiner__row_len(p, t), u;
-  ptrdiff_t first = (ptrdiff_t)t * p->m;
-  float *acc = scratch, *acc2 = scratch + p->vec;
+  int tiles = combiner__tiles(combiner__cols(p));
+  int h = (int)(unit / tiles / p->n), t = (int)(unit / tiles % p->n), g = h / p->group;
+  int len = combiner__row_len(p, t), q0 = (int)(unit % tiles) * COMBINER__BQ, nq, i, x;
   int wsum = p->axial_key == COMBINER_AXIAL_KEY_WSUM;
-  combiner__softmax s;
-  for (u = 0; u < len; ++u) {
-    ptrdiff_t i = first + u;
-    combiner__softmax_begin(&s, p, acc, wsum ? acc2 : NULL);
-    combiner__add_direct(&s, c, combiner__q(c, i, h), g, first, 1, len);
-    combiner__softmax_write(&s, combiner__wval(c, h, i));
+  ptrdiff_t first = (ptrdiff_t)t * p->m;
+  combiner__seq qs, ks, vs;
+  combiner__states st;
+  if (q0 >= len) return;
+  nq = len - q0 < COMBINER__BQ ? len - q0 : COMBINER__BQ;
+  qs = combiner__queries(c, h, first + q0, 1, nq);
+  ks = combiner__keys(c, g, first, 1, len);
+  vs = combiner__values(c, g, first, 1, len);
+  st = combiner__tile_states(sc->tile[0], p->dv, wsum ? sc->acc2 : NULL, p->d);
+  combiner__states_begin(&st, nq, p->dv, p->d);
+  combiner__attend(p, sc, &qs, nq, &ks, &vs, COMBINER__ALL, 0, &st);
+  combiner__states_finish(&st, nq, p->dv, combiner__wval(c, h, first + q0), p->dv);
+  for (i = 0; i < nq; ++i) {
+    float *key = combiner__wkey(c, h, first + q0 + i);
     if (wsum) {
-      float *key = combiner__wkey(c, h, i);
-      int x;
-      for (x = 0; x < p->d; ++x) key[x] = acc2[x] / s.sum;
+      for (x = 0; x < p->d; ++x) key[x] = st.acc2[i * st.a2s + x] / st.sum[i];
     } else {
-      memcpy(combiner__wkey(c, h, i), combiner__k(c, i, g), (size_t)p->d * sizeof(float));
+      memcpy(key, combiner__k(c, first + q0 + i, g), (size_t)p->d * sizeof(float));
     }
   }
-  if ((size_t)p->L < p->count && t == p->n - 1)
-    combiner__block_summary(c, h, first, len, combiner__wkey(c, h, p->L),
-                            combiner__wval(c, h, p->L), scratch);
+  if ((size_t)p->L < p->count && t == p->n - 1 && q0 == 0)
+    combiner__block_summary(c, sc, h, first, len, combiner__wkey(c, h, p->L), combiner__wval(c, h, p->L));
 }
 
-/* Unit (head h, row r): every query (r, u). Regions: the other rows t through
- * cell (t, u); a row lacking that cell (bidirectional, short last row) through
- * its fixed-style abstraction. */
-static void combiner__axial_combine_unit(const combiner__ctx *c, ptrdiff_t unit, float *scratch) {
+/* Pass 1, unit (head h, row r, tile): the direct terms, own row (causal: up
+ * to the query), into the saved states. */
+static void combiner__axial_rows_unit(const combiner__ctx *c, ptrdiff_t unit, const combiner__scratch *sc) {
   const combiner__problem *p = c->p;
-  int h = (int)(unit / p->n), r = (int)(unit % p->n), g = h / p->group;
-  int len = combiner__row_len(p, r), u;
-  ptrdiff_t first = (ptrdiff_t)r * p->m, m = p->m;
-  combiner__softmax s;
-  for (u = 0; u < len; ++u) {
-    const float *qi = combiner__q(c, first + u, h);
-    combiner__softmax_begin(&s, p, scratch, NULL);
-    combiner__add_direct(&s, c, qi, g, first, 1, p->causal ? u + 1 : len);
-    combiner__add_summaries(&s, c, qi, h, u, m, r);                 /* rows above */
-    if (!p->causal && r < p->n - 1) {
-      int lrow = p->n - 1;
-      combiner__add_summaries(&s, c, qi, h, (r + 1) * m + u, m, lrow - r - 1);
-      combiner__add_summaries(&s, c, qi, h, u < p->last ? lrow * m + u : (ptrdiff_t)p->L, 1, 1);
-    }
-    combiner__softmax_write(&s, combiner__out(c, first + u, h));
+  int tiles = combiner__tiles(combiner__cols(p));
+  int h = (int)(unit / tiles / p->n), r = (int)(unit / tiles % p->n), g = h / p->group;
+  int len = combiner__row_len(p, r), q0 = (int)(unit % tiles) * COMBINER__BQ, nq;
+  ptrdiff_t first = (ptrdiff_t)r * p->m;
+  combiner__seq qs, ks, vs;
+  combiner__states st;
+  if (q0 >= len) return;
+  nq = len - q0 < COMBINER__BQ ? len - q0 : COMBINER__BQ;
+  qs = combiner__queries(c, h, first + q0, 1, nq);
+  ks = combiner__keys(c, g, first, 1, p->causal ? q0 + nq : len);
+  vs = combiner__values(c, g, first, 1, ks.count);
+  st = combiner__saved_states(c, 0, h, first + q0, 1);
+  combiner__states_begin(&st, nq, p->dv, p->d);
+  combiner__attend(p, sc, &qs, nq, &ks, &vs, p->causal ? COMBINER__CAUSAL : COMBINER__ALL, q0, &st);
+}
+
+/* Pass 2, unit (head h, column col, tile of its rows): the regions. Query
+ * (r, col) reaches row t through entry (t, col), which column col's queries
+ * share: a causal (t < r) or all-but-own-row attention down the column; a
+ * row lacking the column (bidirectional, short last row) through entry L. */
+static void combiner__axial_cols_unit(const combiner__ctx *c, ptrdiff_t unit, const combiner__scratch *sc) {
+  const combiner__problem *p = c->p;
+  int tiles = combiner__tiles(p->n), cols = combiner__cols(p);
+  int h = (int)(unit / tiles / cols), col = (int)(unit / tiles % cols);
+  int rows = combiner__col_len(p, col), q0 = (int)(unit % tiles) * COMBINER__BQ, nq;
+  ptrdiff_t m = p->m;
+  combiner__seq qs;
+  combiner__states st;
+  if (q0 >= rows) return;
+  nq = rows - q0 < COMBINER__BQ ? rows - q0 : COMBINER__BQ;
+  qs = combiner__queries(c, h, col + q0 * m, m, nq);
+  st = combiner__saved_states(c, 0, h, col + q0 * m, m);
+  if (p->causal) {
+    combiner__attend_summaries(c, sc, &qs, nq, h, col, m, rows, COMBINER__CAUSAL, q0 - 1, &st);
+  } else {
+    combiner__attend_summaries(c, sc, &qs, nq, h, col, m, rows, COMBINER__SKIP, q0, &st);
+    if ((size_t)p->L < p->count && rows < p->n)
+      combiner__attend_summaries(c, sc, &qs, nq, h, p->L, 1, 1, COMBINER__ALL, 0, &st);
   }
+  combiner__states_finish(&st, nq, p->dv, combiner__out(c, col + q0 * m, h), m * p->o.ts);
 }
 
 #endif
@@ -898,134 +1157,169 @@ static void combiner__axial_combine_unit(const combiner__ctx *c, ptrdiff_t unit,
 
 enum { COMBINER__COL_PREFIX = 0, COMBINER__ROW_PREFIX, COMBINER__ROW_SUFFIX, COMBINER__COL_SUFFIX };
 
-/* Cumulative abstractions along a line of cells (a column or a row), in the
- * order given: for every j, the region is cells 0..j of the walk; key = pool
- * of k, value = att(pool of q, region). Written to `section` at each cell. */
-static void combiner__mixture_walk(const combiner__ctx *c, int h, ptrdiff_t first, ptrdiff_t step,
-                                   int count, int section, float *scratch) {
+/* Cumulative abstractions along a line of cells (a column or a row) walked
+ * from `first` by `step`: for walk index w the region is cells 0..w of the
+ * walk; key = pool of k, value = att(pool of q, region), a causal attention
+ * along the walk. Written to `section` at each cell. */
+static void combiner__mixture_walk(const combiner__ctx *c, const combiner__scratch *sc, int h,
+                                   ptrdiff_t first, ptrdiff_t step, int count, int section) {
   const combiner__problem *p = c->p;
-  int g = h / p->group, j;
-  float *qrun = scratch, *krun = scratch + p->vec, *qpool = scratch + 2 * p->vec;
-  float *acc = scratch + 3 * p->vec;
+  int g = h / p->group, q0, i;
+  float *qrun = sc->run, *krun = sc->run + p->d;
   ptrdiff_t base = (ptrdiff_t)section * p->L;
-  combiner__softmax s;
-  for (j = 0; j < count; ++j) {
-    ptrdiff_t i = first + j * step;
-    if (j == 0) {
-      combiner__pool_start(qrun, combiner__q(c, i, h), p->d);
-      combiner__pool_start(krun, combiner__k(c, i, g), p->d);
-    } else {
-      combiner__pool_add(qrun, combiner__q(c, i, h), p->d, p->pool);
-      combiner__pool_add(krun, combiner__k(c, i, g), p->d, p->pool);
+  combiner__seq ks = combiner__keys(c, g, first, step, count);
+  combiner__seq vs = combiner__values(c, g, first, step, count);
+  combiner__seq qs = combiner__seq_of(sc->qbuf, p->d, 0);
+  combiner__states st = combiner__tile_states(sc->tile[0], p->dv, NULL, p->d);
+  for (q0 = 0; q0 < count; q0 += COMBINER__BQ) {
+    int nq = count - q0 < COMBINER__BQ ? count - q0 : COMBINER__BQ;
+    for (i = 0; i < nq; ++i) {
+      int w = q0 + i;
+      ptrdiff_t pos = first + w * step;
+      if (w == 0) {
+        combiner__pool_start(qrun, combiner__q(c, pos, h), p->d);
+        combiner__pool_start(krun, combiner__k(c, pos, g), p->d);
+      } else {
+        combiner__pool_add(qrun, combiner__q(c, pos, h), p->d, p->pool);
+        combiner__pool_add(krun, combiner__k(c, pos, g), p->d, p->pool);
+      }
+      combiner__pool_read(sc->qbuf + (ptrdiff_t)i * p->d, qrun, p->d, p->pool, w + 1);
+      combiner__pool_read(combiner__wkey(c, h, base + pos), krun, p->d, p->pool, w + 1);
     }
-    combiner__pool_read(combiner__wkey(c, h, base + i), krun, p->d, p->pool, j + 1);
-    combiner__pool_read(qpool, qrun, p->d, p->pool, j + 1);
-    /* the region, walked from its far end back to this cell */
-    combiner__softmax_begin(&s, p, acc, NULL);
-    combiner__add_direct(&s, c, qpool, g, step >= 0 ? first : i, step >= 0 ? step : -step, j + 1);
-    combiner__softmax_write(&s, combiner__wval(c, h, base + i));
+    combiner__states_begin(&st, nq, p->dv, p->d);
+    combiner__attend(p, sc, &qs, nq, &ks, &vs, COMBINER__CAUSAL, q0, &st);
+    combiner__states_finish(&st, nq, p->dv, combiner__wval(c, h, base + first + q0 * step),
+                            step * p->dv);
   }
-}
-
-static int combiner__col_len(const combiner__problem *p, int col) {
-  return p->n - 1 + (col < p->last ? 1 : 0);
 }
 
 /* Units: (head, column) for the column prefixes (and suffixes), then
  * (head, row) for the row prefixes and suffixes. */
-static void combiner__mixture_summary_unit(const combiner__ctx *c, ptrdiff_t unit, float *scratch) {
+static void combiner__mixture_summary_unit(const combiner__ctx *c, ptrdiff_t unit, const combiner__scratch *sc) {
   const combiner__problem *p = c->p;
-  int cols = p->m < p->L ? p->m : p->L;
+  int cols = combiner__cols(p);
   ptrdiff_t col_units = (ptrdiff_t)p->H * cols;
   if (unit < col_units) {
     int h = (int)(unit / cols), col = (int)(unit % cols), rows = combiner__col_len(p, col);
     ptrdiff_t m = p->m;
-    combiner__mixture_walk(c, h, col, m, rows, COMBINER__COL_PREFIX, scratch);
+    combiner__mixture_walk(c, sc, h, col, m, rows, COMBINER__COL_PREFIX);
     if (!p->causal)
-      combiner__mixture_walk(c, h, (rows - 1) * m + col, -m, rows, COMBINER__COL_SUFFIX, scratch);
+      combiner__mixture_walk(c, sc, h, (rows - 1) * m + col, -m, rows, COMBINER__COL_SUFFIX);
   } else {
     int h = (int)((unit - col_units) / p->n), t = (int)((unit - col_units) % p->n);
     int len = combiner__row_len(p, t);
     ptrdiff_t first = (ptrdiff_t)t * p->m;
-    combiner__mixture_walk(c, h, first, 1, len, COMBINER__ROW_PREFIX, scratch);
-    combiner__mixture_walk(c, h, first + len - 1, -1, len, COMBINER__ROW_SUFFIX, scratch);
+    combiner__mixture_walk(c, sc, h, first, 1, len, COMBINER__ROW_PREFIX);
+    combiner__mixture_walk(c, sc, h, first + len - 1, -1, len, COMBINER__ROW_SUFFIX);
   }
 }
 
 static ptrdiff_t combiner__mixture_summary_units(const combiner__problem *p) {
-  int cols = p->m < p->L ? p->m : p->L;
-  return (ptrdiff_t)p->H * (cols + p->n);
+  return (ptrdiff_t)p->H * (combiner__cols(p) + p->n);
 }
 
-/* Column abstractions of the vertical plan at row t (prefix or suffix section)
- * for every column c != u that exists in row t. */
-static void combiner__mixture_columns(combiner__softmax *s, const combiner__ctx *c, const float *qi,
-                                      int h, int t, int u, int section) {
+/* Pass 1, unit (head h, row r, tile): row direct (group 2), then the column
+ * abstractions of the vertical plan (group 3): column prefixes at row r-1
+ * and (bidirectional) suffixes at row r+1, every column but the query's.
+ * AVERAGE keeps the direct-only state in set 1 for the horizontal plan. */
+static void combiner__mixture_rows_unit(const combiner__ctx *c, ptrdiff_t unit, const combiner__scratch *sc) {
   const combiner__problem *p = c->p;
-  ptrdiff_t base = (ptrdiff_t)section * p->L + (ptrdiff_t)t * p->m;
-  int len = combiner__row_len(p, t);
-  combiner__add_summaries(s, c, qi, h, base, 1, u < len ? u : len);
-  combiner__add_summaries(s, c, qi, h, base + u + 1, 1, len - u - 1);
-}
-
-/* Row abstractions of the horizontal plan for rows [t0, t1): the part of row
- * t left of column u and the part right of it (SPEC 5 groups 4-5). Full rows
- * go in strided runs; the short last row is clamped to its cells. */
-static void combiner__mixture_rows(combiner__softmax *s, const combiner__ctx *c, const float *qi,
-                                   int h, int t0, int t1, int u) {
-  const combiner__problem *p = c->p;
-  ptrdiff_t m = p->m, L = p->L;
-  int short_row = p->last != p->m && t0 <= p->n - 1 && p->n - 1 < t1;
-  int full_end = short_row ? p->n - 1 : t1;          /* rows < n-1 are full */
-  if (full_end > t0) {
-    if (u >= 1) combiner__add_summaries(s, c, qi, h, L + t0 * m + u - 1, m, full_end - t0);
-    if (u + 1 < p->m) combiner__add_summaries(s, c, qi, h, 2 * L + t0 * m + u + 1, m, full_end - t0);
+  int tiles = combiner__tiles(combiner__cols(p));
+  int h = (int)(unit / tiles / p->n), r = (int)(unit / tiles % p->n), g = h / p->group;
+  int len = combiner__row_len(p, r), q0 = (int)(unit % tiles) * COMBINER__BQ, nq;
+  ptrdiff_t first = (ptrdiff_t)r * p->m, L = p->L, m = p->m;
+  combiner__seq qs, ks, vs;
+  combiner__states st;
+  if (q0 >= len) return;
+  nq = len - q0 < COMBINER__BQ ? len - q0 : COMBINER__BQ;
+  qs = combiner__queries(c, h, first + q0, 1, nq);
+  ks = combiner__keys(c, g, first, 1, p->causal ? q0 + nq : len);
+  vs = combiner__values(c, g, first, 1, ks.count);
+  st = combiner__saved_states(c, 0, h, first + q0, 1);
+  combiner__states_begin(&st, nq, p->dv, p->d);
+  combiner__attend(p, sc, &qs, nq, &ks, &vs, p->causal ? COMBINER__CAUSAL : COMBINER__ALL, q0, &st);
+  if (p->mixture_norm == COMBINER_MIXTURE_AVERAGE) {
+    combiner__states direct = combiner__saved_states(c, 1, h, first + q0, 1);
+    combiner__states_copy(&direct, &st, nq, p->dv);
   }
-  if (short_row) {
-    ptrdiff_t first = (ptrdiff_t)(p->n - 1) * m;
-    if (u >= 1) combiner__add_summaries(s, c, qi, h, L + first + (u - 1 < p->last ? u - 1 : p->last - 1), 1, 1);
-    if (u + 1 < p->last) combiner__add_summaries(s, c, qi, h, 2 * L + first + u + 1, 1, 1);
-  }
+  if (r >= 1)
+    combiner__attend_summaries(c, sc, &qs, nq, h, COMBINER__COL_PREFIX * L + (r - 1) * m, 1, p->m,
+                               COMBINER__SKIP, q0, &st);
+  if (!p->causal && r + 1 < p->n)
+    combiner__attend_summaries(c, sc, &qs, nq, h, COMBINER__COL_SUFFIX * L + (r + 1) * m, 1,
+                               combiner__row_len(p, r + 1), COMBINER__SKIP, q0, &st);
 }
 
-/* Unit (head h, row r): every query (r, u). */
-static void combiner__mixture_combine_unit(const combiner__ctx *c, ptrdiff_t unit, float *scratch) {
+/* Rows (out of all n) whose entry at column `col` follows the regular
+ * stride: all of them unless the short last row lacks the column. */
+static int combiner__rows_with(const combiner__problem *p, int col) {
+  return col < p->last ? p->n : p->n - 1;
+}
+
+/* Row abstractions of the horizontal plan (groups 4-5) for column u's
+ * queries: left part (prefix ending at u-1) and right part (suffix from u+1)
+ * of every other (causal: earlier) row. The short last row is clamped to its
+ * cells: its left part may end at its last cell, its right part may be empty. */
+static void combiner__mixture_row_regions(const combiner__ctx *c, const combiner__scratch *sc,
+    const combiner__seq *qs, int nq, int h, int u, int q0, const combiner__states *st) {
   const combiner__problem *p = c->p;
-  int h = (int)(unit / p->n), r = (int)(unit % p->n), g = h / p->group;
-  int len = combiner__row_len(p, r), u;
-  int average = p->mixture_norm == COMBINER_MIXTURE_AVERAGE;
-  ptrdiff_t first = (ptrdiff_t)r * p->m, m = p->m;
-  float *acc_v = scratch, *acc_h = scratch + p->vec, *tmp = scratch + 2 * p->vec;
-  combiner__softmax vert, horiz;
-  for (u = 0; u < len; ++u) {
-    const float *qi = combiner__q(c, first + u, h);
-    float *o = combiner__out(c, first + u, h);
-    int col_rows = combiner__col_len(p, u);
-    combiner__softmax *hp;
-    /* groups 1-2: column and row direct */
-    combiner__softmax_begin(&vert, p, acc_v, NULL);
-    combiner__add_direct(&vert, c, qi, g, u, m, r);
-    combiner__add_direct(&vert, c, qi, g, first, 1, p->causal ? u + 1 : len);
-    if (!p->causal) combiner__add_direct(&vert, c, qi, g, (r + 1) * m + u, m, col_rows - r - 1);
-    hp = &vert;
-    if (average) {
-      combiner__softmax_copy(&horiz, &vert, acc_h);
-      hp = &horiz;
-    }
-    /* group 3: column abstractions (vertical plan) */
-    if (r >= 1) combiner__mixture_columns(&vert, c, qi, h, r - 1, u, COMBINER__COL_PREFIX);
-    if (!p->causal && r + 1 < p->n)
-      combiner__mixture_columns(&vert, c, qi, h, r + 1, u, COMBINER__COL_SUFFIX);
-    /* groups 4-5: row abstractions (horizontal plan) */
-    combiner__mixture_rows(hp, c, qi, h, 0, r, u);
-    if (!p->causal) combiner__mixture_rows(hp, c, qi, h, r + 1, p->n, u);
-    if (average) {
-      int x;
-      combiner__softmax_write(&vert, o);
-      combiner__softmax_write(&horiz, tmp);
-      for (x = 0; x < p->dv; ++x) o[x] = 0.5f * o[x] + 0.5f * tmp[x];
-    } else {
-      combiner__softmax_write(&vert, o);
+  ptrdiff_t L = p->L, m = p->m;
+  int mask = p->causal ? COMBINER__CAUSAL : COMBINER__SKIP;
+  ptrdiff_t diag = p->causal ? q0 - 1 : q0;
+  if (u >= 1) {
+    int rows = combiner__rows_with(p, u - 1);
+    combiner__attend_summaries(c, sc, qs, nq, h, COMBINER__ROW_PREFIX * L + u - 1, m, rows, mask, diag, st);
+    if (!p->causal && rows < p->n)   /* the short row ends before u-1: its whole row */
+      combiner__attend_summaries(c, sc, qs, nq, h, COMBINER__ROW_PREFIX * L + (p->n - 1) * m + p->last - 1,
+                                 1, 1, COMBINER__ALL, 0, st);
+  }
+  if (u + 1 < p->m)
+    combiner__attend_summaries(c, sc, qs, nq, h, COMBINER__ROW_SUFFIX * L + u + 1, m,
+                               combiner__rows_with(p, u + 1), mask, diag, st);
+}
+
+/* Pass 2, unit (head h, column u, tile of its rows): column direct (group 1)
+ * and the row abstractions (groups 4-5), then the output. */
+static void combiner__mixture_cols_unit(const combiner__ctx *c, ptrdiff_t unit, const combiner__scratch *sc) {
+  const combiner__problem *p = c->p;
+  int tiles = combiner__tiles(p->n), cols = combiner__cols(p);
+  int h = (int)(unit / tiles / cols), u = (int)(unit / tiles % cols), g = h / p->group;
+  int rows = combiner__col_len(p, u), q0 = (int)(unit % tiles) * COMBINER__BQ, nq;
+  ptrdiff_t m = p->m;
+  int mask = p->causal ? COMBINER__CAUSAL : COMBINER__SKIP;
+  ptrdiff_t diag = p->causal ? q0 - 1 : q0;
+  combiner__seq qs, ks, vs;
+  combiner__states st;
+  float *out;
+  if (q0 >= rows) return;
+  nq = rows - q0 < COMBINER__BQ ? rows - q0 : COMBINER__BQ;
+  qs = combiner__queries(c, h, u + q0 * m, m, nq);
+  ks = combiner__keys(c, g, u, m, rows);
+  vs = combiner__values(c, g, u, m, rows);
+  st = combiner__saved_states(c, 0, h, u + q0 * m, m);
+  out = combiner__out(c, u + q0 * m, h);
+  if (p->mixture_norm == COMBINER_MIXTURE_JOINT) {
+    combiner__attend(p, sc, &qs, nq, &ks, &vs, mask, diag, &st);
+    combiner__mixture_row_regions(c, sc, &qs, nq, h, u, q0, &st);
+    combiner__states_finish(&st, nq, p->dv, out, m * p->o.ts);
+  } else {
+    /* AVERAGE: vertical = set 0 (groups 2, 3) + column direct; horizontal =
+     * set 1 (group 2) + column direct + row regions; out = the mean. */
+    combiner__states col = combiner__tile_states(sc->tile[0], p->dv, NULL, p->d);
+    combiner__states horiz = combiner__saved_states(c, 1, h, u + q0 * m, m);
+    combiner__states vfin = combiner__tile_states(sc->tile[1], p->dv, NULL, p->d);
+    int i, y;
+    combiner__states_begin(&col, nq, p->dv, p->d);
+    combiner__attend(p, sc, &qs, nq, &ks, &vs, mask, diag, &col);
+    combiner__states_merge(&st, &col, nq, p->dv);
+    combiner__states_merge(&horiz, &col, nq, p->dv);
+    combiner__mixture_row_regions(c, sc, &qs, nq, h, u, q0, &horiz);
+    combiner__states_finish(&st, nq, p->dv, vfin.acc, p->dv);
+    combiner__states_finish(&horiz, nq, p->dv, col.acc, p->dv);
+    for (i = 0; i < nq; ++i) {
+      float *o = out + (ptrdiff_t)i * m * p->o.ts;
+      const float *a = vfin.acc + (ptrdiff_t)i * p->dv, *b = col.acc + (ptrdiff_t)i * p->dv;
+      for (y = 0; y < p->dv; ++y) o[y] = 0.5f * a[y] + 0.5f * b[y];
     }
   }
 }
@@ -1038,6 +1332,8 @@ static void combiner__mixture_combine_unit(const combiner__ctx *c, ptrdiff_t uni
 
 static void combiner__summarize_all(const combiner__ctx *c) {
   const combiner__problem *p = c->p;
+  ptrdiff_t row_tiles = (ptrdiff_t)p->H * p->n * combiner__tiles(combiner__cols(p));
+  (void)row_tiles;
   switch (p->kind) {
 #if COMBINER__HAS_FIXED
     case COMBINER_FIXED:
@@ -1046,7 +1342,7 @@ static void combiner__summarize_all(const combiner__ctx *c) {
 #endif
 #if COMBINER__HAS_AXIAL
     case COMBINER_AXIAL:
-      combiner__run(c, (ptrdiff_t)p->H * p->n, combiner__axial_summary_unit);
+      combiner__run(c, row_tiles, combiner__axial_summary_unit);
       break;
 #endif
 #if COMBINER__HAS_MIXTURE
@@ -1060,25 +1356,30 @@ static void combiner__summarize_all(const combiner__ctx *c) {
 
 static void combiner__combine_all(const combiner__ctx *c) {
   const combiner__problem *p = c->p;
+  ptrdiff_t row_tiles = (ptrdiff_t)p->H * p->n * combiner__tiles(combiner__cols(p));
+  ptrdiff_t col_tiles = (ptrdiff_t)p->H * combiner__cols(p) * combiner__tiles(p->n);
+  (void)row_tiles; (void)col_tiles;
   switch (p->kind) {
 #if COMBINER__HAS_FIXED
     case COMBINER_FIXED:
-      combiner__run(c, (ptrdiff_t)p->H * p->n, combiner__fixed_combine_unit);
+      combiner__run(c, row_tiles, combiner__fixed_combine_unit);
       break;
 #endif
 #if COMBINER__HAS_AXIAL
     case COMBINER_AXIAL:
-      combiner__run(c, (ptrdiff_t)p->H * p->n, combiner__axial_combine_unit);
+      combiner__run(c, row_tiles, combiner__axial_rows_unit);
+      combiner__run(c, col_tiles, combiner__axial_cols_unit);
       break;
 #endif
 #if COMBINER__HAS_MIXTURE
     case COMBINER_MIXTURE:
-      combiner__run(c, (ptrdiff_t)p->H * p->n, combiner__mixture_combine_unit);
+      combiner__run(c, row_tiles, combiner__mixture_rows_unit);
+      combiner__run(c, col_tiles, combiner__mixture_cols_unit);
       break;
 #endif
 #if COMBINER__HAS_DENSE
     case COMBINER_DENSE:
-      combiner__dense_combine(c);
+      combiner__run(c, (ptrdiff_t)p->H * combiner__tiles(p->L), combiner__dense_unit);
       break;
 #endif
     default: break;   /* unreachable: combiner__resolve rejects kinds not compiled in */
@@ -1140,6 +1441,8 @@ static void combiner__ctx_init(combiner__ctx *c, const combiner__problem *p,
   c->wvals = (float *)(void *)(base + w->values);
   c->skeys = c->wkeys;
   c->svals = c->wvals;
+  c->states = (float *)(void *)(base + w->states);
+  c->state_floats = w->state_floats;
   c->scratch = base + w->scratch;
   c->scratch_stride = w->scratch_stride;
 }
@@ -1197,7 +1500,7 @@ COMBINER_API combiner_status combiner_resolve_config(const combiner_config *cfg,
 COMBINER_API size_t combiner_workspace_size(const combiner_config *cfg) {
   combiner__problem p;
   combiner__workspace w;
-  if (combiner__resolve(cfg, &p) != COMBINER_OK || combiner__layout(&p, 1, &w) != COMBINER_OK)
+  if (combiner__resolve(cfg, &p) != COMBINER_OK || combiner__layout(&p, 1, 1, &w) != COMBINER_OK)
     return 0;
   return w.total;
 }
@@ -1205,7 +1508,7 @@ COMBINER_API size_t combiner_workspace_size(const combiner_config *cfg) {
 COMBINER_API size_t combiner_phase_workspace_size(const combiner_config *cfg) {
   combiner__problem p;
   combiner__workspace w;
-  if (combiner__resolve(cfg, &p) != COMBINER_OK || combiner__layout(&p, 0, &w) != COMBINER_OK)
+  if (combiner__resolve(cfg, &p) != COMBINER_OK || combiner__layout(&p, 0, 1, &w) != COMBINER_OK)
     return 0;
   return w.total;
 }
@@ -1235,7 +1538,7 @@ COMBINER_API combiner_status combiner_attention(const combiner_config *cfg,
   if ((st = combiner__resolve(cfg, &p)) != COMBINER_OK) return st;
   if (!out) return COMBINER_ERR_INVALID_ARGUMENT;
   if ((st = combiner__check_buffers(&p, q, k, v, out, NULL, NULL, 0, 0)) != COMBINER_OK) return st;
-  if ((st = combiner__layout(&p, 1, &w)) != COMBINER_OK) return st;
+  if ((st = combiner__layout(&p, 1, 1, &w)) != COMBINER_OK) return st;
   if (workspace && (combiner__overlap(workspace, workspace_size / sizeof(float), out, p.o.extent) ||
                     combiner__overlap(workspace, workspace_size / sizeof(float), q, p.q.extent) ||
                     combiner__overlap(workspace, workspace_size / sizeof(float), k, p.k.extent) ||
@@ -1263,7 +1566,7 @@ COMBINER_API combiner_status combiner_summarize(const combiner_config *cfg,
   if ((st = combiner__check_buffers(&p, q, k, v, NULL, summary_keys, summary_values, 1, 1)) != COMBINER_OK)
     return st;
   if (p.count == 0) return COMBINER_OK;
-  if ((st = combiner__layout(&p, 0, &w)) != COMBINER_OK) return st;
+  if ((st = combiner__layout(&p, 0, 1, &w)) != COMBINER_OK) return st;
   if ((st = combiner__acquire(&w, workspace, workspace_size, &base, &owned)) != COMBINER_OK) return st;
   combiner__ctx_init(&c, &p, &w, base, q, k, v, NULL);
   c.wkeys = summary_keys;
@@ -1289,7 +1592,7 @@ COMBINER_API combiner_status combiner_combine(const combiner_config *cfg,
   if (!out) return COMBINER_ERR_INVALID_ARGUMENT;
   if ((st = combiner__check_buffers(&p, q, k, v, out, summary_keys, summary_values, 1, 0)) != COMBINER_OK)
     return st;
-  if ((st = combiner__layout(&p, 0, &w)) != COMBINER_OK) return st;
+  if ((st = combiner__layout(&p, 0, 1, &w)) != COMBINER_OK) return st;
   if ((st = combiner__acquire(&w, workspace, workspace_size, &base, &owned)) != COMBINER_OK) return st;
   combiner__ctx_init(&c, &p, &w, base, q, k, v, out);
   c.wkeys = NULL;   /* combine only reads the summaries */
