@@ -13,7 +13,7 @@ TIDY_CHECKS = -*,bugprone-*,clang-analyzer-*,cert-*,misc-*,performance-*,portabi
 TIDY_CXX_OFF = ,-bugprone-reserved-identifier,-cert-dcl37-c,-cert-dcl51-cpp,-misc-definitions-in-headers
 FUZZ_SECONDS ?= 60
 
-.PHONY: all demo test test-main test-clang test-noomp test-asan test-tsan test-fuzz lint clean
+.PHONY: all demo bench test test-main test-clang test-noomp test-asan test-tsan test-fuzz lint clean
 
 all: build/CMakeCache.txt
 	$(CMAKE) --build build -j$(JOBS)
@@ -24,6 +24,14 @@ build/CMakeCache.txt:
 demo: build/CMakeCache.txt
 	$(CMAKE) --build build -j$(JOBS) --target combiner-demo
 	./build/combiner-demo
+
+# The benchmark: every kind against DENSE; writes bench/results/. Pass flags
+# with BENCH_ARGS, e.g. make bench BENCH_ARGS="--L 4096,16384 --threads 2".
+BENCH_ARGS ?=
+bench: build/CMakeCache.txt
+	$(CMAKE) --build build -j$(JOBS) --target combiner-bench
+	mkdir -p bench/results
+	./build/combiner-bench $(BENCH_ARGS)
 
 # The whole suite. Each step prints its own summary; any failure stops make.
 test: lint test-noomp test-asan test-tsan test-fuzz test-clang test-main

@@ -221,6 +221,13 @@ COMBINER_API const char *combiner_kind_string(combiner_kind k);
 COMBINER_API combiner_status combiner_resolve_config(const combiner_config *cfg,
     combiner_config *resolved);
 
+/* Floating-point operations of one call, counted from the factorization's
+ * own partition (SPEC 3-5): every attended term costs 2*head_dim (its logit)
+ * + 2*value_dim (its share of the output), summaries included (Axial WSUM
+ * adds 2*head_dim per summary term for the expected key); pooling, softmax
+ * and exp are not counted. 0 for an invalid config. */
+COMBINER_API double combiner_flops(const combiner_config *cfg);
+
 /* ---- two-phase API ---- */
 COMBINER_API combiner_status combiner_query_summaries(const combiner_config *cfg,
     combiner_summary_info *info);
@@ -274,6 +281,10 @@ COMBINER_API combiner_status combiner_combine(const combiner_config *cfg,
 #endif
 #ifndef COMBINER_DEFAULT_KIND
 #  define COMBINER_DEFAULT_KIND COMBINER_AXIAL
+#endif
+#if !defined(COMBINER_NO_SIMD) && defined(__AVX512F__)
+#  include <immintrin.h>
+#  define COMBINER__AVX512 1
 #endif
 
 #define COMBINER__HAS_FIXED 1
@@ -712,6 +723,173 @@ COMBINER__SHARED void combiner__states_merge(const combiner__states *dst, const 
   }
 }
 
+/* ---- SIMD micro-kernels (AVX-512) ---------------------------------------
+ * The scalar functions above are the reference path and are always
+ * compiled; these replace the three hot loops of combiner__attend when the
+ * compiler targets AVX-512 (e.g. -march=native on this class of machine) and
+ * COMBINER_NO_SIMD is not defined. Same math, different summation order. */
+#if defined(COMBINER__AVX512)
+
+/* Horizontal max / sum through memory: GCC 12's own reduce intrinsics use
+ * _mm512_undefined_ps(), which its -Wmaybe-uninitialized flags in C++. */
+static float combiner__hmax16(__m512 v) {
+  float a[16], m;
+  int i;
+  _mm512_storeu_ps(a, v);
+  m = a[0];
+  for (i = 1; i < 16; ++i) m = a[i] > m ? a[i] : m;
+  return m;
+}
+
+static float combiner__hsum16(__m512 v) {
+  float a[16], s = 0.0f;
+  int i;
+  _mm512_storeu_ps(a, v);
+  for (i = 0; i < 16; ++i) s += a[i];
+  return s;
+}
+
+static __m512 combiner__exp16(__m512 x) {
+  const __m512 lo = _mm512_set1_ps(-87.0f);
+  __m512 xc = _mm512_mask_max_ps(x, 0xFFFF, lo, x);   /* NaN in x stays NaN */
+  __m512 t = _mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f));
+  __m512 n = _mm512_mask_roundscale_ps(t, 0xFFFF, t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
+  __m512 y = _mm512_set1_ps(1.9875691500e-4f);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.3981999507e-3f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(8.3334519073e-3f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.1665795894e-2f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.6666665459e-1f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(5.0000001201e-1f));
+  y = _mm512_fmadd_ps(y, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  y = _mm512_mask_scalef_ps(y, 0xFFFF, y, n);
+  return _mm512_maskz_mov_ps(~_mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ), y);   /* 0 below -87 */
+}
+
+/* s[i][0..63] = scale * q_i . kt[.][0..63], six query rows at a time so that
+ * 24 accumulators stay in registers: per key dimension, 4 loads, 6
+ * broadcasts, 24 FMAs. Rows past nq compute row 0 again and are not stored. */
+#define COMBINER__SROW(r)                                                      \
+  { const __m512 b = _mm512_set1_ps(q##r[x]);                                  \
+    a##r##0 = _mm512_fmadd_ps(b, k0, a##r##0); a##r##1 = _mm512_fmadd_ps(b, k1, a##r##1); \
+    a##r##2 = _mm512_fmadd_ps(b, k2, a##r##2); a##r##3 = _mm512_fmadd_ps(b, k3, a##r##3); }
+#define COMBINER__SZERO(r) __m512 a##r##0 = _mm512_setzero_ps(), a##r##1 = a##r##0, a##r##2 = a##r##0, a##r##3 = a##r##0
+#define COMBINER__SSTORE(r)                                                    \
+  if (r < R) { float *o = s + (ptrdiff_t)(i0 + r) * COMBINER__BK;              \
+    _mm512_storeu_ps(o, _mm512_mul_ps(a##r##0, sc)); _mm512_storeu_ps(o + 16, _mm512_mul_ps(a##r##1, sc)); \
+    _mm512_storeu_ps(o + 32, _mm512_mul_ps(a##r##2, sc)); _mm512_storeu_ps(o + 48, _mm512_mul_ps(a##r##3, sc)); }
+
+static void combiner__scores_simd(const combiner__seq *q, int nq, const float *kt, int d, float scale,
+                                  float *s) {
+  const __m512 sc = _mm512_set1_ps(scale);
+  int i0, x;
+  for (i0 = 0; i0 < nq; i0 += 6) {
+    const int R = nq - i0 < 6 ? nq - i0 : 6;
+    const float *q0 = q->base + (ptrdiff_t)i0 * q->stride;
+    const float *q1 = R > 1 ? q0 + q->stride : q0, *q2 = R > 2 ? q0 + 2 * q->stride : q0;
+    const float *q3 = R > 3 ? q0 + 3 * q->stride : q0, *q4 = R > 4 ? q0 + 4 * q->stride : q0;
+    const float *q5 = R > 5 ? q0 + 5 * q->stride : q0;
+    COMBINER__SZERO(0); COMBINER__SZERO(1); COMBINER__SZERO(2);
+    COMBINER__SZERO(3); COMBINER__SZERO(4); COMBINER__SZERO(5);
+    for (x = 0; x < d; ++x) {
+      const float *kx = kt + (ptrdiff_t)x * COMBINER__BK;
+      const __m512 k0 = _mm512_loadu_ps(kx), k1 = _mm512_loadu_ps(kx + 16);
+      const __m512 k2 = _mm512_loadu_ps(kx + 32), k3 = _mm512_loadu_ps(kx + 48);
+      COMBINER__SROW(0) COMBINER__SROW(1) COMBINER__SROW(2)
+      COMBINER__SROW(3) COMBINER__SROW(4) COMBINER__SROW(5)
+    }
+    COMBINER__SSTORE(0) COMBINER__SSTORE(1) COMBINER__SSTORE(2)
+    COMBINER__SSTORE(3) COMBINER__SSTORE(4) COMBINER__SSTORE(5)
+  }
+}
+
+/* One row of the softmax tile (masked entries already -inf): running max
+ * (NaN wins) into *mx, probabilities in place; returns their sum, or -1 when
+ * nothing is visible. */
+static float combiner__softmax_row_simd(float *row, float *mx) {
+  __m512 v[4], m = _mm512_set1_ps(-INFINITY), sum = _mm512_setzero_ps();
+  __mmask16 nan = 0;
+  float rmax, mnew;
+  int b;
+  for (b = 0; b < 4; ++b) {
+    v[b] = _mm512_loadu_ps(row + 16 * b);
+    nan |= _mm512_cmp_ps_mask(v[b], v[b], _CMP_UNORD_Q);
+    m = _mm512_mask_max_ps(m, 0xFFFF, m, v[b]);
+  }
+  rmax = nan ? NAN : combiner__hmax16(m);
+  if (rmax == -INFINITY) return -1.0f;
+  mnew = (*mx > rmax || *mx != *mx) ? *mx : rmax;
+  *mx = mnew;
+  for (b = 0; b < 4; ++b) {
+    __m512 p = combiner__exp16(_mm512_sub_ps(v[b], _mm512_set1_ps(mnew)));
+    _mm512_storeu_ps(row + 16 * b, p);
+    sum = _mm512_add_ps(sum, p);
+  }
+  return combiner__hsum16(sum);
+}
+
+/* acc rows += P v over a 64-wide slice of the value width, six rows at a
+ * time: per key, 4 value loads, 6 broadcasts, 24 FMAs. A term whose
+ * probability is 0 is skipped row by row, so a value masked for a row never
+ * meets it (0 * NaN). Narrow slices (value width not a multiple of 64) take
+ * the masked, generic loop. */
+#define COMBINER__AZERO(r) __m512 a##r##0 = _mm512_setzero_ps(), a##r##1 = a##r##0, a##r##2 = a##r##0, a##r##3 = a##r##0; \
+  float p##r = 0.0f
+#define COMBINER__ALOAD(r) if (r < R) { const float *o = acc + (ptrdiff_t)(i0 + r) * as + y0; \
+    a##r##0 = _mm512_loadu_ps(o); a##r##1 = _mm512_loadu_ps(o + 16); \
+    a##r##2 = _mm512_loadu_ps(o + 32); a##r##3 = _mm512_loadu_ps(o + 48); }
+#define COMBINER__AROW(r) if (p##r != 0.0f) { const __m512 b = _mm512_set1_ps(p##r); \
+    a##r##0 = _mm512_fmadd_ps(b, v0, a##r##0); a##r##1 = _mm512_fmadd_ps(b, v1, a##r##1); \
+    a##r##2 = _mm512_fmadd_ps(b, v2, a##r##2); a##r##3 = _mm512_fmadd_ps(b, v3, a##r##3); }
+#define COMBINER__ASTORE(r) if (r < R) { float *o = acc + (ptrdiff_t)(i0 + r) * as + y0; \
+    _mm512_storeu_ps(o, a##r##0); _mm512_storeu_ps(o + 16, a##r##1); \
+    _mm512_storeu_ps(o + 32, a##r##2); _mm512_storeu_ps(o + 48, a##r##3); }
+#define COMBINER__AP(r) p##r = r < R ? pj[(ptrdiff_t)r * COMBINER__BK] : 0.0f
+
+static void combiner__accumulate_simd(const float *s, int nq, int nk, const combiner__seq *v, int j0,
+                                      int w, float *acc, ptrdiff_t as) {
+  int y0, i0, j;
+  for (y0 = 0; y0 + 64 <= w; y0 += 64) {
+    for (i0 = 0; i0 < nq; i0 += 6) {
+      const int R = nq - i0 < 6 ? nq - i0 : 6;
+      COMBINER__AZERO(0); COMBINER__AZERO(1); COMBINER__AZERO(2);
+      COMBINER__AZERO(3); COMBINER__AZERO(4); COMBINER__AZERO(5);
+      COMBINER__ALOAD(0) COMBINER__ALOAD(1) COMBINER__ALOAD(2)
+      COMBINER__ALOAD(3) COMBINER__ALOAD(4) COMBINER__ALOAD(5)
+      for (j = 0; j < nk; ++j) {
+        const float *pj = s + (ptrdiff_t)i0 * COMBINER__BK + j;
+        const float *vj = v->base + (ptrdiff_t)(j0 + j) * v->stride + y0;
+        __m512 v0, v1, v2, v3;
+        COMBINER__AP(0); COMBINER__AP(1); COMBINER__AP(2); COMBINER__AP(3); COMBINER__AP(4); COMBINER__AP(5);
+        if (p0 == 0.0f && p1 == 0.0f && p2 == 0.0f && p3 == 0.0f && p4 == 0.0f && p5 == 0.0f) continue;
+        v0 = _mm512_loadu_ps(vj); v1 = _mm512_loadu_ps(vj + 16);
+        v2 = _mm512_loadu_ps(vj + 32); v3 = _mm512_loadu_ps(vj + 48);
+        COMBINER__AROW(0) COMBINER__AROW(1) COMBINER__AROW(2)
+        COMBINER__AROW(3) COMBINER__AROW(4) COMBINER__AROW(5)
+      }
+      COMBINER__ASTORE(0) COMBINER__ASTORE(1) COMBINER__ASTORE(2)
+      COMBINER__ASTORE(3) COMBINER__ASTORE(4) COMBINER__ASTORE(5)
+    }
+  }
+  for (; y0 < w; y0 += 16) {             /* the last < 64 floats, 16 at a time */
+    const __mmask16 keep = (__mmask16)(w - y0 >= 16 ? 0xFFFFu : (1u << (w - y0)) - 1u);
+    int i;
+    for (i = 0; i < nq; ++i) {
+      float *o = acc + (ptrdiff_t)i * as + y0;
+      const float *row = s + (ptrdiff_t)i * COMBINER__BK;
+      __m512 a = _mm512_maskz_loadu_ps(keep, o);
+      for (j = 0; j < nk; ++j)
+        if (row[j] != 0.0f)
+          a = _mm512_fmadd_ps(_mm512_set1_ps(row[j]),
+              _mm512_maskz_loadu_ps(keep, v->base + (ptrdiff_t)(j0 + j) * v->stride + y0), a);
+      _mm512_mask_storeu_ps(o, keep, a);
+    }
+  }
+}
+
+#endif /* COMBINER__AVX512 */
+
 enum { COMBINER__ALL = 0, COMBINER__CAUSAL, COMBINER__SKIP };
 
 /* kt[x][j] = k_{j0+j}[x]: the chunk transposed so that scores vectorize
@@ -731,6 +909,9 @@ static void combiner__pack_keys(const combiner__seq *k, int j0, int nk, int d, f
 static void combiner__scores(const combiner__seq *q, int nq, const float *kt, int d, float scale,
                              float *s) {
   int i, j, x;
+#if defined(COMBINER__AVX512)
+  if (COMBINER__BK == 64) { combiner__scores_simd(q, nq, kt, d, scale, s); return; }
+#endif
   for (i = 0; i < nq; ++i) {
     const float *qi = q->base + (ptrdiff_t)i * q->stride;
     float *row = s + (ptrdiff_t)i * COMBINER__BK;
@@ -742,6 +923,24 @@ static void combiner__scores(const combiner__seq *q, int nq, const float *kt, in
   }
 }
 
+/* One row of scores (masked entries -inf) to probabilities: the new running
+ * max goes to *mx (NaN wins); returns the probabilities' sum, or -1 when
+ * nothing in the row is visible. */
+static float combiner__softmax_row(float *row, int nk, float *mx) {
+  float rmax = -INFINITY, mnew, psum = 0.0f;
+  int j;
+#if defined(COMBINER__AVX512)
+  if (COMBINER__BK == 64) return combiner__softmax_row_simd(row, mx);
+#endif
+  for (j = 0; j < nk; ++j) rmax = (row[j] > rmax || row[j] != row[j]) ? row[j] : rmax;
+  if (rmax == -INFINITY) return -1.0f;
+  mnew = (*mx > rmax || *mx != *mx) ? *mx : rmax;
+  *mx = mnew;
+  for (j = 0; j < COMBINER__BK; ++j) row[j] = combiner__exp(row[j] - mnew);
+  for (j = 0; j < nk; ++j) psum += row[j];
+  return psum;
+}
+
 /* Masks the tile (query i sees chunk key j iff: ALL; CAUSAL j <= i + rel;
  * SKIP j != i + rel), updates each query's running max, rescales its state
  * and turns its row of s into probabilities (0 where masked). */
@@ -750,20 +949,18 @@ static void combiner__softmax_tile(const combiner__states *st, int nq, float *s,
   int i, j, y;
   for (i = 0; i < nq; ++i) {
     float *row = s + (ptrdiff_t)i * COMBINER__BK;
-    float rmax = -INFINITY, mold, mnew, psum = 0.0f;
+    float mold = st->mx[i * st->ms], mnew = mold, psum;
     ptrdiff_t lim = nk - 1;
     if (mask == COMBINER__CAUSAL) lim = i + rel < lim ? i + rel : lim;
     for (j = (int)(lim < -1 ? -1 : lim) + 1; j < COMBINER__BK; ++j) row[j] = -INFINITY;
     if (mask == COMBINER__SKIP && i + rel >= 0 && i + rel < nk) row[i + rel] = -INFINITY;
-    for (j = 0; j < nk; ++j) rmax = (row[j] > rmax || row[j] != row[j]) ? row[j] : rmax;
-    if (rmax == -INFINITY) {                 /* nothing visible in this chunk */
+    psum = combiner__softmax_row(row, nk, &mnew);
+    if (psum < 0.0f) {                       /* nothing visible in this chunk */
       for (j = 0; j < COMBINER__BK; ++j) row[j] = 0.0f;
       continue;
     }
-    mold = st->mx[i * st->ms];
-    mnew = (mold > rmax || mold != mold) ? mold : rmax;
     if (mnew != mold) {
-      float f = combiner__exp(mold - mnew);   /* 0 when mold is -inf */
+      float f = combiner__exp(mold - mnew);  /* 0 when mold is -inf */
       float *a = st->acc + i * st->as;
       st->sum[i * st->ms] *= f;
       for (y = 0; y < dv; ++y) a[y] *= f;
@@ -773,8 +970,6 @@ static void combiner__softmax_tile(const combiner__states *st, int nq, float *s,
       }
       st->mx[i * st->ms] = mnew;
     }
-    for (j = 0; j < COMBINER__BK; ++j) row[j] = combiner__exp(row[j] - mnew);
-    for (j = 0; j < nk; ++j) psum += row[j];
     st->sum[i * st->ms] += psum;
   }
 }
@@ -784,6 +979,10 @@ static void combiner__softmax_tile(const combiner__states *st, int nq, float *s,
 static void combiner__accumulate(const float *s, int nq, int nk, const combiner__seq *v, int j0,
                                  int w, float *acc, ptrdiff_t as) {
   int i, j, y;
+#if defined(COMBINER__AVX512)
+  combiner__accumulate_simd(s, nq, nk, v, j0, w, acc, as);
+  return;
+#endif
   for (i = 0; i < nq; ++i) {
     const float *row = s + (ptrdiff_t)i * COMBINER__BK;
     float *a = acc + i * as;
@@ -838,7 +1037,7 @@ typedef void (*combiner__unit_fn)(const combiner__ctx *c, ptrdiff_t unit, const 
 /* Starting a thread team costs microseconds, and far more when cores are
  * oversubscribed; below ~1e5 multiply-adds (L*H*(m+n)*d) one thread is
  * faster. The result does not depend on this choice. */
-static int combiner__worth_threads(const combiner__problem *p) {
+COMBINER__SHARED int combiner__worth_threads(const combiner__problem *p) {
   double work = (double)p->L * p->H * (p->m + p->n) * (p->d + p->dv);
   if (p->kind == COMBINER_DENSE) work = (double)p->L * p->L * p->H * (p->d + p->dv);
   return work >= 1e5;
@@ -1511,6 +1710,51 @@ COMBINER_API size_t combiner_phase_workspace_size(const combiner_config *cfg) {
   if (combiner__resolve(cfg, &p) != COMBINER_OK || combiner__layout(&p, 0, 1, &w) != COMBINER_OK)
     return 0;
   return w.total;
+}
+
+/* Terms (logit + value) that query (row r, column u) attends, and the terms
+ * of the summaries, per head: the counting behind combiner_flops. */
+static double combiner__query_terms(const combiner__problem *p, int r, int u) {
+  int n = p->n, m = p->m, len = combiner__row_len(p, r);
+  if (p->kind == COMBINER_DENSE) {
+    double i = (double)r * m + u;
+    return p->causal ? i + 1 : (double)p->L;
+  }
+  if (p->kind == COMBINER_FIXED) return p->causal ? (double)(u + 1) + r : (double)len + (n - 1);
+  if (p->kind == COMBINER_AXIAL) return p->causal ? (double)(u + 1) + r : (double)len + (n - 1);
+  if (p->causal) {   /* MIXTURE: groups 1-5 of SPEC 5 */
+    return (double)r + (u + 1) + (r >= 1 ? m - 1 : 0) + (u >= 1 ? r : 0) + (u + 1 < m ? r : 0);
+  } else {
+    double t = (double)(combiner__col_len(p, u) - 1) + len;
+    if (r >= 1) t += m - 1;
+    if (r + 1 < n) t += combiner__row_len(p, r + 1) - (u < combiner__row_len(p, r + 1) ? 1 : 0);
+    t += u >= 1 ? n - 1 : 0;                                            /* left parts */
+    t += (u + 1 < m ? n - 1 : 0) + (u + 1 < p->last ? 1 : 0) - (u + 1 < len ? 1 : 0);  /* right */
+    return t;
+  }
+}
+
+COMBINER_API double combiner_flops(const combiner_config *cfg) {
+  combiner__problem p;
+  double per_term, terms = 0.0, summary = 0.0, extra = 0.0;
+  int r, u;
+  if (combiner__resolve(cfg, &p) != COMBINER_OK) return 0.0;
+  per_term = 2.0 * (p.d + p.dv);
+  for (r = 0; r < p.n; ++r) {
+    int len = combiner__row_len(&p, r);
+    for (u = 0; u < len; ++u) terms += combiner__query_terms(&p, r, u);
+    if (p.kind == COMBINER_FIXED) summary += len;
+    if (p.kind == COMBINER_AXIAL) summary += (double)len * len;
+    if (p.kind == COMBINER_MIXTURE) summary += (double)len * (len + 1);      /* row prefix + suffix */
+  }
+  if (p.kind == COMBINER_AXIAL && p.axial_key == COMBINER_AXIAL_KEY_WSUM) extra = summary * 2.0 * p.d;
+  if (p.kind == COMBINER_AXIAL && (size_t)p.L < p.count) summary += p.last;
+  if (p.kind == COMBINER_MIXTURE)
+    for (u = 0; u < combiner__cols(&p); ++u) {
+      double rows = combiner__col_len(&p, u);
+      summary += rows * (rows + 1) / 2 * (p.causal ? 1 : 2);                  /* column prefix (+ suffix) */
+    }
+  return p.H * ((terms + summary) * per_term + extra);
 }
 
 COMBINER_API combiner_status combiner_query_summaries(const combiner_config *cfg,
