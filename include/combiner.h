@@ -502,21 +502,21 @@ typedef struct combiner__scratch {
 
 /* Lays out (base != NULL) or sizes the scratch; returns its floats, 0 on overflow. */
 static size_t combiner__scratch_parts(const combiner__problem *p, combiner__scratch *sc, float *base) {
-  size_t d = (size_t)p->d, dv = (size_t)p->dv, parts[7], off = 0, n;
+  size_t d = (size_t)p->d, dv = (size_t)p->dv, parts[7], off = 0;
   int i;
   float **dst[7];
   dst[0] = &sc->kt; dst[1] = &sc->s; dst[2] = &sc->qbuf; dst[3] = &sc->run; dst[4] = &sc->acc2;
   dst[5] = &sc->tile[0]; dst[6] = &sc->tile[1];
   if (!combiner__mul(d, COMBINER__BK, &parts[0]) || !combiner__mul(d, COMBINER__BQ, &parts[2]) ||
-      !combiner__mul(dv, COMBINER__BQ, &parts[5]) || !combiner__add(parts[5], 2 * COMBINER__BQ, &parts[5]))
+      !combiner__mul(dv, COMBINER__BQ, &parts[5]) || !combiner__add(parts[5], (size_t)2 * COMBINER__BQ, &parts[5]))
     return 0;
   parts[1] = (size_t)COMBINER__BQ * COMBINER__BK;
   parts[3] = 2 * d;
   parts[4] = parts[2];
   parts[6] = parts[5];
   for (i = 0; i < 7; ++i) {
+    size_t n = combiner__round_up(parts[i], COMBINER__ALIGN / sizeof(float));
     if (base) *dst[i] = base + off;
-    n = combiner__round_up(parts[i], COMBINER__ALIGN / sizeof(float));
     if (n < parts[i] || !combiner__add(off, n, &off)) return 0;
   }
   return off;
@@ -667,7 +667,7 @@ static combiner__states combiner__tile_states(float *tile, int dv, float *acc2, 
   combiner__states st;
   st.mx = tile;
   st.sum = tile + COMBINER__BQ;
-  st.acc = tile + 2 * COMBINER__BQ;
+  st.acc = tile + (ptrdiff_t)2 * COMBINER__BQ;
   st.ms = 1;
   st.as = dv;
   st.acc2 = acc2;
