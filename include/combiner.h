@@ -492,8 +492,9 @@ static int combiner__overlap(const void *a, size_t a_floats, const void *b, size
 
 /* Per-thread scratch. */
 typedef struct combiner__scratch {
-  float *kt;        /* d x BK: the key chunk, transposed */
-  float *s;         /* BQ x BK: scores, then probabilities */
+  float *qt;        /* d x BQ: the query tile, transposed and scaled */
+  float *s;         /* BK x BQ: scores (transposed), then probabilities */
+  float *loc;       /* 3 x BQ: running max, sum and rescale of the tile */
   float *qbuf;      /* BQ x d: pooled queries of a tile */
   float *run;       /* 2 x d: running pools of q and k */
   float *acc2;      /* BQ x d: expected keys (Axial WSUM) */
@@ -502,19 +503,20 @@ typedef struct combiner__scratch {
 
 /* Lays out (base != NULL) or sizes the scratch; returns its floats, 0 on overflow. */
 static size_t combiner__scratch_parts(const combiner__problem *p, combiner__scratch *sc, float *base) {
-  size_t d = (size_t)p->d, dv = (size_t)p->dv, parts[7], off = 0;
+  size_t d = (size_t)p->d, dv = (size_t)p->dv, parts[8], off = 0;
   int i;
-  float **dst[7];
-  dst[0] = &sc->kt; dst[1] = &sc->s; dst[2] = &sc->qbuf; dst[3] = &sc->run; dst[4] = &sc->acc2;
-  dst[5] = &sc->tile[0]; dst[6] = &sc->tile[1];
-  if (!combiner__mul(d, COMBINER__BK, &parts[0]) || !combiner__mul(d, COMBINER__BQ, &parts[2]) ||
+  float **dst[8];
+  dst[0] = &sc->qt; dst[1] = &sc->s; dst[2] = &sc->qbuf; dst[3] = &sc->run; dst[4] = &sc->acc2;
+  dst[5] = &sc->tile[0]; dst[6] = &sc->tile[1]; dst[7] = &sc->loc;
+  if (!combiner__mul(d, COMBINER__BQ, &parts[0]) || !combiner__mul(d, COMBINER__BQ, &parts[2]) ||
       !combiner__mul(dv, COMBINER__BQ, &parts[5]) || !combiner__add(parts[5], (size_t)2 * COMBINER__BQ, &parts[5]))
     return 0;
   parts[1] = (size_t)COMBINER__BQ * COMBINER__BK;
   parts[3] = 2 * d;
   parts[4] = parts[2];
   parts[6] = parts[5];
-  for (i = 0; i < 7; ++i) {
+  parts[7] = 3 * COMBINER__BQ;
+  for (i = 0; i < 8; ++i) {
     size_t n = combiner__round_up(parts[i], COMBINER__ALIGN / sizeof(float));
     if (base) *dst[i] = base + off;
     if (n < parts[i] || !combiner__add(off, n, &off)) return 0;
@@ -723,32 +725,36 @@ COMBINER__SHARED void combiner__states_merge(const combiner__states *dst, const 
   }
 }
 
+enum { COMBINER__ALL = 0, COMBINER__CAUSAL, COMBINER__SKIP };
+
+/* The query tile, transposed and scaled once per work unit: qt[x][i] =
+ * scale * q_i[x], lanes nq..BQ-1 zero. Scores then vectorize over queries
+ * and read every key row in place, whatever sequence it comes from. */
+static void combiner__pack_queries(const combiner__problem *p, const combiner__scratch *sc,
+                                   const combiner__seq *q, int nq) {
+  int i, x;
+  COMBINER_ASSERT(nq >= 1 && nq <= COMBINER__BQ);
+  for (i = 0; i < nq; ++i) {
+    const float *qi = q->base + (ptrdiff_t)i * q->stride;
+    for (x = 0; x < p->d; ++x) sc->qt[(ptrdiff_t)x * COMBINER__BQ + i] = qi[x] * p->scale;
+  }
+  if (nq < COMBINER__BQ)
+    for (x = 0; x < p->d; ++x)
+      memset(sc->qt + (ptrdiff_t)x * COMBINER__BQ + nq, 0, (size_t)(COMBINER__BQ - nq) * sizeof(float));
+}
+
+/* Query lanes the kernels compute: nq rounded up to 16. */
+static int combiner__lanes(int nq) { return (nq + 15) / 16 * 16; }
+
 /* ---- SIMD micro-kernels (AVX-512) ---------------------------------------
- * The scalar functions above are the reference path and are always
- * compiled; these replace the three hot loops of combiner__attend when the
+ * The scalar functions below are the reference path and are always
+ * compiled; these replace the hot loops of combiner__attend when the
  * compiler targets AVX-512 (e.g. -march=native on this class of machine) and
  * COMBINER_NO_SIMD is not defined. Same math, different summation order. */
 #if defined(COMBINER__AVX512)
 
-/* Horizontal max / sum through memory: GCC 12's own reduce intrinsics use
+/* Horizontal helpers through memory: GCC 12's own reduce intrinsics use
  * _mm512_undefined_ps(), which its -Wmaybe-uninitialized flags in C++. */
-static float combiner__hmax16(__m512 v) {
-  float a[16], m;
-  int i;
-  _mm512_storeu_ps(a, v);
-  m = a[0];
-  for (i = 1; i < 16; ++i) m = a[i] > m ? a[i] : m;
-  return m;
-}
-
-static float combiner__hsum16(__m512 v) {
-  float a[16], s = 0.0f;
-  int i;
-  _mm512_storeu_ps(a, v);
-  for (i = 0; i < 16; ++i) s += a[i];
-  return s;
-}
-
 static __m512 combiner__exp16(__m512 x) {
   const __m512 lo = _mm512_set1_ps(-87.0f);
   __m512 xc = _mm512_mask_max_ps(x, 0xFFFF, lo, x);   /* NaN in x stays NaN */
@@ -767,73 +773,109 @@ static __m512 combiner__exp16(__m512 x) {
   return _mm512_maskz_mov_ps(~_mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ), y);   /* 0 below -87 */
 }
 
-/* s[i][0..63] = scale * q_i . kt[.][0..63], six query rows at a time so that
- * 24 accumulators stay in registers: per key dimension, 4 loads, 6
- * broadcasts, 24 FMAs. Rows past nq compute row 0 again and are not stored. */
-#define COMBINER__SROW(r)                                                      \
-  { const __m512 b = _mm512_set1_ps(q##r[x]);                                  \
-    a##r##0 = _mm512_fmadd_ps(b, k0, a##r##0); a##r##1 = _mm512_fmadd_ps(b, k1, a##r##1); \
-    a##r##2 = _mm512_fmadd_ps(b, k2, a##r##2); a##r##3 = _mm512_fmadd_ps(b, k3, a##r##3); }
+/* sT[j][lanes] = k_j . qt[.][lanes]: six keys x 64 query lanes per register
+ * tile (24 accumulators); per key dimension 4 loads of qt, 6 broadcasts from
+ * the key rows, 24 FMAs. Keys past nk repeat key 0 and are not stored. */
 #define COMBINER__SZERO(r) __m512 a##r##0 = _mm512_setzero_ps(), a##r##1 = a##r##0, a##r##2 = a##r##0, a##r##3 = a##r##0
+#define COMBINER__SROW(r)                                                      \
+  { const __m512 b = _mm512_set1_ps(k##r[x]);                                  \
+    a##r##0 = _mm512_fmadd_ps(b, q0, a##r##0); a##r##1 = _mm512_fmadd_ps(b, q1, a##r##1); \
+    a##r##2 = _mm512_fmadd_ps(b, q2, a##r##2); a##r##3 = _mm512_fmadd_ps(b, q3, a##r##3); }
 #define COMBINER__SSTORE(r)                                                    \
-  if (r < R) { float *o = s + (ptrdiff_t)(i0 + r) * COMBINER__BK;              \
-    _mm512_storeu_ps(o, _mm512_mul_ps(a##r##0, sc)); _mm512_storeu_ps(o + 16, _mm512_mul_ps(a##r##1, sc)); \
-    _mm512_storeu_ps(o + 32, _mm512_mul_ps(a##r##2, sc)); _mm512_storeu_ps(o + 48, _mm512_mul_ps(a##r##3, sc)); }
+  if (r < R) { float *o = s + (ptrdiff_t)(j + r) * COMBINER__BQ;               \
+    _mm512_storeu_ps(o, a##r##0); _mm512_storeu_ps(o + 16, a##r##1);           \
+    _mm512_storeu_ps(o + 32, a##r##2); _mm512_storeu_ps(o + 48, a##r##3); }
 
-static void combiner__scores_simd(const combiner__seq *q, int nq, const float *kt, int d, float scale,
-                                  float *s) {
-  const __m512 sc = _mm512_set1_ps(scale);
-  int i0, x;
-  for (i0 = 0; i0 < nq; i0 += 6) {
-    const int R = nq - i0 < 6 ? nq - i0 : 6;
-    const float *q0 = q->base + (ptrdiff_t)i0 * q->stride;
-    const float *q1 = R > 1 ? q0 + q->stride : q0, *q2 = R > 2 ? q0 + 2 * q->stride : q0;
-    const float *q3 = R > 3 ? q0 + 3 * q->stride : q0, *q4 = R > 4 ? q0 + 4 * q->stride : q0;
-    const float *q5 = R > 5 ? q0 + 5 * q->stride : q0;
-    COMBINER__SZERO(0); COMBINER__SZERO(1); COMBINER__SZERO(2);
-    COMBINER__SZERO(3); COMBINER__SZERO(4); COMBINER__SZERO(5);
-    for (x = 0; x < d; ++x) {
-      const float *kx = kt + (ptrdiff_t)x * COMBINER__BK;
-      const __m512 k0 = _mm512_loadu_ps(kx), k1 = _mm512_loadu_ps(kx + 16);
-      const __m512 k2 = _mm512_loadu_ps(kx + 32), k3 = _mm512_loadu_ps(kx + 48);
-      COMBINER__SROW(0) COMBINER__SROW(1) COMBINER__SROW(2)
-      COMBINER__SROW(3) COMBINER__SROW(4) COMBINER__SROW(5)
+static void combiner__scores_simd(const combiner__seq *k, int j0, int nk, const float *qt, int d,
+                                  int nl, float *s) {
+  int j, x;
+  for (j = 0; j < nk; j += 6) {
+    const int R = nk - j < 6 ? nk - j : 6;
+    const float *k0 = k->base + (ptrdiff_t)(j0 + j) * k->stride;
+    const float *k1 = R > 1 ? k0 + k->stride : k0, *k2 = R > 2 ? k0 + 2 * k->stride : k0;
+    const float *k3 = R > 3 ? k0 + 3 * k->stride : k0, *k4 = R > 4 ? k0 + 4 * k->stride : k0;
+    const float *k5 = R > 5 ? k0 + 5 * k->stride : k0;
+    if (nl == 64) {
+      COMBINER__SZERO(0); COMBINER__SZERO(1); COMBINER__SZERO(2);
+      COMBINER__SZERO(3); COMBINER__SZERO(4); COMBINER__SZERO(5);
+      for (x = 0; x < d; ++x) {
+        const float *qx = qt + (ptrdiff_t)x * COMBINER__BQ;
+        const __m512 q0 = _mm512_loadu_ps(qx), q1 = _mm512_loadu_ps(qx + 16);
+        const __m512 q2 = _mm512_loadu_ps(qx + 32), q3 = _mm512_loadu_ps(qx + 48);
+        COMBINER__SROW(0) COMBINER__SROW(1) COMBINER__SROW(2)
+        COMBINER__SROW(3) COMBINER__SROW(4) COMBINER__SROW(5)
+      }
+      COMBINER__SSTORE(0) COMBINER__SSTORE(1) COMBINER__SSTORE(2)
+      COMBINER__SSTORE(3) COMBINER__SSTORE(4) COMBINER__SSTORE(5)
+    } else {                       /* 16, 32 or 48 lanes: one vector at a time */
+      const float *kr[6];
+      int r, v;
+      kr[0] = k0; kr[1] = k1; kr[2] = k2; kr[3] = k3; kr[4] = k4; kr[5] = k5;
+      for (v = 0; v < nl; v += 16) {
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
+        for (x = 0; x < d; ++x) {
+          const __m512 qv = _mm512_loadu_ps(qt + (ptrdiff_t)x * COMBINER__BQ + v);
+          a0 = _mm512_fmadd_ps(_mm512_set1_ps(kr[0][x]), qv, a0);
+          a1 = _mm512_fmadd_ps(_mm512_set1_ps(kr[1][x]), qv, a1);
+          a2 = _mm512_fmadd_ps(_mm512_set1_ps(kr[2][x]), qv, a2);
+          a3 = _mm512_fmadd_ps(_mm512_set1_ps(kr[3][x]), qv, a3);
+          a4 = _mm512_fmadd_ps(_mm512_set1_ps(kr[4][x]), qv, a4);
+          a5 = _mm512_fmadd_ps(_mm512_set1_ps(kr[5][x]), qv, a5);
+        }
+        for (r = 0; r < R; ++r)
+          _mm512_storeu_ps(s + (ptrdiff_t)(j + r) * COMBINER__BQ + v,
+                           r == 0 ? a0 : r == 1 ? a1 : r == 2 ? a2 : r == 3 ? a3 : r == 4 ? a4 : a5);
+      }
     }
-    COMBINER__SSTORE(0) COMBINER__SSTORE(1) COMBINER__SSTORE(2)
-    COMBINER__SSTORE(3) COMBINER__SSTORE(4) COMBINER__SSTORE(5)
   }
 }
 
-/* One row of the softmax tile (masked entries already -inf): running max
- * (NaN wins) into *mx, probabilities in place; returns their sum, or -1 when
- * nothing is visible. */
-static float combiner__softmax_row_simd(float *row, float *mx) {
-  __m512 v[4], m = _mm512_set1_ps(-INFINITY), sum = _mm512_setzero_ps();
-  __mmask16 nan = 0;
-  float rmax, mnew;
-  int b;
-  for (b = 0; b < 4; ++b) {
-    v[b] = _mm512_loadu_ps(row + 16 * b);
-    nan |= _mm512_cmp_ps_mask(v[b], v[b], _CMP_UNORD_Q);
-    m = _mm512_mask_max_ps(m, 0xFFFF, m, v[b]);
+/* The softmax of one chunk, 16 query lanes at a time: mask, running max (NaN
+ * wins), probabilities in place, f = rescale of the old state, sums. */
+static void combiner__softmax_chunk_simd(float *s, int nk, int nl, int mask, ptrdiff_t rel,
+                                         float *mloc, float *sloc, float *f) {
+  const __m512 ninf = _mm512_set1_ps(-INFINITY);
+  const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  int v, j;
+  for (v = 0; v < nl; v += 16) {
+    const __m512i idx = _mm512_add_epi32(lane, _mm512_set1_epi32(v));
+    __m512 cm = ninf, mold = _mm512_loadu_ps(mloc + v), mnew, msub, psum = _mm512_setzero_ps();
+    __mmask16 nan = 0;
+    for (j = 0; j < nk; ++j) {
+      float *row = s + (ptrdiff_t)j * COMBINER__BQ + v;
+      __m512 x = _mm512_loadu_ps(row);
+      if (mask == COMBINER__CAUSAL) {         /* lane i sees key j iff i >= j - rel */
+        x = _mm512_mask_blend_ps(_mm512_cmplt_epi32_mask(idx, _mm512_set1_epi32((int)(j - rel))), x, ninf);
+        _mm512_storeu_ps(row, x);
+      } else if (mask == COMBINER__SKIP) {
+        x = _mm512_mask_blend_ps(_mm512_cmpeq_epi32_mask(idx, _mm512_set1_epi32((int)(j - rel))), x, ninf);
+        _mm512_storeu_ps(row, x);
+      }
+      nan |= _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+      cm = _mm512_mask_max_ps(cm, 0xFFFF, cm, x);
+    }
+    cm = _mm512_mask_blend_ps(nan, cm, _mm512_set1_ps(NAN));
+    mnew = _mm512_mask_max_ps(cm, 0xFFFF, cm, mold);                   /* NaN in cm wins */
+    mnew = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(mold, mold, _CMP_UNORD_Q), mnew, mold);
+    _mm512_storeu_ps(f, _mm512_mask_blend_ps(_mm512_cmp_ps_mask(mnew, mold, _CMP_EQ_OQ),
+                                             combiner__exp16(_mm512_sub_ps(mold, mnew)), _mm512_set1_ps(1.0f)));
+    msub = _mm512_maskz_mov_ps(~_mm512_cmp_ps_mask(mnew, ninf, _CMP_EQ_OQ), mnew);
+    for (j = 0; j < nk; ++j) {
+      float *row = s + (ptrdiff_t)j * COMBINER__BQ + v;
+      __m512 pv = combiner__exp16(_mm512_sub_ps(_mm512_loadu_ps(row), msub));
+      _mm512_storeu_ps(row, pv);
+      psum = _mm512_add_ps(psum, pv);
+    }
+    _mm512_storeu_ps(sloc + v, _mm512_fmadd_ps(_mm512_loadu_ps(sloc + v), _mm512_loadu_ps(f), psum));
+    _mm512_storeu_ps(mloc + v, mnew);
+    f += 16;
   }
-  rmax = nan ? NAN : combiner__hmax16(m);
-  if (rmax == -INFINITY) return -1.0f;
-  mnew = (*mx > rmax || *mx != *mx) ? *mx : rmax;
-  *mx = mnew;
-  for (b = 0; b < 4; ++b) {
-    __m512 p = combiner__exp16(_mm512_sub_ps(v[b], _mm512_set1_ps(mnew)));
-    _mm512_storeu_ps(row + 16 * b, p);
-    sum = _mm512_add_ps(sum, p);
-  }
-  return combiner__hsum16(sum);
 }
 
-/* acc rows += P v over a 64-wide slice of the value width, six rows at a
- * time: per key, 4 value loads, 6 broadcasts, 24 FMAs. A term whose
+/* acc rows += P v over a 64-wide slice of the value width, six query rows
+ * at a time: per key, 4 value loads, 6 broadcasts, 24 FMAs. A term whose
  * probability is 0 is skipped row by row, so a value masked for a row never
- * meets it (0 * NaN). Narrow slices (value width not a multiple of 64) take
- * the masked, generic loop. */
+ * meets it (0 * NaN). Narrow slices take a masked 16-wide loop. */
 #define COMBINER__AZERO(r) __m512 a##r##0 = _mm512_setzero_ps(), a##r##1 = a##r##0, a##r##2 = a##r##0, a##r##3 = a##r##0; \
   float p##r = 0.0f
 #define COMBINER__ALOAD(r) if (r < R) { const float *o = acc + (ptrdiff_t)(i0 + r) * as + y0; \
@@ -845,7 +887,7 @@ static float combiner__softmax_row_simd(float *row, float *mx) {
 #define COMBINER__ASTORE(r) if (r < R) { float *o = acc + (ptrdiff_t)(i0 + r) * as + y0; \
     _mm512_storeu_ps(o, a##r##0); _mm512_storeu_ps(o + 16, a##r##1); \
     _mm512_storeu_ps(o + 32, a##r##2); _mm512_storeu_ps(o + 48, a##r##3); }
-#define COMBINER__AP(r) p##r = r < R ? pj[(ptrdiff_t)r * COMBINER__BK] : 0.0f
+#define COMBINER__AP(r) p##r = r < R ? pj[r] : 0.0f
 
 static void combiner__accumulate_simd(const float *s, int nq, int nk, const combiner__seq *v, int j0,
                                       int w, float *acc, ptrdiff_t as) {
@@ -858,7 +900,7 @@ static void combiner__accumulate_simd(const float *s, int nq, int nk, const comb
       COMBINER__ALOAD(0) COMBINER__ALOAD(1) COMBINER__ALOAD(2)
       COMBINER__ALOAD(3) COMBINER__ALOAD(4) COMBINER__ALOAD(5)
       for (j = 0; j < nk; ++j) {
-        const float *pj = s + (ptrdiff_t)i0 * COMBINER__BK + j;
+        const float *pj = s + (ptrdiff_t)j * COMBINER__BQ + i0;
         const float *vj = v->base + (ptrdiff_t)(j0 + j) * v->stride + y0;
         __m512 v0, v1, v2, v3;
         COMBINER__AP(0); COMBINER__AP(1); COMBINER__AP(2); COMBINER__AP(3); COMBINER__AP(4); COMBINER__AP(5);
@@ -877,12 +919,13 @@ static void combiner__accumulate_simd(const float *s, int nq, int nk, const comb
     int i;
     for (i = 0; i < nq; ++i) {
       float *o = acc + (ptrdiff_t)i * as + y0;
-      const float *row = s + (ptrdiff_t)i * COMBINER__BK;
       __m512 a = _mm512_maskz_loadu_ps(keep, o);
-      for (j = 0; j < nk; ++j)
-        if (row[j] != 0.0f)
-          a = _mm512_fmadd_ps(_mm512_set1_ps(row[j]),
+      for (j = 0; j < nk; ++j) {
+        const float pij = s[(ptrdiff_t)j * COMBINER__BQ + i];
+        if (pij != 0.0f)
+          a = _mm512_fmadd_ps(_mm512_set1_ps(pij),
               _mm512_maskz_loadu_ps(keep, v->base + (ptrdiff_t)(j0 + j) * v->stride + y0), a);
+      }
       _mm512_mask_storeu_ps(o, keep, a);
     }
   }
@@ -890,92 +933,65 @@ static void combiner__accumulate_simd(const float *s, int nq, int nk, const comb
 
 #endif /* COMBINER__AVX512 */
 
-enum { COMBINER__ALL = 0, COMBINER__CAUSAL, COMBINER__SKIP };
-
-/* kt[x][j] = k_{j0+j}[x]: the chunk transposed so that scores vectorize
- * over keys. Columns nk..BK-1 are zero. */
-static void combiner__pack_keys(const combiner__seq *k, int j0, int nk, int d, float *kt) {
-  int j, x;
-  for (j = 0; j < nk; ++j) {
-    const float *kj = k->base + (ptrdiff_t)(j0 + j) * k->stride;
-    for (x = 0; x < d; ++x) kt[(ptrdiff_t)x * COMBINER__BK + j] = kj[x];
-  }
-  if (nk < COMBINER__BK)
-    for (x = 0; x < d; ++x)
-      memset(kt + (ptrdiff_t)x * COMBINER__BK + nk, 0, (size_t)(COMBINER__BK - nk) * sizeof(float));
-}
-
-/* s[i][j] = scale * q_i . k_j (the QK^T tile) */
-static void combiner__scores(const combiner__seq *q, int nq, const float *kt, int d, float scale,
+/* sT[j][i] = k_{j0+j} . qt[.][i] (the transposed QK^T tile) for i < nl */
+static void combiner__scores(const combiner__seq *k, int j0, int nk, const float *qt, int d, int nl,
                              float *s) {
   int i, j, x;
 #if defined(COMBINER__AVX512)
-  if (COMBINER__BK == 64) { combiner__scores_simd(q, nq, kt, d, scale, s); return; }
+  combiner__scores_simd(k, j0, nk, qt, d, nl, s);
+  return;
 #endif
-  for (i = 0; i < nq; ++i) {
-    const float *qi = q->base + (ptrdiff_t)i * q->stride;
-    float *row = s + (ptrdiff_t)i * COMBINER__BK;
-    for (j = 0; j < COMBINER__BK; ++j) row[j] = 0.0f;
+  for (j = 0; j < nk; ++j) {
+    const float *kj = k->base + (ptrdiff_t)(j0 + j) * k->stride;
+    float *row = s + (ptrdiff_t)j * COMBINER__BQ;
+    for (i = 0; i < nl; ++i) row[i] = 0.0f;
     for (x = 0; x < d; ++x) {
-      const float a = qi[x] * scale, *kx = kt + (ptrdiff_t)x * COMBINER__BK;
-      for (j = 0; j < COMBINER__BK; ++j) row[j] += a * kx[j];
+      const float a = kj[x], *qx = qt + (ptrdiff_t)x * COMBINER__BQ;
+      for (i = 0; i < nl; ++i) row[i] += a * qx[i];
     }
   }
 }
 
-/* One row of scores (masked entries -inf) to probabilities: the new running
- * max goes to *mx (NaN wins); returns the probabilities' sum, or -1 when
- * nothing in the row is visible. */
-static float combiner__softmax_row(float *row, int nk, float *mx) {
-  float rmax = -INFINITY, mnew, psum = 0.0f;
-  int j;
+/* The softmax of one chunk (query lane i sees chunk key j iff ALL; CAUSAL
+ * j <= i + rel; SKIP j != i + rel): masked scores become -inf, each lane's
+ * running max mloc is updated (NaN wins), s turns into probabilities (0
+ * where masked), f[i] is the factor that rescales lane i's old state, and
+ * sloc[i] = sloc[i]*f[i] + the lane's new probabilities. */
+static void combiner__softmax_chunk(float *s, int nk, int nl, int mask, ptrdiff_t rel, float *mloc,
+                                    float *sloc, float *f) {
+  float cm[COMBINER__BQ], msub[COMBINER__BQ];
+  int i, j;
 #if defined(COMBINER__AVX512)
-  if (COMBINER__BK == 64) return combiner__softmax_row_simd(row, mx);
+  combiner__softmax_chunk_simd(s, nk, nl, mask, rel, mloc, sloc, f);
+  return;
 #endif
-  for (j = 0; j < nk; ++j) rmax = (row[j] > rmax || row[j] != row[j]) ? row[j] : rmax;
-  if (rmax == -INFINITY) return -1.0f;
-  mnew = (*mx > rmax || *mx != *mx) ? *mx : rmax;
-  *mx = mnew;
-  for (j = 0; j < COMBINER__BK; ++j) row[j] = combiner__exp(row[j] - mnew);
-  for (j = 0; j < nk; ++j) psum += row[j];
-  return psum;
-}
-
-/* Masks the tile (query i sees chunk key j iff: ALL; CAUSAL j <= i + rel;
- * SKIP j != i + rel), updates each query's running max, rescales its state
- * and turns its row of s into probabilities (0 where masked). */
-static void combiner__softmax_tile(const combiner__states *st, int nq, float *s, int nk, int mask,
-                                   ptrdiff_t rel, int dv, int d) {
-  int i, j, y;
-  for (i = 0; i < nq; ++i) {
-    float *row = s + (ptrdiff_t)i * COMBINER__BK;
-    float mold = st->mx[i * st->ms], mnew = mold, psum;
-    ptrdiff_t lim = nk - 1;
-    if (mask == COMBINER__CAUSAL) lim = i + rel < lim ? i + rel : lim;
-    for (j = (int)(lim < -1 ? -1 : lim) + 1; j < COMBINER__BK; ++j) row[j] = -INFINITY;
-    if (mask == COMBINER__SKIP && i + rel >= 0 && i + rel < nk) row[i + rel] = -INFINITY;
-    psum = combiner__softmax_row(row, nk, &mnew);
-    if (psum < 0.0f) {                       /* nothing visible in this chunk */
-      for (j = 0; j < COMBINER__BK; ++j) row[j] = 0.0f;
-      continue;
+  for (i = 0; i < nl; ++i) cm[i] = -INFINITY;
+  for (j = 0; j < nk; ++j) {
+    float *row = s + (ptrdiff_t)j * COMBINER__BQ;
+    if (mask == COMBINER__CAUSAL) {
+      ptrdiff_t first = j - rel;                 /* lanes below see nothing of key j */
+      for (i = 0; i < nl && i < first; ++i) row[i] = -INFINITY;
+    } else if (mask == COMBINER__SKIP && j - rel >= 0 && j - rel < nl) {
+      row[j - rel] = -INFINITY;
     }
-    if (mnew != mold) {
-      float f = combiner__exp(mold - mnew);  /* 0 when mold is -inf */
-      float *a = st->acc + i * st->as;
-      st->sum[i * st->ms] *= f;
-      for (y = 0; y < dv; ++y) a[y] *= f;
-      if (st->acc2) {
-        float *a2 = st->acc2 + i * st->a2s;
-        for (y = 0; y < d; ++y) a2[y] *= f;
-      }
-      st->mx[i * st->ms] = mnew;
-    }
-    st->sum[i * st->ms] += psum;
+    for (i = 0; i < nl; ++i) cm[i] = (row[i] > cm[i] || row[i] != row[i]) ? row[i] : cm[i];
+  }
+  for (i = 0; i < nl; ++i) {
+    float mold = mloc[i], mnew = (mold > cm[i] || mold != mold) ? mold : cm[i];
+    f[i] = mnew == mold ? 1.0f : combiner__exp(mold - mnew);   /* 0 when mold is -inf */
+    msub[i] = mnew == -INFINITY ? 0.0f : mnew;
+    mloc[i] = mnew;
+    sloc[i] *= f[i];
+  }
+  for (j = 0; j < nk; ++j) {
+    float *row = s + (ptrdiff_t)j * COMBINER__BQ;
+    for (i = 0; i < nl; ++i) row[i] = combiner__exp(row[i] - msub[i]);
+    for (i = 0; i < nl; ++i) sloc[i] += row[i];
   }
 }
 
-/* acc_i += sum_j p_ij * v_{j0+j} (the PV tile); masked terms are skipped, so
- * a NaN in a value nobody may see never reaches an output. */
+/* acc_i += sum_j p_ji * v_{j0+j} (the PV tile); zero-probability terms are
+ * skipped, so a NaN in a value nobody may see never reaches an output. */
 static void combiner__accumulate(const float *s, int nq, int nk, const combiner__seq *v, int j0,
                                  int w, float *acc, ptrdiff_t as) {
   int i, j, y;
@@ -984,35 +1000,54 @@ static void combiner__accumulate(const float *s, int nq, int nk, const combiner_
   return;
 #endif
   for (i = 0; i < nq; ++i) {
-    const float *row = s + (ptrdiff_t)i * COMBINER__BK;
     float *a = acc + i * as;
     for (j = 0; j < nk; ++j) {
-      const float pj = row[j], *vj = v->base + (ptrdiff_t)(j0 + j) * v->stride;
+      const float pj = s[(ptrdiff_t)j * COMBINER__BQ + i], *vj = v->base + (ptrdiff_t)(j0 + j) * v->stride;
       if (pj == 0.0f) continue;
       for (y = 0; y < w; ++y) a[y] += pj * vj[y];
     }
   }
 }
 
-/* The one attention primitive: the nq queries of q (query i at row i) attend
- * every key of k with value v, under `mask` with offset `diag` (query i sees
- * key j iff ALL; CAUSAL j <= i + diag; SKIP j != i + diag), folding the terms
- * into st. A BQ x BK tile at a time: scores, softmax, values. */
-static void combiner__attend(const combiner__problem *p, const combiner__scratch *sc,
-                             const combiner__seq *q, int nq, const combiner__seq *k,
-                             const combiner__seq *v, int mask, ptrdiff_t diag,
-                             const combiner__states *st) {
-  int j0;
+/* The one attention primitive: the nq queries packed in sc->qt (see
+ * combiner__pack_queries) attend every key of k with value v, under `mask`
+ * with offset `diag` (query i sees key j iff ALL; CAUSAL j <= i + diag; SKIP
+ * j != i + diag), folding the terms into st. A BK-key chunk at a time:
+ * scores, softmax, rescale, values. */
+static void combiner__attend(const combiner__problem *p, const combiner__scratch *sc, int nq,
+                             const combiner__seq *k, const combiner__seq *v, int mask,
+                             ptrdiff_t diag, const combiner__states *st) {
+  const int nl = combiner__lanes(nq);
+  float *mloc = sc->loc, *sloc = sc->loc + COMBINER__BQ, *f = sc->loc + 2 * COMBINER__BQ;
+  int i, j0, y;
   COMBINER_ASSERT(nq >= 1 && nq <= COMBINER__BQ);
+  if (k->count <= 0) return;
+  for (i = 0; i < nl; ++i) {
+    mloc[i] = i < nq ? st->mx[i * st->ms] : 0.0f;
+    sloc[i] = i < nq ? st->sum[i * st->ms] : 0.0f;
+  }
   for (j0 = 0; j0 < k->count; j0 += COMBINER__BK) {
     int nk = k->count - j0 < COMBINER__BK ? k->count - j0 : COMBINER__BK;
     ptrdiff_t rel = diag - j0;
     if (mask == COMBINER__CAUSAL && nq - 1 + rel < 0) break;   /* no query sees this far */
-    combiner__pack_keys(k, j0, nk, p->d, sc->kt);
-    combiner__scores(q, nq, sc->kt, p->d, p->scale, sc->s);
-    combiner__softmax_tile(st, nq, sc->s, nk, mask, rel, p->dv, p->d);
+    combiner__scores(k, j0, nk, sc->qt, p->d, nl, sc->s);
+    combiner__softmax_chunk(sc->s, nk, nl, mask, rel, mloc, sloc, f);
+    for (i = 0; i < nq; ++i) {
+      if (f[i] != 1.0f) {
+        float *a = st->acc + i * st->as;
+        for (y = 0; y < p->dv; ++y) a[y] *= f[i];
+        if (st->acc2) {
+          float *a2 = st->acc2 + i * st->a2s;
+          for (y = 0; y < p->d; ++y) a2[y] *= f[i];
+        }
+      }
+    }
     combiner__accumulate(sc->s, nq, nk, v, j0, p->dv, st->acc, st->as);
     if (st->acc2) combiner__accumulate(sc->s, nq, nk, k, j0, p->d, st->acc2, st->a2s);
+  }
+  for (i = 0; i < nq; ++i) {
+    st->mx[i * st->ms] = mloc[i];
+    st->sum[i * st->ms] = sloc[i];
   }
 }
 
@@ -1144,13 +1179,13 @@ COMBINER__SHARED combiner__seq combiner__queries(const combiner__ctx *c, int h, 
 
 /* Abstractions: summary entries first, first+step, ... of head h. */
 COMBINER__SHARED void combiner__attend_summaries(const combiner__ctx *c, const combiner__scratch *sc,
-    const combiner__seq *q, int nq, int h, ptrdiff_t first, ptrdiff_t step, int count, int mask,
+    int nq, int h, ptrdiff_t first, ptrdiff_t step, int count, int mask,
     ptrdiff_t diag, const combiner__states *st) {
   combiner__seq ks, vs;
   if (count <= 0) return;
   ks = combiner__seq_of(combiner__skey(c, h, first), step * c->p->d, count);
   vs = combiner__seq_of(combiner__sval(c, h, first), step * c->p->dv, count);
-  combiner__attend(c->p, sc, q, nq, &ks, &vs, mask, diag, st);
+  combiner__attend(c->p, sc, nq, &ks, &vs, mask, diag, st);
 }
 
 /* State set `set` of head h, for the queries at positions first, first+step, ... */
@@ -1182,7 +1217,8 @@ COMBINER__SHARED void combiner__block_summary(const combiner__ctx *c, const comb
   combiner__pool_rows(key, ks.base, ks.stride, len, p->d, p->pool);
   combiner__pool_rows(sc->qbuf, combiner__q(c, first, h), p->q.ts, len, p->d, p->pool);
   combiner__states_begin(&st, 1, p->dv, p->d);
-  combiner__attend(p, sc, &qs, 1, &ks, &vs, COMBINER__ALL, 0, &st);
+  combiner__pack_queries(p, sc, &qs, 1);
+  combiner__attend(p, sc, 1, &ks, &vs, COMBINER__ALL, 0, &st);
   combiner__states_finish(&st, 1, p->dv, val, p->dv);
 }
 
@@ -1217,7 +1253,8 @@ static void combiner__dense_unit(const combiner__ctx *c, ptrdiff_t unit, const c
   combiner__seq ks = combiner__keys(c, g, 0, 1, nk), vs = combiner__values(c, g, 0, 1, nk);
   combiner__states st = combiner__tile_states(sc->tile[0], p->dv, NULL, p->d);
   combiner__states_begin(&st, nq, p->dv, p->d);
-  combiner__attend(p, sc, &qs, nq, &ks, &vs, p->causal ? COMBINER__CAUSAL : COMBINER__ALL, q0, &st);
+  combiner__pack_queries(p, sc, &qs, nq);
+  combiner__attend(p, sc, nq, &ks, &vs, p->causal ? COMBINER__CAUSAL : COMBINER__ALL, q0, &st);
   combiner__states_finish(&st, nq, p->dv, combiner__out(c, q0, h), p->o.ts);
 }
 
@@ -1253,10 +1290,11 @@ static void combiner__fixed_combine_unit(const combiner__ctx *c, ptrdiff_t unit,
   vs = combiner__values(c, g, first, 1, ks.count);
   st = combiner__tile_states(sc->tile[0], p->dv, NULL, p->d);
   combiner__states_begin(&st, nq, p->dv, p->d);
-  combiner__attend(p, sc, &qs, nq, &ks, &vs, p->causal ? COMBINER__CAUSAL : COMBINER__ALL, q0, &st);
-  combiner__attend_summaries(c, sc, &qs, nq, h, 0, 1, b, COMBINER__ALL, 0, &st);
+  combiner__pack_queries(p, sc, &qs, nq);
+  combiner__attend(p, sc, nq, &ks, &vs, p->causal ? COMBINER__CAUSAL : COMBINER__ALL, q0, &st);
+  combiner__attend_summaries(c, sc, nq, h, 0, 1, b, COMBINER__ALL, 0, &st);
   if (!p->causal)
-    combiner__attend_summaries(c, sc, &qs, nq, h, b + 1, 1, p->n - b - 1, COMBINER__ALL, 0, &st);
+    combiner__attend_summaries(c, sc, nq, h, b + 1, 1, p->n - b - 1, COMBINER__ALL, 0, &st);
   combiner__states_finish(&st, nq, p->dv, combiner__out(c, first + q0, h), p->o.ts);
 }
 
@@ -1287,7 +1325,8 @@ static void combiner__axial_summary_unit(const combiner__ctx *c, ptrdiff_t unit,
   vs = combiner__values(c, g, first, 1, len);
   st = combiner__tile_states(sc->tile[0], p->dv, wsum ? sc->acc2 : NULL, p->d);
   combiner__states_begin(&st, nq, p->dv, p->d);
-  combiner__attend(p, sc, &qs, nq, &ks, &vs, COMBINER__ALL, 0, &st);
+  combiner__pack_queries(p, sc, &qs, nq);
+  combiner__attend(p, sc, nq, &ks, &vs, COMBINER__ALL, 0, &st);
   combiner__states_finish(&st, nq, p->dv, combiner__wval(c, h, first + q0), p->dv);
   for (i = 0; i < nq; ++i) {
     float *key = combiner__wkey(c, h, first + q0 + i);
@@ -1318,7 +1357,8 @@ static void combiner__axial_rows_unit(const combiner__ctx *c, ptrdiff_t unit, co
   vs = combiner__values(c, g, first, 1, ks.count);
   st = combiner__saved_states(c, 0, h, first + q0, 1);
   combiner__states_begin(&st, nq, p->dv, p->d);
-  combiner__attend(p, sc, &qs, nq, &ks, &vs, p->causal ? COMBINER__CAUSAL : COMBINER__ALL, q0, &st);
+  combiner__pack_queries(p, sc, &qs, nq);
+  combiner__attend(p, sc, nq, &ks, &vs, p->causal ? COMBINER__CAUSAL : COMBINER__ALL, q0, &st);
 }
 
 /* Pass 2, unit (head h, column col, tile of its rows): the regions. Query
@@ -1336,13 +1376,14 @@ static void combiner__axial_cols_unit(const combiner__ctx *c, ptrdiff_t unit, co
   if (q0 >= rows) return;
   nq = rows - q0 < COMBINER__BQ ? rows - q0 : COMBINER__BQ;
   qs = combiner__queries(c, h, col + q0 * m, m, nq);
+  combiner__pack_queries(p, sc, &qs, nq);
   st = combiner__saved_states(c, 0, h, col + q0 * m, m);
   if (p->causal) {
-    combiner__attend_summaries(c, sc, &qs, nq, h, col, m, rows, COMBINER__CAUSAL, q0 - 1, &st);
+    combiner__attend_summaries(c, sc, nq, h, col, m, rows, COMBINER__CAUSAL, q0 - 1, &st);
   } else {
-    combiner__attend_summaries(c, sc, &qs, nq, h, col, m, rows, COMBINER__SKIP, q0, &st);
+    combiner__attend_summaries(c, sc, nq, h, col, m, rows, COMBINER__SKIP, q0, &st);
     if ((size_t)p->L < p->count && rows < p->n)
-      combiner__attend_summaries(c, sc, &qs, nq, h, p->L, 1, 1, COMBINER__ALL, 0, &st);
+      combiner__attend_summaries(c, sc, nq, h, p->L, 1, 1, COMBINER__ALL, 0, &st);
   }
   combiner__states_finish(&st, nq, p->dv, combiner__out(c, col + q0 * m, h), m * p->o.ts);
 }
@@ -1386,7 +1427,8 @@ static void combiner__mixture_walk(const combiner__ctx *c, const combiner__scrat
       combiner__pool_read(combiner__wkey(c, h, base + pos), krun, p->d, p->pool, w + 1);
     }
     combiner__states_begin(&st, nq, p->dv, p->d);
-    combiner__attend(p, sc, &qs, nq, &ks, &vs, COMBINER__CAUSAL, q0, &st);
+    combiner__pack_queries(p, sc, &qs, nq);
+    combiner__attend(p, sc, nq, &ks, &vs, COMBINER__CAUSAL, q0, &st);
     combiner__states_finish(&st, nq, p->dv, combiner__wval(c, h, base + first + q0 * step),
                             step * p->dv);
   }
@@ -1436,16 +1478,17 @@ static void combiner__mixture_rows_unit(const combiner__ctx *c, ptrdiff_t unit, 
   vs = combiner__values(c, g, first, 1, ks.count);
   st = combiner__saved_states(c, 0, h, first + q0, 1);
   combiner__states_begin(&st, nq, p->dv, p->d);
-  combiner__attend(p, sc, &qs, nq, &ks, &vs, p->causal ? COMBINER__CAUSAL : COMBINER__ALL, q0, &st);
+  combiner__pack_queries(p, sc, &qs, nq);
+  combiner__attend(p, sc, nq, &ks, &vs, p->causal ? COMBINER__CAUSAL : COMBINER__ALL, q0, &st);
   if (p->mixture_norm == COMBINER_MIXTURE_AVERAGE) {
     combiner__states direct = combiner__saved_states(c, 1, h, first + q0, 1);
     combiner__states_copy(&direct, &st, nq, p->dv);
   }
   if (r >= 1)
-    combiner__attend_summaries(c, sc, &qs, nq, h, COMBINER__COL_PREFIX * L + (r - 1) * m, 1, p->m,
+    combiner__attend_summaries(c, sc, nq, h, COMBINER__COL_PREFIX * L + (r - 1) * m, 1, p->m,
                                COMBINER__SKIP, q0, &st);
   if (!p->causal && r + 1 < p->n)
-    combiner__attend_summaries(c, sc, &qs, nq, h, COMBINER__COL_SUFFIX * L + (r + 1) * m, 1,
+    combiner__attend_summaries(c, sc, nq, h, COMBINER__COL_SUFFIX * L + (r + 1) * m, 1,
                                combiner__row_len(p, r + 1), COMBINER__SKIP, q0, &st);
 }
 
@@ -1460,20 +1503,20 @@ static int combiner__rows_with(const combiner__problem *p, int col) {
  * of every other (causal: earlier) row. The short last row is clamped to its
  * cells: its left part may end at its last cell, its right part may be empty. */
 static void combiner__mixture_row_regions(const combiner__ctx *c, const combiner__scratch *sc,
-    const combiner__seq *qs, int nq, int h, int u, int q0, const combiner__states *st) {
+    int nq, int h, int u, int q0, const combiner__states *st) {
   const combiner__problem *p = c->p;
   ptrdiff_t L = p->L, m = p->m;
   int mask = p->causal ? COMBINER__CAUSAL : COMBINER__SKIP;
   ptrdiff_t diag = p->causal ? q0 - 1 : q0;
   if (u >= 1) {
     int rows = combiner__rows_with(p, u - 1);
-    combiner__attend_summaries(c, sc, qs, nq, h, COMBINER__ROW_PREFIX * L + u - 1, m, rows, mask, diag, st);
+    combiner__attend_summaries(c, sc, nq, h, COMBINER__ROW_PREFIX * L + u - 1, m, rows, mask, diag, st);
     if (!p->causal && rows < p->n)   /* the short row ends before u-1: its whole row */
-      combiner__attend_summaries(c, sc, qs, nq, h, COMBINER__ROW_PREFIX * L + (p->n - 1) * m + p->last - 1,
+      combiner__attend_summaries(c, sc, nq, h, COMBINER__ROW_PREFIX * L + (p->n - 1) * m + p->last - 1,
                                  1, 1, COMBINER__ALL, 0, st);
   }
   if (u + 1 < p->m)
-    combiner__attend_summaries(c, sc, qs, nq, h, COMBINER__ROW_SUFFIX * L + u + 1, m,
+    combiner__attend_summaries(c, sc, nq, h, COMBINER__ROW_SUFFIX * L + u + 1, m,
                                combiner__rows_with(p, u + 1), mask, diag, st);
 }
 
@@ -1493,13 +1536,14 @@ static void combiner__mixture_cols_unit(const combiner__ctx *c, ptrdiff_t unit, 
   if (q0 >= rows) return;
   nq = rows - q0 < COMBINER__BQ ? rows - q0 : COMBINER__BQ;
   qs = combiner__queries(c, h, u + q0 * m, m, nq);
+  combiner__pack_queries(p, sc, &qs, nq);
   ks = combiner__keys(c, g, u, m, rows);
   vs = combiner__values(c, g, u, m, rows);
   st = combiner__saved_states(c, 0, h, u + q0 * m, m);
   out = combiner__out(c, u + q0 * m, h);
   if (p->mixture_norm == COMBINER_MIXTURE_JOINT) {
-    combiner__attend(p, sc, &qs, nq, &ks, &vs, mask, diag, &st);
-    combiner__mixture_row_regions(c, sc, &qs, nq, h, u, q0, &st);
+    combiner__attend(p, sc, nq, &ks, &vs, mask, diag, &st);
+    combiner__mixture_row_regions(c, sc, nq, h, u, q0, &st);
     combiner__states_finish(&st, nq, p->dv, out, m * p->o.ts);
   } else {
     /* AVERAGE: vertical = set 0 (groups 2, 3) + column direct; horizontal =
@@ -1509,10 +1553,10 @@ static void combiner__mixture_cols_unit(const combiner__ctx *c, ptrdiff_t unit, 
     combiner__states vfin = combiner__tile_states(sc->tile[1], p->dv, NULL, p->d);
     int i, y;
     combiner__states_begin(&col, nq, p->dv, p->d);
-    combiner__attend(p, sc, &qs, nq, &ks, &vs, mask, diag, &col);
+    combiner__attend(p, sc, nq, &ks, &vs, mask, diag, &col);
     combiner__states_merge(&st, &col, nq, p->dv);
     combiner__states_merge(&horiz, &col, nq, p->dv);
-    combiner__mixture_row_regions(c, sc, &qs, nq, h, u, q0, &horiz);
+    combiner__mixture_row_regions(c, sc, nq, h, u, q0, &horiz);
     combiner__states_finish(&st, nq, p->dv, vfin.acc, p->dv);
     combiner__states_finish(&horiz, nq, p->dv, col.acc, p->dv);
     for (i = 0; i < nq; ++i) {
