@@ -12,6 +12,8 @@ SAN    = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-
 TIDY_CHECKS = -*,bugprone-*,clang-analyzer-*,cert-*,misc-*,performance-*,portability-*,-bugprone-easily-swappable-parameters
 TIDY_CXX_OFF = ,-bugprone-reserved-identifier,-cert-dcl37-c,-cert-dcl51-cpp,-misc-definitions-in-headers
 FUZZ_SECONDS ?= 60
+# SIMD kernels are compiled where the build machine has them
+NATIVE := $(shell echo 'int main(void){return 0;}' | cc -march=native -x c - -o /dev/null 2>/dev/null && echo -march=native)
 
 .PHONY: all demo bench test test-main test-clang test-noomp test-asan test-tsan test-fuzz lint clean
 
@@ -48,29 +50,32 @@ test-clang:
 	$(CMAKE) --build build-clang -j$(JOBS)
 	$(CTEST) build-clang
 
-# gcc -O0, compiled with -fopenmp but COMBINER_NO_OPENMP and COMBINER_NO_SIMD
-# set, plus valgrind memcheck on a small subset
+# gcc -O0 for a generic x86-64 (valgrind 3.19 has no AVX-512), compiled with
+# -fopenmp but COMBINER_NO_OPENMP and COMBINER_NO_SIMD set, plus valgrind
+# memcheck on a small subset
 test-noomp:
 	$(CMAKE) -S . -B build-noomp -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_C_FLAGS=-O0" \
 	  "-DCOMBINER_EXTRA_DEFINES=COMBINER_NO_OPENMP;COMBINER_NO_SIMD" -DCOMBINER_TESTS_AS_CXX=OFF \
-	  -DCOMBINER_VALGRIND=ON
+	  -DCOMBINER_VALGRIND=ON -DCOMBINER_NATIVE=OFF
 	$(CMAKE) --build build-noomp -j$(JOBS)
 	$(CTEST) build-noomp
 
-# clang AddressSanitizer + UndefinedBehaviorSanitizer, OpenMP on
+# clang AddressSanitizer + UndefinedBehaviorSanitizer, OpenMP on, SIMD kernels
+# (-march=native) where the machine has them
 test-asan:
 	$(CMAKE) -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \
 	  -DCMAKE_CXX_COMPILER=clang++ -DCOMBINER_TESTS_AS_CXX=OFF -DCOMBINER_BUILD_EXAMPLES=OFF \
-	  "-DCMAKE_C_FLAGS=-O1 $(SAN)" "-DCMAKE_EXE_LINKER_FLAGS=$(SAN)"
+	  "-DCMAKE_C_FLAGS=-O1 $(NATIVE) $(SAN)" "-DCMAKE_EXE_LINKER_FLAGS=$(SAN)"
 	$(CMAKE) --build build-asan -j$(JOBS)
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $(CTEST) build-asan
 
 # clang ThreadSanitizer on concurrent calls (OpenMP off: its runtime is not
-# TSan-instrumented)
+# TSan-instrumented); also the COMBINER_NO_SIMD build on a SIMD-capable target
 test-tsan:
 	$(CMAKE) -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \
 	  -DCMAKE_CXX_COMPILER=clang++ -DCOMBINER_TESTS_AS_CXX=OFF -DCOMBINER_BUILD_EXAMPLES=OFF \
-	  -DCOMBINER_OPENMP=OFF "-DCMAKE_C_FLAGS=-O1 -fsanitize=thread" \
+	  -DCOMBINER_BUILD_BENCH=OFF -DCOMBINER_EXTRA_DEFINES=COMBINER_NO_SIMD \
+	  -DCOMBINER_OPENMP=OFF "-DCMAKE_C_FLAGS=-O1 $(NATIVE) -fsanitize=thread" \
 	  "-DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread"
 	$(CMAKE) --build build-tsan -j$(JOBS) --target test_concurrent test_threads
 	$(CTEST) build-tsan -R "^(concurrent|threads)$$"
@@ -80,7 +85,7 @@ test-tsan:
 # fuzz_replay checks it from then on.
 test-fuzz:
 	mkdir -p build-fuzz/corpus
-	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	clang -g -O1 $(NATIVE) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	  -Iinclude -Itests tests/fuzz/fuzz_attention.c tests/reference.c -o build-fuzz/fuzz_attention
 	./build-fuzz/fuzz_attention -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	  -artifact_prefix=build-fuzz/ build-fuzz/corpus tests/fuzz/corpus 2>&1 | \

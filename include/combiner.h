@@ -515,7 +515,7 @@ static size_t combiner__scratch_parts(const combiner__problem *p, combiner__scra
   parts[3] = 2 * d;
   parts[4] = parts[2];
   parts[6] = parts[5];
-  parts[7] = 3 * COMBINER__BQ;
+  parts[7] = (size_t)3 * COMBINER__BQ;
   for (i = 0; i < 8; ++i) {
     size_t n = combiner__round_up(parts[i], COMBINER__ALIGN / sizeof(float));
     if (base) *dst[i] = base + off;
@@ -593,7 +593,15 @@ COMBINER__SHARED void combiner__pool_start(float *acc, const float *row, int w) 
 }
 
 COMBINER__SHARED void combiner__pool_add(float *acc, const float *row, int w, int pool) {
-  int x;
+  int x = 0;
+#if defined(COMBINER__AVX512)
+  for (; x + 16 <= w; x += 16) {       /* same results: max and add are exact per element */
+    __m512 a = _mm512_loadu_ps(acc + x), r = _mm512_loadu_ps(row + x);
+    _mm512_storeu_ps(acc + x, pool == COMBINER_POOL_MAX ? _mm512_mask_max_ps(a, 0xFFFF, r, a)
+                                                        : _mm512_add_ps(a, r));
+  }
+  row += x; acc += x; w -= x;
+#endif
   if (pool == COMBINER_POOL_MAX) {
     for (x = 0; x < w; ++x) acc[x] = row[x] > acc[x] ? row[x] : acc[x];
   } else {
@@ -677,6 +685,16 @@ static combiner__states combiner__tile_states(float *tile, int dv, float *acc2, 
   return st;
 }
 
+/* a[0..n) *= f */
+static void combiner__scale_row(float *a, float f, int n) {
+  int y = 0;
+#if defined(COMBINER__AVX512)
+  const __m512 fv = _mm512_set1_ps(f);
+  for (; y + 16 <= n; y += 16) _mm512_storeu_ps(a + y, _mm512_mul_ps(_mm512_loadu_ps(a + y), fv));
+#endif
+  for (; y < n; ++y) a[y] *= f;
+}
+
 static void combiner__states_begin(const combiner__states *st, int nq, int dv, int d) {
   int i;
   for (i = 0; i < nq; ++i) {
@@ -693,7 +711,14 @@ static void combiner__states_finish(const combiner__states *st, int nq, int dv, 
   for (i = 0; i < nq; ++i) {
     const float *a = st->acc + i * st->as;
     float *o = out + i * os, s = st->sum[i * st->ms];
-    for (y = 0; y < dv; ++y) o[y] = a[y] / s;
+    y = 0;
+#if defined(COMBINER__AVX512)
+    {
+      const __m512 sv = _mm512_set1_ps(s);
+      for (; y + 16 <= dv; y += 16) _mm512_storeu_ps(o + y, _mm512_div_ps(_mm512_loadu_ps(a + y), sv));
+    }
+#endif
+    for (; y < dv; ++y) o[y] = a[y] / s;
   }
 }
 
@@ -727,24 +752,39 @@ COMBINER__SHARED void combiner__states_merge(const combiner__states *dst, const 
 
 enum { COMBINER__ALL = 0, COMBINER__CAUSAL, COMBINER__SKIP };
 
+/* Query lanes the kernels compute: nq rounded up to 16. */
+static int combiner__lanes(int nq) { return (nq + 15) / 16 * 16; }
+
 /* The query tile, transposed and scaled once per work unit: qt[x][i] =
  * scale * q_i[x], lanes nq..BQ-1 zero. Scores then vectorize over queries
  * and read every key row in place, whatever sequence it comes from. */
 static void combiner__pack_queries(const combiner__problem *p, const combiner__scratch *sc,
                                    const combiner__seq *q, int nq) {
+  const float scale = p->scale;
+  const int d = p->d;
+  float *qt = sc->qt;
   int i, x;
   COMBINER_ASSERT(nq >= 1 && nq <= COMBINER__BQ);
   for (i = 0; i < nq; ++i) {
     const float *qi = q->base + (ptrdiff_t)i * q->stride;
-    for (x = 0; x < p->d; ++x) sc->qt[(ptrdiff_t)x * COMBINER__BQ + i] = qi[x] * p->scale;
+    x = 0;
+#if defined(COMBINER__AVX512)
+    {
+      const __m512i down = _mm512_mullo_epi32(
+          _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(COMBINER__BQ));
+      const __m512 sv = _mm512_set1_ps(scale);
+      for (; x + 16 <= d; x += 16)
+        _mm512_i32scatter_ps(qt + (ptrdiff_t)x * COMBINER__BQ + i, down,
+                             _mm512_mul_ps(_mm512_loadu_ps(qi + x), sv), 4);
+    }
+#endif
+    for (; x < d; ++x) qt[(ptrdiff_t)x * COMBINER__BQ + i] = qi[x] * scale;
   }
-  if (nq < COMBINER__BQ)
+  if (nq < combiner__lanes(nq))            /* the kernels read lanes up to nq rounded to 16 */
     for (x = 0; x < p->d; ++x)
-      memset(sc->qt + (ptrdiff_t)x * COMBINER__BQ + nq, 0, (size_t)(COMBINER__BQ - nq) * sizeof(float));
+      memset(sc->qt + (ptrdiff_t)x * COMBINER__BQ + nq, 0, (size_t)(combiner__lanes(nq) - nq) * sizeof(float));
 }
 
-/* Query lanes the kernels compute: nq rounded up to 16. */
-static int combiner__lanes(int nq) { return (nq + 15) / 16 * 16; }
 
 /* ---- SIMD micro-kernels (AVX-512) ---------------------------------------
  * The scalar functions below are the reference path and are always
@@ -1018,8 +1058,8 @@ static void combiner__attend(const combiner__problem *p, const combiner__scratch
                              const combiner__seq *k, const combiner__seq *v, int mask,
                              ptrdiff_t diag, const combiner__states *st) {
   const int nl = combiner__lanes(nq);
-  float *mloc = sc->loc, *sloc = sc->loc + COMBINER__BQ, *f = sc->loc + 2 * COMBINER__BQ;
-  int i, j0, y;
+  float *mloc = sc->loc, *sloc = sc->loc + COMBINER__BQ, *f = sc->loc + (ptrdiff_t)2 * COMBINER__BQ;
+  int i, j0;
   COMBINER_ASSERT(nq >= 1 && nq <= COMBINER__BQ);
   if (k->count <= 0) return;
   for (i = 0; i < nl; ++i) {
@@ -1034,12 +1074,8 @@ static void combiner__attend(const combiner__problem *p, const combiner__scratch
     combiner__softmax_chunk(sc->s, nk, nl, mask, rel, mloc, sloc, f);
     for (i = 0; i < nq; ++i) {
       if (f[i] != 1.0f) {
-        float *a = st->acc + i * st->as;
-        for (y = 0; y < p->dv; ++y) a[y] *= f[i];
-        if (st->acc2) {
-          float *a2 = st->acc2 + i * st->a2s;
-          for (y = 0; y < p->d; ++y) a2[y] *= f[i];
-        }
+        combiner__scale_row(st->acc + i * st->as, f[i], p->dv);
+        if (st->acc2) combiner__scale_row(st->acc2 + i * st->a2s, f[i], p->d);
       }
     }
     combiner__accumulate(sc->s, nq, nk, v, j0, p->dv, st->acc, st->as);
@@ -1456,7 +1492,7 @@ static void combiner__mixture_summary_unit(const combiner__ctx *c, ptrdiff_t uni
 }
 
 static ptrdiff_t combiner__mixture_summary_units(const combiner__problem *p) {
-  return (ptrdiff_t)p->H * (combiner__cols(p) + p->n);
+  return (ptrdiff_t)p->H * ((ptrdiff_t)combiner__cols(p) + p->n);
 }
 
 /* Pass 1, unit (head h, row r, tile): row direct (group 2), then the column
@@ -1657,6 +1693,19 @@ static combiner_status combiner__check_buffers(const combiner__problem *p,
   return COMBINER_OK;
 }
 
+/* A caller's workspace must not overlap any tensor or summary buffer: the
+ * call writes all of it. */
+static int combiner__workspace_overlaps(const combiner__problem *p, const void *ws, size_t bytes,
+    const float *q, const float *k, const float *v, const float *out,
+    const float *skeys, const float *svals) {
+  size_t n = bytes / sizeof(float) + 1;
+  size_t kf = (size_t)p->H * p->count * (size_t)p->d, vf = (size_t)p->H * p->count * (size_t)p->dv;
+  if (!ws) return 0;
+  return combiner__overlap(ws, n, q, p->q.extent) || combiner__overlap(ws, n, k, p->k.extent) ||
+         combiner__overlap(ws, n, v, p->v.extent) || combiner__overlap(ws, n, out, p->o.extent) ||
+         combiner__overlap(ws, n, skeys, kf) || combiner__overlap(ws, n, svals, vf);
+}
+
 /* Resolves the caller's workspace (or allocates one): *base is 64-byte
  * aligned, *owned what to free. */
 static combiner_status combiner__acquire(const combiner__workspace *w, void *workspace,
@@ -1827,10 +1876,7 @@ COMBINER_API combiner_status combiner_attention(const combiner_config *cfg,
   if (!out) return COMBINER_ERR_INVALID_ARGUMENT;
   if ((st = combiner__check_buffers(&p, q, k, v, out, NULL, NULL, 0, 0)) != COMBINER_OK) return st;
   if ((st = combiner__layout(&p, 1, 1, &w)) != COMBINER_OK) return st;
-  if (workspace && (combiner__overlap(workspace, workspace_size / sizeof(float), out, p.o.extent) ||
-                    combiner__overlap(workspace, workspace_size / sizeof(float), q, p.q.extent) ||
-                    combiner__overlap(workspace, workspace_size / sizeof(float), k, p.k.extent) ||
-                    combiner__overlap(workspace, workspace_size / sizeof(float), v, p.v.extent)))
+  if (combiner__workspace_overlaps(&p, workspace, workspace_size, q, k, v, out, NULL, NULL))
     return COMBINER_ERR_INVALID_ARGUMENT;
   if ((st = combiner__acquire(&w, workspace, workspace_size, &base, &owned)) != COMBINER_OK) return st;
   combiner__ctx_init(&c, &p, &w, base, q, k, v, out);
@@ -1853,6 +1899,8 @@ COMBINER_API combiner_status combiner_summarize(const combiner_config *cfg,
   if ((st = combiner__resolve(cfg, &p)) != COMBINER_OK) return st;
   if ((st = combiner__check_buffers(&p, q, k, v, NULL, summary_keys, summary_values, 1, 1)) != COMBINER_OK)
     return st;
+  if (combiner__workspace_overlaps(&p, workspace, workspace_size, q, k, v, NULL, summary_keys, summary_values))
+    return COMBINER_ERR_INVALID_ARGUMENT;
   if (p.count == 0) return COMBINER_OK;
   if ((st = combiner__layout(&p, 0, 1, &w)) != COMBINER_OK) return st;
   if ((st = combiner__acquire(&w, workspace, workspace_size, &base, &owned)) != COMBINER_OK) return st;
@@ -1880,6 +1928,8 @@ COMBINER_API combiner_status combiner_combine(const combiner_config *cfg,
   if (!out) return COMBINER_ERR_INVALID_ARGUMENT;
   if ((st = combiner__check_buffers(&p, q, k, v, out, summary_keys, summary_values, 1, 0)) != COMBINER_OK)
     return st;
+  if (combiner__workspace_overlaps(&p, workspace, workspace_size, q, k, v, out, summary_keys, summary_values))
+    return COMBINER_ERR_INVALID_ARGUMENT;
   if ((st = combiner__layout(&p, 0, 1, &w)) != COMBINER_OK) return st;
   if ((st = combiner__acquire(&w, workspace, workspace_size, &base, &owned)) != COMBINER_OK) return st;
   combiner__ctx_init(&c, &p, &w, base, q, k, v, out);

@@ -152,21 +152,25 @@ TEST_HELPER double test_rel_error(const test_tensor *out, const double *ref) {
   return mag > 0.0 ? err / mag : err;
 }
 
-/* Maps a library config (resolved) to the reference's problem. */
+/* Maps a library config to the reference's problem, resolving the defaults
+ * here from the API contract (not from the library, so a wrong default in
+ * the library shows up as a mismatch). */
 TEST_HELPER ref_problem test_ref_problem(const combiner_config *cfg) {
-  combiner_config r;
   ref_problem p;
+  int m = 1;
   memset(&p, 0, sizeof p);
-  if (combiner_resolve_config(cfg, &r) != COMBINER_OK) { fprintf(stderr, "bad config\n"); exit(2); }
-  p.kind = r.kind == COMBINER_FIXED ? REF_FIXED : r.kind == COMBINER_AXIAL ? REF_AXIAL
-         : r.kind == COMBINER_MIXTURE ? REF_MIXTURE : REF_DENSE;
-  p.L = r.seq_len; p.d = r.head_dim; p.dv = r.value_dim;
-  p.H = r.num_heads; p.Hkv = r.num_kv_heads; p.m = r.block;
-  p.causal = r.causal != 0;
-  p.scale = r.scale;
-  p.pool = r.pool == COMBINER_POOL_MEAN ? REF_POOL_MEAN : REF_POOL_MAX;
-  p.axial_key = r.axial_key == COMBINER_AXIAL_KEY_SELF ? REF_KEY_SELF : REF_KEY_WSUM;
-  p.mixture_norm = r.mixture_norm == COMBINER_MIXTURE_AVERAGE ? REF_MIX_AVERAGE : REF_MIX_JOINT;
+  while ((long long)m * m < cfg->seq_len) ++m;                  /* ceil(sqrt(L)) */
+  p.kind = cfg->kind == COMBINER_FIXED ? REF_FIXED : cfg->kind == COMBINER_AXIAL ? REF_AXIAL
+         : cfg->kind == COMBINER_MIXTURE ? REF_MIXTURE : cfg->kind == COMBINER_DENSE ? REF_DENSE
+         : REF_AXIAL;                                          /* COMBINER_KIND_DEFAULT */
+  p.L = cfg->seq_len; p.d = cfg->head_dim; p.dv = cfg->value_dim ? cfg->value_dim : cfg->head_dim;
+  p.H = cfg->num_heads; p.Hkv = cfg->num_kv_heads ? cfg->num_kv_heads : cfg->num_heads;
+  p.m = cfg->block ? cfg->block : m;
+  p.causal = cfg->causal != 0;
+  p.scale = cfg->scale != 0.0f ? (double)cfg->scale : 1.0 / sqrt((double)cfg->head_dim);
+  p.pool = cfg->pool == COMBINER_POOL_MEAN ? REF_POOL_MEAN : REF_POOL_MAX;
+  p.axial_key = cfg->axial_key == COMBINER_AXIAL_KEY_SELF ? REF_KEY_SELF : REF_KEY_WSUM;
+  p.mixture_norm = cfg->mixture_norm == COMBINER_MIXTURE_AVERAGE ? REF_MIX_AVERAGE : REF_MIX_JOINT;
   p.caller_keys = NULL;
   return p;
 }

@@ -124,6 +124,11 @@ static void pointers(void) {
   ++cases;
   CHECK(st == COMBINER_ERR_INVALID_ARGUMENT, "out overlaps k: %s", combiner_status_string(st));
   CHECK(memcmp(out, out_ref, sizeof out) == 0, "out overlaps k: out written");
+  poison();
+  st = combiner_attention(&c, q, k, out + 7, out, NULL, 0);
+  ++cases;
+  CHECK(st == COMBINER_ERR_INVALID_ARGUMENT, "out overlaps v: %s", combiner_status_string(st));
+  CHECK(memcmp(out, out_ref, sizeof out) == 0, "out overlaps v: out written");
 }
 
 static void workspaces(void) {
@@ -146,6 +151,25 @@ static void workspaces(void) {
   ++cases;
   CHECK(st == COMBINER_ERR_INVALID_ARGUMENT, "workspace overlapping out: %s", combiner_status_string(st));
   CHECK(memcmp(out, out_ref, sizeof out) == 0, "workspace overlapping out: out written");
+  {   /* a workspace overlapping any one input */
+    static float big[3 * L * H * D + 4096];
+    const float *ins[3];
+    int which;
+    size_t n = sizeof q / sizeof q[0];
+    memcpy(big, q, sizeof q); memcpy(big + n, k, sizeof k); memcpy(big + 2 * n, v, sizeof v);
+    for (which = 0; which < 3; ++which) {
+      ins[0] = which == 0 ? big : q;
+      ins[1] = which == 1 ? big + n : k;
+      ins[2] = which == 2 ? big + 2 * n : v;
+      poison();
+      st = combiner_attention(&c, ins[0], ins[1], ins[2], out, big + (size_t)which * n + 5,
+                              sizeof big - ((size_t)which * n + 5) * sizeof(float));
+      ++cases;
+      CHECK(st == COMBINER_ERR_INVALID_ARGUMENT, "workspace overlapping input %d: %s", which,
+            combiner_status_string(st));
+      CHECK(memcmp(out, out_ref, sizeof out) == 0, "workspace overlapping input %d: out written", which);
+    }
+  }
   /* the allocating path reports a failed allocation */
   poison();
   fail_next_malloc = 1;
@@ -172,6 +196,30 @@ static void two_phase(void) {
   st = combiner_summarize(&c, q, k, v, keys, keys, NULL, 0);
   ++cases;
   CHECK(st == COMBINER_ERR_INVALID_ARGUMENT, "summarize keys == values: %s", combiner_status_string(st));
+  {   /* summaries overlapping an input, and two-phase workspaces overlapping one */
+    static float pool_buf[2 * L * H * D + 8192];
+    float q_copy[L * H * D];
+    memcpy(q_copy, q, sizeof q);
+    memcpy(pool_buf, q, sizeof q);
+    st = combiner_summarize(&c, pool_buf, k, v, pool_buf + 8, vals, NULL, 0);
+    ++cases;
+    CHECK(st == COMBINER_ERR_INVALID_ARGUMENT, "summary keys overlapping q: %s", combiner_status_string(st));
+    st = combiner_summarize(&c, q, k, v, keys, (float *)(uintptr_t)(k + 2), NULL, 0);
+    ++cases;
+    CHECK(st == COMBINER_ERR_INVALID_ARGUMENT, "summary values overlapping k: %s", combiner_status_string(st));
+    st = combiner_summarize(&c, q, k, v, (float *)(uintptr_t)(v + 1), vals, NULL, 0);
+    ++cases;
+    CHECK(st == COMBINER_ERR_INVALID_ARGUMENT, "summary keys overlapping v: %s", combiner_status_string(st));
+    st = combiner_summarize(&c, pool_buf, k, v, keys, vals, pool_buf + 16, sizeof pool_buf - 64);
+    ++cases;
+    CHECK(st == COMBINER_ERR_INVALID_ARGUMENT, "summarize workspace overlapping q: %s", combiner_status_string(st));
+    CHECK(memcmp(pool_buf, q_copy, sizeof q_copy) == 0, "summarize wrote into q");
+    poison();
+    st = combiner_combine(&c, pool_buf, k, v, keys, vals, out, pool_buf + 16, sizeof pool_buf - 64);
+    ++cases;
+    CHECK(st == COMBINER_ERR_INVALID_ARGUMENT, "combine workspace overlapping q: %s", combiner_status_string(st));
+    CHECK(memcmp(out, out_ref, sizeof out) == 0, "combine workspace overlapping q: out written");
+  }
   st = combiner_summarize(&c, q, k, v, keys, vals, NULL, 0);
   CHECK(st == COMBINER_OK, "summarize: %s", combiner_status_string(st));
   poison();
@@ -210,6 +258,9 @@ static void resolve(void) {
         fabsf(r.scale - 0.5f) < 1e-7f && r.q_layout.token_stride == H * D &&
         r.q_layout.head_stride == D && r.num_threads >= 1, "defaults made explicit");
   CHECK(combiner_resolve_config(&c, NULL) == COMBINER_ERR_INVALID_ARGUMENT, "resolve into NULL");
+  c.value_dim = 3 * D;        /* the default scale follows head_dim, not value_dim */
+  CHECK(combiner_resolve_config(&c, &r) == COMBINER_OK && fabsf(r.scale - 0.5f) < 1e-7f &&
+        r.value_dim == 3 * D, "default scale 1/sqrt(head_dim) with value_dim != head_dim");
 }
 
 int main(void) {

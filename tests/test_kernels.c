@@ -1,8 +1,9 @@
 /* Every kernel against the independent float64 reference (tests/reference.c),
  * over SPEC's sizes: all kinds, causal and bidirectional, both pools, both
  * axial keys, both mixture normalizations, L in {1,2,7,16,61,64,200}, block
- * in {1,3,8,default,>=L}; head dims, head/kv-head counts, layouts, value
- * widths and thread counts rotate through every combination. Unused memory
+ * in {1,3,8,default,70,>=L}; head dims, head/kv-head counts, layouts, value
+ * widths (wider, equal, narrower) and thread counts rotate through every
+ * combination. Unused memory
  * of every tensor is NaN, so a stray read shows up as a failure. */
 #define COMBINER_IMPLEMENTATION
 #include "test_common.h"
@@ -30,12 +31,19 @@ static const int heads[][2] = {{1, 1}, {4, 1}, {4, 2}, {4, 4}};
 /* Runs one configuration and compares with the reference. */
 static void run_case(const variant *var, int L, int block, int causal, combiner_pool pool,
                      unsigned n, test_rng *rng) {
-  int d = head_dims[n % 3];
-  int H = heads[(n / 3) % 4][0], Hkv = heads[(n / 3) % 4][1];
-  int layout = (int)((n / 12) % LAYOUT_COUNT);
-  int threads = 1 + (int)((n / 36) % 2);
-  int dv = (n / 72) % 2 ? d : d + 2;
-  combiner_config cfg = test_config(var->kind, L, d, H, Hkv, block, causal);
+  /* each rotating choice from its own bits of a hash of the case number, so
+   * that every choice meets every kind, length and block */
+  unsigned hsh = (n + 1u) * 2654435761u, mix = hsh ^ (hsh >> 15);
+  int d = head_dims[mix % 3];
+  int H = heads[(mix >> 4) % 4][0], Hkv = heads[(mix >> 4) % 4][1];
+  int layout = (int)((mix >> 8) % LAYOUT_COUNT);
+  int threads = 1 + (int)((mix >> 12) % 2);
+  int dv_choices[3];
+  int dv;
+  combiner_config cfg;
+  dv_choices[0] = d + 2; dv_choices[1] = d; dv_choices[2] = d > 3 ? d - 3 : d;   /* value wider, equal, narrower */
+  dv = dv_choices[(mix >> 16) % 3];
+  cfg = test_config(var->kind, L, d, H, Hkv, block, causal);
   test_tensor q = test_tensor_make(L, H, d, layout);
   test_tensor k = test_tensor_make(L, Hkv, d, (layout + 1) % LAYOUT_COUNT);
   test_tensor v = test_tensor_make(L, Hkv, dv, layout);
@@ -53,7 +61,13 @@ static void run_case(const variant *var, int L, int block, int causal, combiner_
   test_tensor_fill(&q, rng);
   test_tensor_fill(&k, rng);
   test_tensor_fill(&v, rng);
-  st = combiner_attention(&cfg, q.data, k.data, v.data, o.data, NULL, 0);
+  {   /* a caller workspace full of NaN: reading scratch before writing it shows */
+    size_t ws = combiner_workspace_size(&cfg);
+    void *work = test_alloc(ws);
+    memset(work, 0xFF, ws);
+    st = combiner_attention(&cfg, q.data, k.data, v.data, o.data, work, ws);
+    free(work);
+  }
   CHECK(st == COMBINER_OK, "%s: %s", var->name, combiner_status_string(st));
   rp = test_ref_problem(&cfg);
   qd = test_to_double(&q); kd = test_to_double(&k); vd = test_to_double(&v);
@@ -68,6 +82,16 @@ static void run_case(const variant *var, int L, int block, int causal, combiner_
   test_tensor_free(&q); test_tensor_free(&k); test_tensor_free(&v); test_tensor_free(&o);
 }
 
+/* A case number whose hash picks head_dims[d_idx] and heads[h_idx] (the
+ * `skip`-th such number, so that the other choices still vary). */
+static unsigned case_with(unsigned d_idx, unsigned h_idx, unsigned skip) {
+  unsigned n;
+  for (n = 100000;; ++n) {
+    unsigned hsh = (n + 1u) * 2654435761u, mix = hsh ^ (hsh >> 15);
+    if (mix % 3 == d_idx && (mix >> 4) % 4 == h_idx && skip-- == 0) return n;
+  }
+}
+
 int main(void) {
   test_rng rng = {12345};
   unsigned n = 0;
@@ -77,16 +101,17 @@ int main(void) {
     for (li = 0; li < sizeof lengths / sizeof lengths[0]; ++li)
       for (causal = 0; causal < 2; ++causal)
         for (pool = 0; pool < 2; ++pool)
-          for (bi = 0; bi < 5; ++bi) {
+          for (bi = 0; bi < 6; ++bi) {
             int L = lengths[li];
-            int blocks[5];
-            blocks[0] = 1; blocks[1] = 3; blocks[2] = 8; blocks[3] = 0; blocks[4] = L + 5;
+            int blocks[6];
+            /* 70: rows and row tiles longer than the kernels' 64-query tile */
+            blocks[0] = 1; blocks[1] = 3; blocks[2] = 8; blocks[3] = 0; blocks[4] = 70; blocks[5] = L + 5;
             run_case(&variants[vi], L, blocks[bi], causal, (combiner_pool)pool, n++, &rng);
           }
   /* head_dim 64 with GQA on the largest size, every kind, both directions */
   for (vi = 0; vi < sizeof variants / sizeof variants[0]; ++vi)
     for (causal = 0; causal < 2; ++causal)
-      run_case(&variants[vi], 200, 0, causal, COMBINER_POOL_MAX, 2 + 3 * 2 + 12 * 2, &rng);
+      run_case(&variants[vi], 200, 0, causal, COMBINER_POOL_MAX, case_with(2, 2, vi * 2 + (unsigned)causal), &rng);
   printf("test_kernels: %u configurations\n", n + 12);
   return TEST_SUMMARY();
 }

@@ -134,6 +134,10 @@ static void summary_counts(void) {
   cfg.block = 5;
   CHECK(combiner_query_summaries(&cfg, &info) == COMBINER_OK && info.count == 10,
         "axial bidirectional, full rows: L");
+  cfg.block = 12;
+  CHECK(combiner_query_summaries(&cfg, &info) == COMBINER_OK && info.count == 10,
+        "axial bidirectional, one row (block > L): L, no short-row entry");
+  cfg.block = 5;
   cfg.kind = COMBINER_MIXTURE;
   CHECK(combiner_query_summaries(&cfg, &info) == COMBINER_OK && info.count == 40 &&
         info.sections == 4 && info.key_floats == 2u * 40 * 4, "mixture bidirectional: 4L");
