@@ -637,7 +637,8 @@ static float combiner__exp(float x) {
   float n = (t + 12582912.0f) - 12582912.0f;             /* round to nearest */
   float r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;
   float r2 = r * r, y, scale;
-  int32_t bits = ((int32_t)n + 127) << 23;
+  float nc = n != n ? 0.0f : n > 127.0f ? 127.0f : n;   /* NaN (y is NaN anyway) must not reach the int */
+  int32_t bits = ((int32_t)nc + 127) << 23;
   memcpy(&scale, &bits, sizeof scale);
   y = 1.9875691500e-4f;
   y = y * r + 1.3981999507e-3f;
@@ -1109,8 +1110,8 @@ typedef void (*combiner__unit_fn)(const combiner__ctx *c, ptrdiff_t unit, const 
  * oversubscribed; below ~1e5 multiply-adds (L*H*(m+n)*d) one thread is
  * faster. The result does not depend on this choice. */
 COMBINER__SHARED int combiner__worth_threads(const combiner__problem *p) {
-  double work = (double)p->L * p->H * (p->m + p->n) * (p->d + p->dv);
-  if (p->kind == COMBINER_DENSE) work = (double)p->L * p->L * p->H * (p->d + p->dv);
+  double work = (double)p->L * p->H * ((double)p->m + p->n) * ((double)p->d + p->dv);
+  if (p->kind == COMBINER_DENSE) work = (double)p->L * p->L * p->H * ((double)p->d + p->dv);
   return work >= 1e5;
 }
 
@@ -1832,7 +1833,7 @@ COMBINER_API double combiner_flops(const combiner_config *cfg) {
   double per_term, terms = 0.0, summary = 0.0, extra = 0.0;
   int r, u;
   if (combiner__resolve(cfg, &p) != COMBINER_OK) return 0.0;
-  per_term = 2.0 * (p.d + p.dv);
+  per_term = 2.0 * ((double)p.d + p.dv);
   for (r = 0; r < p.n; ++r) {
     int len = combiner__row_len(&p, r);
     for (u = 0; u < len; ++u) terms += combiner__query_terms(&p, r, u);
