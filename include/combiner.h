@@ -73,9 +73,19 @@
  *   head h reads kv head h / (H/Hkv); K/V are never copied.
  *
  * MEMORY
- *   combiner_workspace_size(cfg) bytes (abstractions of every head plus a few
- *   vectors of scratch per thread; O(L*(d+dv)*H), never O(L^2)). Pass a buffer
+ *   combiner_workspace_size(cfg) bytes: the abstractions of every head, the
+ *   per-query softmax states that Axial and Mixture carry between their two
+ *   passes, and ~(3*64*d + 128*dv + 4096) floats of scratch per thread;
+ *   O(L*(d+dv)*H), never O(L^2) (exact formula in the README). Pass a buffer
  *   of that size, or NULL to let the call allocate and free it once.
+ *
+ * KERNELS
+ *   One primitive does all the work: a tile of up to 64 queries (transposed
+ *   once) against 64 keys at a time read in place from any sequence (a row, a
+ *   column, the summaries): scores, online softmax, P*V. Compiled for
+ *   AVX-512 (e.g. -march=native) its three loops use intrinsics; the
+ *   portable C path is always there and is what COMBINER_NO_SIMD selects.
+ *   combiner_flops(cfg) gives the work of a call for throughput figures.
  *
  * TWO PHASES
  *   combiner_summarize() writes every region's abstraction (keys and values)
@@ -108,7 +118,8 @@
  *
  * VERSION HISTORY
  *   0.1.0  Fixed, Axial, Mixture and Dense; causal and bidirectional; two-phase
- *          API; float64-reference test suite.
+ *          API; tiled kernels with AVX-512 micro-kernels; combiner_flops;
+ *          float64-reference test suite, sanitizers, fuzzing.
  *
  * LICENSE: MIT, see the end of this file.
  */

@@ -152,14 +152,14 @@ static size_t r64(size_t bytes) { return (bytes + 63) / 64 * 64; }
 static size_t r16(size_t floats) { return (floats + 15) / 16 * 16; }
 
 static void workspace_formula(void) {
-  static const combiner_kind kinds[] = {COMBINER_FIXED, COMBINER_AXIAL, COMBINER_MIXTURE, COMBINER_DENSE};
+  static const combiner_kind wkinds[] = {COMBINER_FIXED, COMBINER_AXIAL, COMBINER_MIXTURE, COMBINER_DENSE};
   size_t ki;
   int causal, avg;
   for (ki = 0; ki < 4; ++ki)
     for (causal = 0; causal < 2; ++causal)
       for (avg = 0; avg < 2; ++avg) {
         const size_t L = 1000, d = 24, dv = 40, H = 3, T = 3;
-        combiner_config cfg = test_config(kinds[ki], (int)L, (int)d, (int)H, 1, 0, causal);
+        combiner_config cfg = test_config(wkinds[ki], (int)L, (int)d, (int)H, 1, 0, causal);
         combiner_summary_info info;
         size_t sets, scratch, want;
         memset(&info, 0, sizeof info);
@@ -167,19 +167,19 @@ static void workspace_formula(void) {
         cfg.num_threads = (int)T;
         cfg.mixture_norm = avg ? COMBINER_MIXTURE_AVERAGE : COMBINER_MIXTURE_JOINT;
         CHECK(combiner_query_summaries(&cfg, &info) == COMBINER_OK, "query");
-        sets = kinds[ki] == COMBINER_AXIAL ? 1 : kinds[ki] == COMBINER_MIXTURE ? (avg ? 2 : 1) : 0;
+        sets = wkinds[ki] == COMBINER_AXIAL ? 1 : wkinds[ki] == COMBINER_MIXTURE ? (avg ? 2 : 1) : 0;
         scratch = r16(d * 64) + r16(64 * 64) + r16(64 * d) + r16(2 * d) + r16(64 * d) +
                   2 * r16(2 * 64 + 64 * dv) + r16(3 * 64);
-#ifdef _OPENMP
-        scratch *= T;
+#if defined(_OPENMP) && !defined(COMBINER_NO_OPENMP)
+        scratch *= T;                 /* one scratch per OpenMP thread */
 #endif
         want = r64(4 * H * info.count * d) + r64(4 * H * info.count * dv) + r64(4 * sets * H * L * (dv + 2)) +
                4 * scratch + 64;
         CHECK(combiner_workspace_size(&cfg) == want, "%s causal=%d avg=%d: workspace %zu, formula %zu",
-              combiner_kind_string(kinds[ki]), causal, avg, combiner_workspace_size(&cfg), want);
+              combiner_kind_string(wkinds[ki]), causal, avg, combiner_workspace_size(&cfg), want);
         want -= r64(4 * H * info.count * d) + r64(4 * H * info.count * dv);
         CHECK(combiner_phase_workspace_size(&cfg) == want, "%s: phase workspace %zu, formula %zu",
-              combiner_kind_string(kinds[ki]), combiner_phase_workspace_size(&cfg), want);
+              combiner_kind_string(wkinds[ki]), combiner_phase_workspace_size(&cfg), want);
       }
 }
 
