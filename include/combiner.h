@@ -774,23 +774,17 @@ static void combiner__pack_queries(const combiner__problem *p, const combiner__s
                                    const combiner__seq *q, int nq) {
   const float scale = p->scale;
   const int d = p->d;
+  const ptrdiff_t qs = q->stride;
+  const float *q0 = q->base;
   float *qt = sc->qt;
   int i, x;
   COMBINER_ASSERT(nq >= 1 && nq <= COMBINER__BQ);
-  for (i = 0; i < nq; ++i) {
-    const float *qi = q->base + (ptrdiff_t)i * q->stride;
-    x = 0;
-#if defined(COMBINER__AVX512)
-    {
-      const __m512i down = _mm512_mullo_epi32(
-          _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(COMBINER__BQ));
-      const __m512 sv = _mm512_set1_ps(scale);
-      for (; x + 16 <= d; x += 16)
-        _mm512_i32scatter_ps(qt + (ptrdiff_t)x * COMBINER__BQ + i, down,
-                             _mm512_mul_ps(_mm512_loadu_ps(qi + x), sv), 4);
-    }
-#endif
-    for (; x < d; ++x) qt[(ptrdiff_t)x * COMBINER__BQ + i] = qi[x] * scale;
+  /* x outer: the stores are contiguous, the strided loads hit L1 after the
+   * first pass (a scatter per row was 10x slower: each one waits for the
+   * previous through its mask register) */
+  for (x = 0; x < d; ++x) {
+    float *row = qt + (ptrdiff_t)x * COMBINER__BQ;
+    for (i = 0; i < nq; ++i) row[i] = q0[(ptrdiff_t)i * qs + x] * scale;
   }
   if (nq < combiner__lanes(nq))            /* the kernels read lanes up to nq rounded to 16 */
     for (x = 0; x < p->d; ++x)
@@ -933,7 +927,7 @@ static void combiner__softmax_chunk_simd(float *s, int nk, int nl, int mask, ptr
 #define COMBINER__ALOAD(r) if (r < R) { const float *o = acc + (ptrdiff_t)(i0 + r) * as + y0; \
     a##r##0 = _mm512_loadu_ps(o); a##r##1 = _mm512_loadu_ps(o + 16); \
     a##r##2 = _mm512_loadu_ps(o + 32); a##r##3 = _mm512_loadu_ps(o + 48); }
-#define COMBINER__AROW(r) if (p##r != 0.0f) { const __m512 b = _mm512_set1_ps(p##r); \
+#define COMBINER__AROW(r) if (!careful || p##r != 0.0f) { const __m512 b = _mm512_set1_ps(p##r); \
     a##r##0 = _mm512_fmadd_ps(b, v0, a##r##0); a##r##1 = _mm512_fmadd_ps(b, v1, a##r##1); \
     a##r##2 = _mm512_fmadd_ps(b, v2, a##r##2); a##r##3 = _mm512_fmadd_ps(b, v3, a##r##3); }
 #define COMBINER__ASTORE(r) if (r < R) { float *o = acc + (ptrdiff_t)(i0 + r) * as + y0; \
@@ -942,7 +936,7 @@ static void combiner__softmax_chunk_simd(float *s, int nk, int nl, int mask, ptr
 #define COMBINER__AP(r) p##r = r < R ? pj[r] : 0.0f
 
 static void combiner__accumulate_simd(const float *s, int nq, int nk, const combiner__seq *v, int j0,
-                                      int w, float *acc, ptrdiff_t as) {
+                                      int w, float *acc, ptrdiff_t as, int careful) {
   int y0, i0, j;
   for (y0 = 0; y0 + 64 <= w; y0 += 64) {
     for (i0 = 0; i0 < nq; i0 += 6) {
@@ -956,7 +950,8 @@ static void combiner__accumulate_simd(const float *s, int nq, int nk, const comb
         const float *vj = v->base + (ptrdiff_t)(j0 + j) * v->stride + y0;
         __m512 v0, v1, v2, v3;
         COMBINER__AP(0); COMBINER__AP(1); COMBINER__AP(2); COMBINER__AP(3); COMBINER__AP(4); COMBINER__AP(5);
-        if (p0 == 0.0f && p1 == 0.0f && p2 == 0.0f && p3 == 0.0f && p4 == 0.0f && p5 == 0.0f) continue;
+        if (careful && p0 == 0.0f && p1 == 0.0f && p2 == 0.0f && p3 == 0.0f && p4 == 0.0f && p5 == 0.0f)
+          continue;
         v0 = _mm512_loadu_ps(vj); v1 = _mm512_loadu_ps(vj + 16);
         v2 = _mm512_loadu_ps(vj + 32); v3 = _mm512_loadu_ps(vj + 48);
         COMBINER__AROW(0) COMBINER__AROW(1) COMBINER__AROW(2)
@@ -1042,15 +1037,18 @@ static void combiner__softmax_chunk(float *s, int nk, int nl, int mask, ptrdiff_
   }
 }
 
-/* acc_i += sum_j p_ji * v_{j0+j} (the PV tile); zero-probability terms are
- * skipped, so a NaN in a value nobody may see never reaches an output. */
+/* acc_i += sum_j p_ji * v_{j0+j} (the PV tile). When the chunk has masked
+ * terms (`careful`), zero-probability terms are skipped, so a NaN in a value
+ * a query may not see never reaches its output; a chunk every query sees in
+ * full takes the branch-free path. */
 static void combiner__accumulate(const float *s, int nq, int nk, const combiner__seq *v, int j0,
-                                 int w, float *acc, ptrdiff_t as) {
+                                 int w, float *acc, ptrdiff_t as, int careful) {
   int i, j, y;
 #if defined(COMBINER__AVX512)
-  combiner__accumulate_simd(s, nq, nk, v, j0, w, acc, as);
+  combiner__accumulate_simd(s, nq, nk, v, j0, w, acc, as, careful);
   return;
 #endif
+  (void)careful;
   for (i = 0; i < nq; ++i) {
     float *a = acc + i * as;
     for (j = 0; j < nk; ++j) {
@@ -1071,7 +1069,7 @@ static void combiner__attend(const combiner__problem *p, const combiner__scratch
                              ptrdiff_t diag, const combiner__states *st) {
   const int nl = combiner__lanes(nq);
   float *mloc = sc->loc, *sloc = sc->loc + COMBINER__BQ, *f = sc->loc + (ptrdiff_t)2 * COMBINER__BQ;
-  int i, j0;
+  int i, j0, careful;
   COMBINER_ASSERT(nq >= 1 && nq <= COMBINER__BQ);
   if (k->count <= 0) return;
   for (i = 0; i < nl; ++i) {
@@ -1090,8 +1088,12 @@ static void combiner__attend(const combiner__problem *p, const combiner__scratch
         if (st->acc2) combiner__scale_row(st->acc2 + i * st->a2s, f[i], p->d);
       }
     }
-    combiner__accumulate(sc->s, nq, nk, v, j0, p->dv, st->acc, st->as);
-    if (st->acc2) combiner__accumulate(sc->s, nq, nk, k, j0, p->d, st->acc2, st->a2s);
+    /* masked terms in this chunk? (CAUSAL: the first query does not see its
+     * last key; SKIP: some query's own entry falls inside it) */
+    careful = (mask == COMBINER__CAUSAL && rel < nk - 1) ||
+              (mask == COMBINER__SKIP && rel < nk && rel + nq > 0);
+    combiner__accumulate(sc->s, nq, nk, v, j0, p->dv, st->acc, st->as, careful);
+    if (st->acc2) combiner__accumulate(sc->s, nq, nk, k, j0, p->d, st->acc2, st->a2s, careful);
   }
   for (i = 0; i < nq; ++i) {
     st->mx[i * st->ms] = mloc[i];
