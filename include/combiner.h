@@ -945,7 +945,19 @@ static void combiner__accumulate_simd(const float *s, int nq, int nk, const comb
       COMBINER__AZERO(3); COMBINER__AZERO(4); COMBINER__AZERO(5);
       COMBINER__ALOAD(0) COMBINER__ALOAD(1) COMBINER__ALOAD(2)
       COMBINER__ALOAD(3) COMBINER__ALOAD(4) COMBINER__ALOAD(5)
-      for (j = 0; j < nk; ++j) {
+      if (R == 6 && !careful) {        /* the common case: a tight, branch-free loop */
+        for (j = 0; j < nk; ++j) {
+          const float *pj = s + (ptrdiff_t)j * COMBINER__BQ + i0;
+          const float *vj = v->base + (ptrdiff_t)(j0 + j) * v->stride + y0;
+          const __m512 v0 = _mm512_loadu_ps(vj), v1 = _mm512_loadu_ps(vj + 16);
+          const __m512 v2 = _mm512_loadu_ps(vj + 32), v3 = _mm512_loadu_ps(vj + 48);
+          p0 = pj[0]; p1 = pj[1]; p2 = pj[2]; p3 = pj[3]; p4 = pj[4]; p5 = pj[5];
+          COMBINER__AROW(0) COMBINER__AROW(1) COMBINER__AROW(2)
+          COMBINER__AROW(3) COMBINER__AROW(4) COMBINER__AROW(5)
+        }
+        j = nk;
+      }
+      for (j = R == 6 && !careful ? nk : 0; j < nk; ++j) {
         const float *pj = s + (ptrdiff_t)j * COMBINER__BQ + i0;
         const float *vj = v->base + (ptrdiff_t)(j0 + j) * v->stride + y0;
         __m512 v0, v1, v2, v3;
