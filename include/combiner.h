@@ -239,6 +239,22 @@ COMBINER_API combiner_status combiner_resolve_config(const combiner_config *cfg,
  * and exp are not counted. 0 for an invalid config. */
 COMBINER_API double combiner_flops(const combiner_config *cfg);
 
+/* ---- split calls, for engines that own their thread pool ----
+ * A call is combiner_step_count(cfg) steps (1 to 3); step s may start once
+ * step s-1 has finished in every part. combiner_attention_part runs part
+ * `ith` of `nth` of one step: a fixed, disjoint share of that step's work
+ * units (ith, ith+nth, ...), which writes only its own entries of the
+ * summaries, saved states and out, and only scratch slot `ith` of the
+ * workspace. All parts of all steps take the same workspace, of
+ * combiner_part_workspace_size(cfg, nth) bytes (never NULL here). The result
+ * is bit-identical to combiner_attention for any nth. out is written only by
+ * the last step. Returns 0 / 0 for an invalid config. */
+COMBINER_API int combiner_step_count(const combiner_config *cfg);
+COMBINER_API size_t combiner_part_workspace_size(const combiner_config *cfg, int nth);
+COMBINER_API combiner_status combiner_attention_part(const combiner_config *cfg,
+    const float *q, const float *k, const float *v, float *out,
+    void *workspace, size_t workspace_size, int step, int ith, int nth);
+
 /* ---- two-phase API ---- */
 COMBINER_API combiner_status combiner_query_summaries(const combiner_config *cfg,
     combiner_summary_info *info);
@@ -354,6 +370,7 @@ typedef struct combiner__problem {
   combiner__tensor q, k, v, o;
   size_t count;        /* abstractions per query head */
   int sections;
+  int slots;           /* scratch slots: OpenMP threads, or parts of a split call */
 } combiner__problem;
 
 static int combiner__mul(size_t a, size_t b, size_t *r) {
@@ -553,10 +570,10 @@ typedef struct combiner__workspace {
 } combiner__workspace;
 
 static int combiner__scratch_threads(const combiner__problem *p) {
+  if (p->slots > 0) return p->slots;
 #ifdef COMBINER__OPENMP
   return p->threads;
 #else
-  (void)p;
   return 1;
 #endif
 }
@@ -1081,7 +1098,7 @@ static void combiner__attend(const combiner__problem *p, const combiner__scratch
                              ptrdiff_t diag, const combiner__states *st) {
   const int nl = combiner__lanes(nq);
   float *mloc = sc->loc, *sloc = sc->loc + COMBINER__BQ, *f = sc->loc + (ptrdiff_t)2 * COMBINER__BQ;
-  int i, j0, careful;
+  int i, j0;
   COMBINER_ASSERT(nq >= 1 && nq <= COMBINER__BQ);
   if (k->count <= 0) return;
   for (i = 0; i < nl; ++i) {
@@ -1091,6 +1108,10 @@ static void combiner__attend(const combiner__problem *p, const combiner__scratch
   for (j0 = 0; j0 < k->count; j0 += COMBINER__BK) {
     int nk = k->count - j0 < COMBINER__BK ? k->count - j0 : COMBINER__BK;
     ptrdiff_t rel = diag - j0;
+    /* masked terms in this chunk? (CAUSAL: the first query does not see its
+     * last key; SKIP: some query's own entry falls inside it) */
+    int careful = (mask == COMBINER__CAUSAL && rel < nk - 1) ||
+                  (mask == COMBINER__SKIP && rel < nk && rel + nq > 0);
     if (mask == COMBINER__CAUSAL && nq - 1 + rel < 0) break;   /* no query sees this far */
     combiner__scores(k, j0, nk, sc->qt, p->d, nl, sc->s);
     combiner__softmax_chunk(sc->s, nk, nl, mask, rel, mloc, sloc, f);
@@ -1100,10 +1121,6 @@ static void combiner__attend(const combiner__problem *p, const combiner__scratch
         if (st->acc2) combiner__scale_row(st->acc2 + i * st->a2s, f[i], p->d);
       }
     }
-    /* masked terms in this chunk? (CAUSAL: the first query does not see its
-     * last key; SKIP: some query's own entry falls inside it) */
-    careful = (mask == COMBINER__CAUSAL && rel < nk - 1) ||
-              (mask == COMBINER__SKIP && rel < nk && rel + nq > 0);
     combiner__accumulate(sc->s, nq, nk, v, j0, p->dv, st->acc, st->as, careful);
     if (st->acc2) combiner__accumulate(sc->s, nq, nk, k, j0, p->d, st->acc2, st->a2s, careful);
   }
@@ -1327,12 +1344,42 @@ static void combiner__dense_unit(const combiner__ctx *c, ptrdiff_t unit, const c
 /* ------------------------------------------------------------------------ */
 #if COMBINER__HAS_FIXED
 
-/* Unit (head h, block t): K̂_t = pool(k over t), V̂_t = att(pool(q over t), t). */
+/* Unit (block t), every head: K̂_t = pool(k over t), V̂_t = att(pool(q over
+ * t), t). The pools walk the block token by token across all heads (up to
+ * 64 at a time), so a token-major tensor is read as one contiguous stream
+ * rather than one strided stream per head. */
 static void combiner__fixed_summary_unit(const combiner__ctx *c, ptrdiff_t unit, const combiner__scratch *sc) {
   const combiner__problem *p = c->p;
-  int h = (int)(unit / p->n), t = (int)(unit % p->n);
-  combiner__block_summary(c, sc, h, (ptrdiff_t)t * p->m, combiner__row_len(p, t),
-                          combiner__wkey(c, h, t), combiner__wval(c, h, t));
+  int t = (int)unit, len = combiner__row_len(p, t), h0, hh, j;
+  ptrdiff_t first = (ptrdiff_t)t * p->m;
+  for (h0 = 0; h0 < p->H; h0 += COMBINER__BQ) {
+    int hn = p->H - h0 < COMBINER__BQ ? p->H - h0 : COMBINER__BQ;
+    for (j = 0; j < len; ++j)
+      for (hh = 0; hh < hn; ++hh) {
+        int h = h0 + hh, g = h / p->group;
+        float *qp = sc->qbuf + (ptrdiff_t)hh * p->d, *kp = combiner__wkey(c, h, t);
+        if (j == 0) {
+          combiner__pool_start(qp, combiner__q(c, first, h), p->d);
+          combiner__pool_start(kp, combiner__k(c, first, g), p->d);
+        } else {
+          combiner__pool_add(qp, combiner__q(c, first + j, h), p->d, p->pool);
+          combiner__pool_add(kp, combiner__k(c, first + j, g), p->d, p->pool);
+        }
+      }
+    for (hh = 0; hh < hn; ++hh) {
+      int h = h0 + hh, g = h / p->group;
+      float *qp = sc->qbuf + (ptrdiff_t)hh * p->d;
+      combiner__seq qs = combiner__seq_of(qp, p->d, 1);
+      combiner__seq ks = combiner__keys(c, g, first, 1, len), vs = combiner__values(c, g, first, 1, len);
+      combiner__states st = combiner__tile_states(sc->tile[1], p->dv, NULL, p->d);
+      combiner__pool_read(qp, qp, p->d, p->pool, len);
+      combiner__pool_read(combiner__wkey(c, h, t), combiner__wkey(c, h, t), p->d, p->pool, len);
+      combiner__pack_queries(p, sc, &qs, 1);
+      combiner__states_begin(&st, 1, p->dv, p->d);
+      combiner__attend(p, sc, 1, &ks, &vs, COMBINER__ALL, 0, &st);
+      combiner__states_finish(&st, 1, p->dv, combiner__wval(c, h, t), p->dv);
+    }
+  }
 }
 
 /* Unit (head h, block b, tile of its queries): direct = own block (causal:
@@ -1635,61 +1682,63 @@ static void combiner__mixture_cols_unit(const combiner__ctx *c, ptrdiff_t unit, 
 /* Dispatch                                                                 */
 /* ------------------------------------------------------------------------ */
 
-static void combiner__summarize_all(const combiner__ctx *c) {
-  const combiner__problem *p = c->p;
-  ptrdiff_t row_tiles = (ptrdiff_t)p->H * p->n * combiner__tiles(combiner__cols(p));
-  (void)row_tiles;
-  switch (p->kind) {
-#if COMBINER__HAS_FIXED
-    case COMBINER_FIXED:
-      combiner__run(c, (ptrdiff_t)p->H * p->n, combiner__fixed_summary_unit);
-      break;
-#endif
-#if COMBINER__HAS_AXIAL
-    case COMBINER_AXIAL:
-      combiner__run(c, row_tiles, combiner__axial_summary_unit);
-      break;
-#endif
-#if COMBINER__HAS_MIXTURE
-    case COMBINER_MIXTURE:
-      combiner__run(c, combiner__mixture_summary_units(p), combiner__mixture_summary_unit);
-      break;
-#endif
-    default: break;   /* DENSE has no abstractions */
-  }
-}
+/* The steps of a call. Each is a set of independent units (any thread, any
+ * order, same bits); a step needs the previous one complete. A kind with
+ * abstractions computes them in step 0. */
+typedef struct combiner__step {
+  combiner__unit_fn fn;
+  ptrdiff_t units;
+} combiner__step;
 
-static void combiner__combine_all(const combiner__ctx *c) {
-  const combiner__problem *p = c->p;
+#define COMBINER__MAX_STEPS 3
+
+static int combiner__steps(const combiner__problem *p, combiner__step *s) {
   ptrdiff_t row_tiles = (ptrdiff_t)p->H * p->n * combiner__tiles(combiner__cols(p));
   ptrdiff_t col_tiles = (ptrdiff_t)p->H * combiner__cols(p) * combiner__tiles(p->n);
+  int n = 0;
   (void)row_tiles; (void)col_tiles;
   switch (p->kind) {
 #if COMBINER__HAS_FIXED
     case COMBINER_FIXED:
-      combiner__run(c, row_tiles, combiner__fixed_combine_unit);
+      s[n].fn = combiner__fixed_summary_unit; s[n++].units = p->n;
+      s[n].fn = combiner__fixed_combine_unit; s[n++].units = row_tiles;
       break;
 #endif
 #if COMBINER__HAS_AXIAL
     case COMBINER_AXIAL:
-      combiner__run(c, row_tiles, combiner__axial_rows_unit);
-      combiner__run(c, col_tiles, combiner__axial_cols_unit);
+      s[n].fn = combiner__axial_summary_unit; s[n++].units = row_tiles;
+      s[n].fn = combiner__axial_rows_unit; s[n++].units = row_tiles;
+      s[n].fn = combiner__axial_cols_unit; s[n++].units = col_tiles;
       break;
 #endif
 #if COMBINER__HAS_MIXTURE
     case COMBINER_MIXTURE:
-      combiner__run(c, row_tiles, combiner__mixture_rows_unit);
-      combiner__run(c, col_tiles, combiner__mixture_cols_unit);
+      s[n].fn = combiner__mixture_summary_unit; s[n++].units = combiner__mixture_summary_units(p);
+      s[n].fn = combiner__mixture_rows_unit; s[n++].units = row_tiles;
+      s[n].fn = combiner__mixture_cols_unit; s[n++].units = col_tiles;
       break;
 #endif
 #if COMBINER__HAS_DENSE
     case COMBINER_DENSE:
-      combiner__run(c, (ptrdiff_t)p->H * combiner__tiles(p->L), combiner__dense_unit);
+      s[n].fn = combiner__dense_unit; s[n++].units = (ptrdiff_t)p->H * combiner__tiles(p->L);
       break;
 #endif
     default: break;   /* unreachable: combiner__resolve rejects kinds not compiled in */
   }
+  COMBINER_ASSERT(n <= COMBINER__MAX_STEPS);
+  return n;
 }
+
+/* Runs steps [first, last) (last < 0: to the end) on the call's threads. */
+static void combiner__run_steps(const combiner__ctx *c, int first, int last) {
+  combiner__step s[COMBINER__MAX_STEPS];
+  int n = combiner__steps(c->p, s), i;
+  if (last < 0 || last > n) last = n;
+  for (i = first; i < last; ++i) combiner__run(c, s[i].units, s[i].fn);
+}
+
+/* Steps that compute abstractions (0 or 1). */
+static int combiner__summary_steps(const combiner__problem *p) { return p->count > 0 ? 1 : 0; }
 
 /* Checks q/k/v (and out, and the summaries where given) for NULL and for out
  * or written summaries overlapping anything else. */
@@ -1906,9 +1955,56 @@ COMBINER_API combiner_status combiner_attention(const combiner_config *cfg,
     return COMBINER_ERR_INVALID_ARGUMENT;
   if ((st = combiner__acquire(&w, workspace, workspace_size, &base, &owned)) != COMBINER_OK) return st;
   combiner__ctx_init(&c, &p, &w, base, q, k, v, out);
-  combiner__summarize_all(&c);
-  combiner__combine_all(&c);
+  combiner__run_steps(&c, 0, -1);
   if (owned) COMBINER_FREE(owned);
+  return COMBINER_OK;
+}
+
+COMBINER_API int combiner_step_count(const combiner_config *cfg) {
+  combiner__problem p;
+  combiner__step s[COMBINER__MAX_STEPS];
+  if (combiner__resolve(cfg, &p) != COMBINER_OK) return 0;
+  return combiner__steps(&p, s);
+}
+
+COMBINER_API size_t combiner_part_workspace_size(const combiner_config *cfg, int nth) {
+  combiner__problem p;
+  combiner__workspace w;
+  if (nth < 1 || combiner__resolve(cfg, &p) != COMBINER_OK) return 0;
+  p.slots = nth;
+  if (combiner__layout(&p, 1, 1, &w) != COMBINER_OK) return 0;
+  return w.total;
+}
+
+COMBINER_API combiner_status combiner_attention_part(const combiner_config *cfg,
+    const float *q, const float *k, const float *v, float *out,
+    void *workspace, size_t workspace_size, int step, int ith, int nth) {
+  combiner__problem p;
+  combiner__workspace w;
+  combiner__ctx c;
+  combiner__step s[COMBINER__MAX_STEPS];
+  unsigned char *base;
+  void *owned;
+  combiner_status st;
+  int steps;
+  unsigned csr;
+  ptrdiff_t u;
+  combiner__scratch sc;
+  if ((st = combiner__resolve(cfg, &p)) != COMBINER_OK) return st;
+  steps = combiner__steps(&p, s);
+  if (!out || !workspace || nth < 1 || ith < 0 || ith >= nth || step < 0 || step >= steps)
+    return COMBINER_ERR_INVALID_ARGUMENT;
+  if ((st = combiner__check_buffers(&p, q, k, v, out, NULL, NULL, 0, 0)) != COMBINER_OK) return st;
+  p.slots = nth;
+  if ((st = combiner__layout(&p, 1, 1, &w)) != COMBINER_OK) return st;
+  if (combiner__workspace_overlaps(&p, workspace, workspace_size, q, k, v, out, NULL, NULL))
+    return COMBINER_ERR_INVALID_ARGUMENT;
+  if ((st = combiner__acquire(&w, workspace, workspace_size, &base, &owned)) != COMBINER_OK) return st;
+  combiner__ctx_init(&c, &p, &w, base, q, k, v, out);
+  combiner__scratch_parts(&p, &sc, (float *)(void *)(c.scratch + (size_t)ith * c.scratch_stride));
+  csr = combiner__denormals_off();
+  for (u = ith; u < s[step].units; u += nth) s[step].fn(&c, u, &sc);
+  combiner__denormals_restore(csr);
   return COMBINER_OK;
 }
 
@@ -1935,7 +2031,7 @@ COMBINER_API combiner_status combiner_summarize(const combiner_config *cfg,
   c.wvals = summary_values;
   c.skeys = summary_keys;
   c.svals = summary_values;
-  combiner__summarize_all(&c);
+  combiner__run_steps(&c, 0, combiner__summary_steps(&p));
   if (owned) COMBINER_FREE(owned);
   return COMBINER_OK;
 }
@@ -1963,7 +2059,7 @@ COMBINER_API combiner_status combiner_combine(const combiner_config *cfg,
   c.wvals = NULL;
   c.skeys = summary_keys;
   c.svals = summary_values;
-  combiner__combine_all(&c);
+  combiner__run_steps(&c, combiner__summary_steps(&p), -1);
   if (owned) COMBINER_FREE(owned);
   return COMBINER_OK;
 }
