@@ -184,7 +184,8 @@ static double fit_slope(const result *rs, int n, combiner_kind kind, int causal,
 
 static void write_svg(const char *path, const result *rs, int n, int causal, int threads, int Hkv,
                       const combiner_kind *kinds, int nk) {
-  static const char *colors[] = {"#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e"};
+  /* one colour per kind, whatever subset is plotted: default, fixed, axial, mixture, dense */
+  static const char *colors[] = {"#7f7f7f", "#1f77b4", "#2ca02c", "#9467bd", "#d62728"};
   const double W = 720, Hh = 480, ml = 70, mr = 160, mt = 40, mb = 55;
   double xmin = 1e30, xmax = -1e30, ymin = 1e30, ymax = -1e30;
   FILE *f;
@@ -215,7 +216,7 @@ static void write_svg(const char *path, const result *rs, int n, int causal, int
   for (ki = 0; ki < nk; ++ki) {
     int first = 1;
     double slope = fit_slope(rs, n, kinds[ki], causal, threads, Hkv);
-    fprintf(f, "<polyline fill='none' stroke='%s' stroke-width='2' points='", colors[ki % 5]);
+    fprintf(f, "<polyline fill='none' stroke='%s' stroke-width='2' points='", colors[(int)kinds[ki] % 5]);
     for (i = 0; i < n; ++i) {
       if (rs[i].kind != kinds[ki] || rs[i].causal != causal || rs[i].threads != threads || rs[i].Hkv != Hkv) continue;
       fprintf(f, "%s%.1f,%.1f", first ? "" : " ", PX(log10((double)rs[i].L)), PY(log10(rs[i].median)));
@@ -223,7 +224,7 @@ static void write_svg(const char *path, const result *rs, int n, int causal, int
     }
     fprintf(f, "'/>\n");
     fprintf(f, "<text x='%.1f' y='%.1f' fill='%s'>%s (slope %.2f)</text>\n", W - mr + 10, mt + 20 + 20.0 * ki,
-            colors[ki % 5], combiner_kind_string(kinds[ki]), slope);
+            colors[(int)kinds[ki] % 5], combiner_kind_string(kinds[ki]), slope);
   }
 #undef PX
 #undef PY

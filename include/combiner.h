@@ -1315,6 +1315,41 @@ COMBINER__SHARED int combiner__tiles(int count) { return (count - 1) / COMBINER_
 /* Columns that exist (the first row's length). */
 COMBINER__SHARED int combiner__cols(const combiner__problem *p) { return p->m < p->L ? p->m : p->L; }
 
+/* A (head, row, tile) work unit: query tile [q0, q0+nq) of row r of head h
+ * (kv head g); rows are Fixed's blocks and the 2-D view's rows. */
+typedef struct combiner__rowtile {
+  int h, g, r, len, q0, nq;
+  ptrdiff_t first;       /* position of the row's first cell */
+} combiner__rowtile;
+
+/* Decodes unit = (h * n + r) * tiles + tile; 0 when the tile is past the
+ * row's end (the short last row has fewer tiles). */
+COMBINER__SHARED int combiner__row_unit(const combiner__problem *p, ptrdiff_t unit, combiner__rowtile *t) {
+  int tiles = combiner__tiles(combiner__cols(p));
+  t->h = (int)(unit / tiles / p->n);
+  t->r = (int)(unit / tiles % p->n);
+  t->g = t->h / p->group;
+  t->len = combiner__row_len(p, t->r);
+  t->q0 = (int)(unit % tiles) * COMBINER__BQ;
+  t->first = (ptrdiff_t)t->r * p->m;
+  if (t->q0 >= t->len) return 0;
+  t->nq = t->len - t->q0 < COMBINER__BQ ? t->len - t->q0 : COMBINER__BQ;
+  return 1;
+}
+
+/* Packs the tile's queries and folds the direct terms of its own row into st
+ * (begun here): the whole row, or causal up to each query. */
+COMBINER__SHARED void combiner__attend_own_row(const combiner__ctx *c, const combiner__scratch *sc,
+    const combiner__rowtile *t, const combiner__states *st) {
+  const combiner__problem *p = c->p;
+  combiner__seq qs = combiner__queries(c, t->h, t->first + t->q0, 1, t->nq);
+  combiner__seq ks = combiner__keys(c, t->g, t->first, 1, p->causal ? t->q0 + t->nq : t->len);
+  combiner__seq vs = combiner__values(c, t->g, t->first, 1, ks.count);
+  combiner__states_begin(st, t->nq, p->dv, p->d);
+  combiner__pack_queries(p, sc, &qs, t->nq);
+  combiner__attend(p, sc, t->nq, &ks, &vs, p->causal ? COMBINER__CAUSAL : COMBINER__ALL, t->q0, st);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Dense (exact softmax attention)                                          */
 /* ------------------------------------------------------------------------ */
@@ -1386,25 +1421,15 @@ static void combiner__fixed_summary_unit(const combiner__ctx *c, ptrdiff_t unit,
  * up to the query), regions = every other (causal: earlier) block. */
 static void combiner__fixed_combine_unit(const combiner__ctx *c, ptrdiff_t unit, const combiner__scratch *sc) {
   const combiner__problem *p = c->p;
-  int tiles = combiner__tiles(combiner__cols(p));
-  int h = (int)(unit / tiles / p->n), b = (int)(unit / tiles % p->n), g = h / p->group;
-  int len = combiner__row_len(p, b), q0 = (int)(unit % tiles) * COMBINER__BQ, nq;
-  ptrdiff_t first = (ptrdiff_t)b * p->m;
-  combiner__seq qs, ks, vs;
+  combiner__rowtile t;
   combiner__states st;
-  if (q0 >= len) return;
-  nq = len - q0 < COMBINER__BQ ? len - q0 : COMBINER__BQ;
-  qs = combiner__queries(c, h, first + q0, 1, nq);
-  ks = combiner__keys(c, g, first, 1, p->causal ? q0 + nq : len);
-  vs = combiner__values(c, g, first, 1, ks.count);
+  if (!combiner__row_unit(p, unit, &t)) return;
   st = combiner__tile_states(sc->tile[0], p->dv, NULL, p->d);
-  combiner__states_begin(&st, nq, p->dv, p->d);
-  combiner__pack_queries(p, sc, &qs, nq);
-  combiner__attend(p, sc, nq, &ks, &vs, p->causal ? COMBINER__CAUSAL : COMBINER__ALL, q0, &st);
-  combiner__attend_summaries(c, sc, nq, h, 0, 1, b, COMBINER__ALL, 0, &st);
+  combiner__attend_own_row(c, sc, &t, &st);
+  combiner__attend_summaries(c, sc, t.nq, t.h, 0, 1, t.r, COMBINER__ALL, 0, &st);
   if (!p->causal)
-    combiner__attend_summaries(c, sc, nq, h, b + 1, 1, p->n - b - 1, COMBINER__ALL, 0, &st);
-  combiner__states_finish(&st, nq, p->dv, combiner__out(c, first + q0, h), p->o.ts);
+    combiner__attend_summaries(c, sc, t.nq, t.h, t.r + 1, 1, p->n - t.r - 1, COMBINER__ALL, 0, &st);
+  combiner__states_finish(&st, t.nq, p->dv, combiner__out(c, t.first + t.q0, t.h), p->o.ts);
 }
 
 #endif
@@ -1420,18 +1445,16 @@ static void combiner__fixed_combine_unit(const combiner__ctx *c, ptrdiff_t unit,
  * fixed-style abstraction at entry L. */
 static void combiner__axial_summary_unit(const combiner__ctx *c, ptrdiff_t unit, const combiner__scratch *sc) {
   const combiner__problem *p = c->p;
-  int tiles = combiner__tiles(combiner__cols(p));
-  int h = (int)(unit / tiles / p->n), t = (int)(unit / tiles % p->n), g = h / p->group;
-  int len = combiner__row_len(p, t), q0 = (int)(unit % tiles) * COMBINER__BQ, nq, i, x;
-  int wsum = p->axial_key == COMBINER_AXIAL_KEY_WSUM;
-  ptrdiff_t first = (ptrdiff_t)t * p->m;
+  int wsum = p->axial_key == COMBINER_AXIAL_KEY_WSUM, i, x, h, g, q0, nq;
+  ptrdiff_t first;
+  combiner__rowtile t;
   combiner__seq qs, ks, vs;
   combiner__states st;
-  if (q0 >= len) return;
-  nq = len - q0 < COMBINER__BQ ? len - q0 : COMBINER__BQ;
+  if (!combiner__row_unit(p, unit, &t)) return;
+  h = t.h; g = t.g; q0 = t.q0; nq = t.nq; first = t.first;
   qs = combiner__queries(c, h, first + q0, 1, nq);
-  ks = combiner__keys(c, g, first, 1, len);
-  vs = combiner__values(c, g, first, 1, len);
+  ks = combiner__keys(c, g, first, 1, t.len);
+  vs = combiner__values(c, g, first, 1, t.len);
   st = combiner__tile_states(sc->tile[0], p->dv, wsum ? sc->acc2 : NULL, p->d);
   combiner__states_begin(&st, nq, p->dv, p->d);
   combiner__pack_queries(p, sc, &qs, nq);
@@ -1445,29 +1468,18 @@ static void combiner__axial_summary_unit(const combiner__ctx *c, ptrdiff_t unit,
       memcpy(key, combiner__k(c, first + q0 + i, g), (size_t)p->d * sizeof(float));
     }
   }
-  if ((size_t)p->L < p->count && t == p->n - 1 && q0 == 0)
-    combiner__block_summary(c, sc, h, first, len, combiner__wkey(c, h, p->L), combiner__wval(c, h, p->L));
+  if ((size_t)p->L < p->count && t.r == p->n - 1 && q0 == 0)
+    combiner__block_summary(c, sc, h, first, t.len, combiner__wkey(c, h, p->L), combiner__wval(c, h, p->L));
 }
 
 /* Pass 1, unit (head h, row r, tile): the direct terms, own row (causal: up
  * to the query), into the saved states. */
 static void combiner__axial_rows_unit(const combiner__ctx *c, ptrdiff_t unit, const combiner__scratch *sc) {
-  const combiner__problem *p = c->p;
-  int tiles = combiner__tiles(combiner__cols(p));
-  int h = (int)(unit / tiles / p->n), r = (int)(unit / tiles % p->n), g = h / p->group;
-  int len = combiner__row_len(p, r), q0 = (int)(unit % tiles) * COMBINER__BQ, nq;
-  ptrdiff_t first = (ptrdiff_t)r * p->m;
-  combiner__seq qs, ks, vs;
+  combiner__rowtile t;
   combiner__states st;
-  if (q0 >= len) return;
-  nq = len - q0 < COMBINER__BQ ? len - q0 : COMBINER__BQ;
-  qs = combiner__queries(c, h, first + q0, 1, nq);
-  ks = combiner__keys(c, g, first, 1, p->causal ? q0 + nq : len);
-  vs = combiner__values(c, g, first, 1, ks.count);
-  st = combiner__saved_states(c, 0, h, first + q0, 1);
-  combiner__states_begin(&st, nq, p->dv, p->d);
-  combiner__pack_queries(p, sc, &qs, nq);
-  combiner__attend(p, sc, nq, &ks, &vs, p->causal ? COMBINER__CAUSAL : COMBINER__ALL, q0, &st);
+  if (!combiner__row_unit(c->p, unit, &t)) return;
+  st = combiner__saved_states(c, 0, t.h, t.first + t.q0, 1);
+  combiner__attend_own_row(c, sc, &t, &st);
 }
 
 /* Pass 2, unit (head h, column col, tile of its rows): the regions. Query
@@ -1574,31 +1586,22 @@ static ptrdiff_t combiner__mixture_summary_units(const combiner__problem *p) {
  * AVERAGE keeps the direct-only state in set 1 for the horizontal plan. */
 static void combiner__mixture_rows_unit(const combiner__ctx *c, ptrdiff_t unit, const combiner__scratch *sc) {
   const combiner__problem *p = c->p;
-  int tiles = combiner__tiles(combiner__cols(p));
-  int h = (int)(unit / tiles / p->n), r = (int)(unit / tiles % p->n), g = h / p->group;
-  int len = combiner__row_len(p, r), q0 = (int)(unit % tiles) * COMBINER__BQ, nq;
-  ptrdiff_t first = (ptrdiff_t)r * p->m, L = p->L, m = p->m;
-  combiner__seq qs, ks, vs;
+  ptrdiff_t L = p->L, m = p->m;
+  combiner__rowtile t;
   combiner__states st;
-  if (q0 >= len) return;
-  nq = len - q0 < COMBINER__BQ ? len - q0 : COMBINER__BQ;
-  qs = combiner__queries(c, h, first + q0, 1, nq);
-  ks = combiner__keys(c, g, first, 1, p->causal ? q0 + nq : len);
-  vs = combiner__values(c, g, first, 1, ks.count);
-  st = combiner__saved_states(c, 0, h, first + q0, 1);
-  combiner__states_begin(&st, nq, p->dv, p->d);
-  combiner__pack_queries(p, sc, &qs, nq);
-  combiner__attend(p, sc, nq, &ks, &vs, p->causal ? COMBINER__CAUSAL : COMBINER__ALL, q0, &st);
+  if (!combiner__row_unit(p, unit, &t)) return;
+  st = combiner__saved_states(c, 0, t.h, t.first + t.q0, 1);
+  combiner__attend_own_row(c, sc, &t, &st);
   if (p->mixture_norm == COMBINER_MIXTURE_AVERAGE) {
-    combiner__states direct = combiner__saved_states(c, 1, h, first + q0, 1);
-    combiner__states_copy(&direct, &st, nq, p->dv);
+    combiner__states direct = combiner__saved_states(c, 1, t.h, t.first + t.q0, 1);
+    combiner__states_copy(&direct, &st, t.nq, p->dv);
   }
-  if (r >= 1)
-    combiner__attend_summaries(c, sc, nq, h, COMBINER__COL_PREFIX * L + (r - 1) * m, 1, p->m,
-                               COMBINER__SKIP, q0, &st);
-  if (!p->causal && r + 1 < p->n)
-    combiner__attend_summaries(c, sc, nq, h, COMBINER__COL_SUFFIX * L + (r + 1) * m, 1,
-                               combiner__row_len(p, r + 1), COMBINER__SKIP, q0, &st);
+  if (t.r >= 1)
+    combiner__attend_summaries(c, sc, t.nq, t.h, COMBINER__COL_PREFIX * L + (t.r - 1) * m, 1, p->m,
+                               COMBINER__SKIP, t.q0, &st);
+  if (!p->causal && t.r + 1 < p->n)
+    combiner__attend_summaries(c, sc, t.nq, t.h, COMBINER__COL_SUFFIX * L + (t.r + 1) * m, 1,
+                               combiner__row_len(p, t.r + 1), COMBINER__SKIP, t.q0, &st);
 }
 
 /* Rows (out of all n) whose entry at column `col` follows the regular

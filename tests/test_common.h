@@ -16,8 +16,10 @@
 
 #if defined(__GNUC__) || defined(__clang__)
 #  define TEST_HELPER static __attribute__((unused))
+#  define TEST_UNUSED __attribute__((unused))
 #else
 #  define TEST_HELPER static
+#  define TEST_UNUSED
 #endif
 
 static int test_passed = 0, test_failed = 0;
@@ -151,6 +153,24 @@ TEST_HELPER double test_rel_error(const test_tensor *out, const double *ref) {
       }
   return mag > 0.0 ? err / mag : err;
 }
+
+/* Every kind and option the suites sweep. */
+typedef struct variant {
+  combiner_kind kind;
+  combiner_axial_key key;
+  combiner_mixture_norm norm;
+  const char *name;
+} variant;
+
+static const variant variants[] TEST_UNUSED = {
+  {COMBINER_FIXED, COMBINER_AXIAL_KEY_WSUM, COMBINER_MIXTURE_JOINT, "fixed"},
+  {COMBINER_AXIAL, COMBINER_AXIAL_KEY_WSUM, COMBINER_MIXTURE_JOINT, "axial-wsum"},
+  {COMBINER_AXIAL, COMBINER_AXIAL_KEY_SELF, COMBINER_MIXTURE_JOINT, "axial-self"},
+  {COMBINER_MIXTURE, COMBINER_AXIAL_KEY_WSUM, COMBINER_MIXTURE_JOINT, "mixture-joint"},
+  {COMBINER_MIXTURE, COMBINER_AXIAL_KEY_WSUM, COMBINER_MIXTURE_AVERAGE, "mixture-average"},
+  {COMBINER_DENSE, COMBINER_AXIAL_KEY_WSUM, COMBINER_MIXTURE_JOINT, "dense"},
+};
+#define NVARIANTS (sizeof variants / sizeof variants[0])
 
 /* Maps a library config to the reference's problem, resolving the defaults
  * here from the API contract (not from the library, so a wrong default in

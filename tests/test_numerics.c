@@ -9,21 +9,6 @@
 #  include <xmmintrin.h>
 #endif
 
-typedef struct variant {
-  combiner_kind kind;
-  combiner_mixture_norm norm;
-  combiner_axial_key key;
-} variant;
-
-static const variant variants[] = {
-  {COMBINER_FIXED, COMBINER_MIXTURE_JOINT, COMBINER_AXIAL_KEY_WSUM},
-  {COMBINER_AXIAL, COMBINER_MIXTURE_JOINT, COMBINER_AXIAL_KEY_WSUM},
-  {COMBINER_AXIAL, COMBINER_MIXTURE_JOINT, COMBINER_AXIAL_KEY_SELF},
-  {COMBINER_MIXTURE, COMBINER_MIXTURE_JOINT, COMBINER_AXIAL_KEY_WSUM},
-  {COMBINER_MIXTURE, COMBINER_MIXTURE_AVERAGE, COMBINER_AXIAL_KEY_WSUM},
-  {COMBINER_DENSE, COMBINER_MIXTURE_JOINT, COMBINER_AXIAL_KEY_WSUM},
-};
-#define NVARIANTS (sizeof variants / sizeof variants[0])
 
 typedef struct problem {
   combiner_config cfg;

@@ -8,22 +8,6 @@
 #define COMBINER_IMPLEMENTATION
 #include "test_common.h"
 
-typedef struct variant {
-  combiner_kind kind;
-  combiner_axial_key key;
-  combiner_mixture_norm norm;
-  const char *name;
-} variant;
-
-static const variant variants[] = {
-  {COMBINER_FIXED, COMBINER_AXIAL_KEY_WSUM, COMBINER_MIXTURE_JOINT, "fixed"},
-  {COMBINER_AXIAL, COMBINER_AXIAL_KEY_WSUM, COMBINER_MIXTURE_JOINT, "axial-wsum"},
-  {COMBINER_AXIAL, COMBINER_AXIAL_KEY_SELF, COMBINER_MIXTURE_JOINT, "axial-self"},
-  {COMBINER_MIXTURE, COMBINER_AXIAL_KEY_WSUM, COMBINER_MIXTURE_JOINT, "mixture-joint"},
-  {COMBINER_MIXTURE, COMBINER_AXIAL_KEY_WSUM, COMBINER_MIXTURE_AVERAGE, "mixture-average"},
-  {COMBINER_DENSE, COMBINER_AXIAL_KEY_WSUM, COMBINER_MIXTURE_JOINT, "dense"},
-};
-#define NVARIANTS (sizeof variants / sizeof variants[0])
 
 static combiner_config variant_config(const variant *var, int L, int d, int H, int Hkv, int block,
                                       int causal, combiner_pool pool) {
