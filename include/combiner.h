@@ -740,14 +740,15 @@ static void combiner__states_finish(const combiner__states *st, int nq, int dv, 
   for (i = 0; i < nq; ++i) {
     const float *a = st->acc + i * st->as;
     float *o = out + i * os, s = st->sum[i * st->ms];
+    const float inv = 1.0f / s;   /* one division per row; at most 1 ulp from a[y] / s */
     y = 0;
 #if defined(COMBINER__AVX512)
     {
-      const __m512 sv = _mm512_set1_ps(s);
-      for (; y + 16 <= dv; y += 16) _mm512_storeu_ps(o + y, _mm512_div_ps(_mm512_loadu_ps(a + y), sv));
+      const __m512 iv = _mm512_set1_ps(inv);
+      for (; y + 16 <= dv; y += 16) _mm512_storeu_ps(o + y, _mm512_mul_ps(_mm512_loadu_ps(a + y), iv));
     }
 #endif
-    for (; y < dv; ++y) o[y] = a[y] / s;
+    for (; y < dv; ++y) o[y] = a[y] * inv;
   }
 }
 
@@ -781,6 +782,38 @@ COMBINER__SHARED void combiner__states_merge(const combiner__states *dst, const 
 
 enum { COMBINER__ALL = 0, COMBINER__CAUSAL, COMBINER__SKIP };
 
+#if defined(COMBINER__AVX512)
+/* dst[r][c] = scale * src[c][r] for a 16 x 16 block (rows `ss` / `ds` floats
+ * apart): unpack, unpack, two 128-bit lane shuffles. */
+static void combiner__transpose16(const float *src, ptrdiff_t ss, float *dst, ptrdiff_t ds, float scale) {
+  const __m512 sv = _mm512_set1_ps(scale);
+  __m512 r[16], t[16];
+  int i;
+  for (i = 0; i < 16; ++i) r[i] = _mm512_mul_ps(_mm512_loadu_ps(src + i * ss), sv);
+  for (i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (i = 0; i < 16; i += 4) {
+    r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+    r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+    r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+    r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+  }
+  for (i = 0; i < 4; ++i) {
+    t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+    t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
+    t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+    t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
+  }
+  for (i = 0; i < 8; ++i) {
+    r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+  }
+  for (i = 0; i < 16; ++i) _mm512_storeu_ps(dst + i * ds, r[i]);
+}
+#endif
+
 /* Query lanes the kernels compute: nq rounded up to 16. */
 static int combiner__lanes(int nq) { return (nq + 15) / 16 * 16; }
 
@@ -796,12 +829,22 @@ static void combiner__pack_queries(const combiner__problem *p, const combiner__s
   float *qt = sc->qt;
   int i, x;
   COMBINER_ASSERT(nq >= 1 && nq <= COMBINER__BQ);
-  /* x outer: the stores are contiguous, the strided loads hit L1 after the
-   * first pass (a scatter per row was 10x slower: each one waits for the
-   * previous through its mask register) */
+  int i16 = 0, x16 = 0;
+#if defined(COMBINER__AVX512)
+  /* whole 16 x 16 blocks through registers */
+  i16 = nq / 16 * 16;
+  x16 = d / 16 * 16;
+  for (i = 0; i < i16; i += 16)
+    for (x = 0; x < x16; x += 16)
+      combiner__transpose16(q0 + (ptrdiff_t)i * qs + x, qs, qt + (ptrdiff_t)x * COMBINER__BQ + i,
+                            COMBINER__BQ, scale);
+#endif
+  /* the rest, x outer: the stores are contiguous, the strided loads hit L1
+   * after the first pass (a scatter per row was 10x slower: each one waits
+   * for the previous through its mask register) */
   for (x = 0; x < d; ++x) {
     float *row = qt + (ptrdiff_t)x * COMBINER__BQ;
-    for (i = 0; i < nq; ++i) row[i] = q0[(ptrdiff_t)i * qs + x] * scale;
+    for (i = x < x16 ? i16 : 0; i < nq; ++i) row[i] = q0[(ptrdiff_t)i * qs + x] * scale;
   }
   if (nq < combiner__lanes(nq))            /* the kernels read lanes up to nq rounded to 16 */
     for (x = 0; x < p->d; ++x)
