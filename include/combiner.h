@@ -987,7 +987,7 @@ static void combiner__softmax_chunk_simd(float *s, int nk, int nl, int mask, ptr
 #define COMBINER__ALOAD(r) if (r < R) { const float *o = acc + (ptrdiff_t)(i0 + r) * as + y0; \
     a##r##0 = _mm512_loadu_ps(o); a##r##1 = _mm512_loadu_ps(o + 16); \
     a##r##2 = _mm512_loadu_ps(o + 32); a##r##3 = _mm512_loadu_ps(o + 48); }
-#define COMBINER__AROW(r) if (!careful || p##r != 0.0f) { const __m512 b = _mm512_set1_ps(p##r); \
+#define COMBINER__AROW(r, careful) if (!(careful) || p##r != 0.0f) { const __m512 b = _mm512_set1_ps(p##r); \
     a##r##0 = _mm512_fmadd_ps(b, v0, a##r##0); a##r##1 = _mm512_fmadd_ps(b, v1, a##r##1); \
     a##r##2 = _mm512_fmadd_ps(b, v2, a##r##2); a##r##3 = _mm512_fmadd_ps(b, v3, a##r##3); }
 #define COMBINER__ASTORE(r) if (r < R) { float *o = acc + (ptrdiff_t)(i0 + r) * as + y0; \
@@ -995,39 +995,63 @@ static void combiner__softmax_chunk_simd(float *s, int nk, int nl, int mask, ptr
     _mm512_storeu_ps(o + 32, a##r##2); _mm512_storeu_ps(o + 48, a##r##3); }
 #define COMBINER__AP(r) p##r = r < R ? pj[r] : 0.0f
 
+/* Keys [ja, jb) for a full block of six rows, no zero checks. */
+#define COMBINER__AFAST(ja, jb)                                                \
+  for (j = (ja); j < (jb); ++j) {                                              \
+    const float *pj = s + (ptrdiff_t)j * COMBINER__BQ + i0;                    \
+    const float *vj = v->base + (ptrdiff_t)(j0 + j) * v->stride + y0;          \
+    const __m512 v0 = _mm512_loadu_ps(vj), v1 = _mm512_loadu_ps(vj + 16);     \
+    const __m512 v2 = _mm512_loadu_ps(vj + 32), v3 = _mm512_loadu_ps(vj + 48); \
+    p0 = pj[0]; p1 = pj[1]; p2 = pj[2]; p3 = pj[3]; p4 = pj[4]; p5 = pj[5];    \
+    COMBINER__AROW(0, 0) COMBINER__AROW(1, 0) COMBINER__AROW(2, 0)            \
+    COMBINER__AROW(3, 0) COMBINER__AROW(4, 0) COMBINER__AROW(5, 0)            \
+  }
+/* Keys [ja, jb), any block: rows past R and zero probabilities skipped. */
+#define COMBINER__ACAREFUL(ja, jb)                                             \
+  for (j = (ja); j < (jb); ++j) {                                              \
+    const float *pj = s + (ptrdiff_t)j * COMBINER__BQ + i0;                    \
+    const float *vj = v->base + (ptrdiff_t)(j0 + j) * v->stride + y0;          \
+    __m512 v0, v1, v2, v3;                                                     \
+    COMBINER__AP(0); COMBINER__AP(1); COMBINER__AP(2); COMBINER__AP(3); COMBINER__AP(4); COMBINER__AP(5); \
+    if (p0 == 0.0f && p1 == 0.0f && p2 == 0.0f && p3 == 0.0f && p4 == 0.0f && p5 == 0.0f) continue; \
+    v0 = _mm512_loadu_ps(vj); v1 = _mm512_loadu_ps(vj + 16);                   \
+    v2 = _mm512_loadu_ps(vj + 32); v3 = _mm512_loadu_ps(vj + 48);             \
+    COMBINER__AROW(0, 1) COMBINER__AROW(1, 1) COMBINER__AROW(2, 1)            \
+    COMBINER__AROW(3, 1) COMBINER__AROW(4, 1) COMBINER__AROW(5, 1)            \
+  }
+
+static ptrdiff_t combiner__clampk(ptrdiff_t j, int nk) { return j < 0 ? 0 : j > nk ? nk : j; }
+
+/* acc rows += P v, six query rows x a 64-wide slice of the value width at a
+ * time (24 accumulators; per key 4 value loads, 6 broadcasts, 24 FMAs). The
+ * mask says which keys each block of rows may have masked: those go through
+ * the careful loop that skips zero probabilities row by row (so a value a
+ * query may not see never meets it: 0 * NaN); keys every row of the block
+ * sees take the branch-free loop; causal keys no row sees are not touched. */
 static void combiner__accumulate_simd(const float *s, int nq, int nk, const combiner__seq *v, int j0,
-                                      int w, float *acc, ptrdiff_t as, int careful) {
+                                      int w, float *acc, ptrdiff_t as, int mask, ptrdiff_t rel) {
   int y0, i0, j;
   for (y0 = 0; y0 + 64 <= w; y0 += 64) {
     for (i0 = 0; i0 < nq; i0 += 6) {
       const int R = nq - i0 < 6 ? nq - i0 : 6;
+      ptrdiff_t ca = nk, cb = nk, end = nk;          /* careful keys [ca, cb), none past end */
       COMBINER__AZERO(0); COMBINER__AZERO(1); COMBINER__AZERO(2);
       COMBINER__AZERO(3); COMBINER__AZERO(4); COMBINER__AZERO(5);
       COMBINER__ALOAD(0) COMBINER__ALOAD(1) COMBINER__ALOAD(2)
       COMBINER__ALOAD(3) COMBINER__ALOAD(4) COMBINER__ALOAD(5)
-      if (R == 6 && !careful) {        /* the common case: a tight, branch-free loop */
-        for (j = 0; j < nk; ++j) {
-          const float *pj = s + (ptrdiff_t)j * COMBINER__BQ + i0;
-          const float *vj = v->base + (ptrdiff_t)(j0 + j) * v->stride + y0;
-          const __m512 v0 = _mm512_loadu_ps(vj), v1 = _mm512_loadu_ps(vj + 16);
-          const __m512 v2 = _mm512_loadu_ps(vj + 32), v3 = _mm512_loadu_ps(vj + 48);
-          p0 = pj[0]; p1 = pj[1]; p2 = pj[2]; p3 = pj[3]; p4 = pj[4]; p5 = pj[5];
-          COMBINER__AROW(0) COMBINER__AROW(1) COMBINER__AROW(2)
-          COMBINER__AROW(3) COMBINER__AROW(4) COMBINER__AROW(5)
-        }
-        j = nk;
+      if (mask == COMBINER__CAUSAL) {                 /* row i sees j <= i + rel */
+        ca = combiner__clampk(i0 + rel + 1, nk);
+        cb = end = combiner__clampk(i0 + R + rel, nk);
+      } else if (mask == COMBINER__SKIP) {            /* row i skips j == i + rel */
+        ca = combiner__clampk(i0 + rel, nk);
+        cb = combiner__clampk(i0 + R + rel, nk);
       }
-      for (j = R == 6 && !careful ? nk : 0; j < nk; ++j) {
-        const float *pj = s + (ptrdiff_t)j * COMBINER__BQ + i0;
-        const float *vj = v->base + (ptrdiff_t)(j0 + j) * v->stride + y0;
-        __m512 v0, v1, v2, v3;
-        COMBINER__AP(0); COMBINER__AP(1); COMBINER__AP(2); COMBINER__AP(3); COMBINER__AP(4); COMBINER__AP(5);
-        if (careful && p0 == 0.0f && p1 == 0.0f && p2 == 0.0f && p3 == 0.0f && p4 == 0.0f && p5 == 0.0f)
-          continue;
-        v0 = _mm512_loadu_ps(vj); v1 = _mm512_loadu_ps(vj + 16);
-        v2 = _mm512_loadu_ps(vj + 32); v3 = _mm512_loadu_ps(vj + 48);
-        COMBINER__AROW(0) COMBINER__AROW(1) COMBINER__AROW(2)
-        COMBINER__AROW(3) COMBINER__AROW(4) COMBINER__AROW(5)
+      if (R == 6) {
+        COMBINER__AFAST(0, ca)
+        COMBINER__ACAREFUL(ca, cb)
+        COMBINER__AFAST(cb, end)
+      } else {
+        COMBINER__ACAREFUL(0, end)
       }
       COMBINER__ASTORE(0) COMBINER__ASTORE(1) COMBINER__ASTORE(2)
       COMBINER__ASTORE(3) COMBINER__ASTORE(4) COMBINER__ASTORE(5)
@@ -1109,18 +1133,17 @@ static void combiner__softmax_chunk(float *s, int nk, int nl, int mask, ptrdiff_
   }
 }
 
-/* acc_i += sum_j p_ji * v_{j0+j} (the PV tile). When the chunk has masked
- * terms (`careful`), zero-probability terms are skipped, so a NaN in a value
- * a query may not see never reaches its output; a chunk every query sees in
- * full takes the branch-free path. */
+/* acc_i += sum_j p_ji * v_{j0+j} (the PV tile). Zero-probability terms are
+ * skipped, so a NaN in a value a query may not see never reaches its output
+ * (the SIMD path skips them only where the mask can put them). */
 static void combiner__accumulate(const float *s, int nq, int nk, const combiner__seq *v, int j0,
-                                 int w, float *acc, ptrdiff_t as, int careful) {
+                                 int w, float *acc, ptrdiff_t as, int mask, ptrdiff_t rel) {
   int i, j, y;
 #if defined(COMBINER__AVX512)
-  combiner__accumulate_simd(s, nq, nk, v, j0, w, acc, as, careful);
+  combiner__accumulate_simd(s, nq, nk, v, j0, w, acc, as, mask, rel);
   return;
 #endif
-  (void)careful;
+  (void)mask; (void)rel;
   for (i = 0; i < nq; ++i) {
     float *a = acc + i * as;
     for (j = 0; j < nk; ++j) {
@@ -1151,10 +1174,6 @@ static void combiner__attend(const combiner__problem *p, const combiner__scratch
   for (j0 = 0; j0 < k->count; j0 += COMBINER__BK) {
     int nk = k->count - j0 < COMBINER__BK ? k->count - j0 : COMBINER__BK;
     ptrdiff_t rel = diag - j0;
-    /* masked terms in this chunk? (CAUSAL: the first query does not see its
-     * last key; SKIP: some query's own entry falls inside it) */
-    int careful = (mask == COMBINER__CAUSAL && rel < nk - 1) ||
-                  (mask == COMBINER__SKIP && rel < nk && rel + nq > 0);
     if (mask == COMBINER__CAUSAL && nq - 1 + rel < 0) break;   /* no query sees this far */
     combiner__scores(k, j0, nk, sc->qt, p->d, nl, sc->s);
     combiner__softmax_chunk(sc->s, nk, nl, mask, rel, mloc, sloc, f);
@@ -1164,8 +1183,8 @@ static void combiner__attend(const combiner__problem *p, const combiner__scratch
         if (st->acc2) combiner__scale_row(st->acc2 + i * st->a2s, f[i], p->d);
       }
     }
-    combiner__accumulate(sc->s, nq, nk, v, j0, p->dv, st->acc, st->as, careful);
-    if (st->acc2) combiner__accumulate(sc->s, nq, nk, k, j0, p->d, st->acc2, st->a2s, careful);
+    combiner__accumulate(sc->s, nq, nk, v, j0, p->dv, st->acc, st->as, mask, rel);
+    if (st->acc2) combiner__accumulate(sc->s, nq, nk, k, j0, p->d, st->acc2, st->a2s, mask, rel);
   }
   for (i = 0; i < nq; ++i) {
     st->mx[i * st->ms] = mloc[i];
