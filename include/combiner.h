@@ -842,9 +842,13 @@ static void combiner__pack_queries(const combiner__problem *p, const combiner__s
   /* the rest, x outer: the stores are contiguous, the strided loads hit L1
    * after the first pass (a scatter per row was 10x slower: each one waits
    * for the previous through its mask register) */
-  for (x = 0; x < d; ++x) {
+  for (x = 0; x < x16; ++x) {                 /* rows past the last whole block */
     float *row = qt + (ptrdiff_t)x * COMBINER__BQ;
-    for (i = x < x16 ? i16 : 0; i < nq; ++i) row[i] = q0[(ptrdiff_t)i * qs + x] * scale;
+    for (i = i16; i < nq; ++i) row[i] = q0[(ptrdiff_t)i * qs + x] * scale;
+  }
+  for (x = x16; x < d; ++x) {                  /* dimensions past the last whole block */
+    float *row = qt + (ptrdiff_t)x * COMBINER__BQ;
+    for (i = 0; i < nq; ++i) row[i] = q0[(ptrdiff_t)i * qs + x] * scale;
   }
   if (nq < combiner__lanes(nq))            /* the kernels read lanes up to nq rounded to 16 */
     for (x = 0; x < p->d; ++x)
