@@ -1,6 +1,6 @@
 /* combiner-bench: every kind side by side with DENSE, in one run.
  *
- *   combiner-bench [--L 1024,2048,...] [--kinds fixed,axial,mixture,dense]
+ *   combiner-bench [--L 1024,2048,...] [--kinds fixed,axial,mixture,dense,logsparse]
  *                  [--causal 1,0] [--d 64] [--heads 8] [--kv 8,2]
  *                  [--threads 1,2] [--reps 5] [--dense-max-L N]
  *                  [--out DIR] [--quick]
@@ -185,7 +185,7 @@ static double fit_slope(const result *rs, int n, combiner_kind kind, int causal,
 static void write_svg(const char *path, const result *rs, int n, int causal, int threads, int Hkv,
                       const combiner_kind *kinds, int nk) {
   /* one colour per kind, whatever subset is plotted: default, fixed, axial, mixture, dense */
-  static const char *colors[] = {"#7f7f7f", "#1f77b4", "#2ca02c", "#9467bd", "#d62728"};
+  static const char *colors[] = {"#7f7f7f", "#1f77b4", "#2ca02c", "#9467bd", "#d62728", "#ff7f0e"};
   const double W = 720, Hh = 480, ml = 70, mr = 160, mt = 40, mb = 55;
   double xmin = 1e30, xmax = -1e30, ymin = 1e30, ymax = -1e30;
   FILE *f;
@@ -216,7 +216,7 @@ static void write_svg(const char *path, const result *rs, int n, int causal, int
   for (ki = 0; ki < nk; ++ki) {
     int first = 1;
     double slope = fit_slope(rs, n, kinds[ki], causal, threads, Hkv);
-    fprintf(f, "<polyline fill='none' stroke='%s' stroke-width='2' points='", colors[(int)kinds[ki] % 5]);
+    fprintf(f, "<polyline fill='none' stroke='%s' stroke-width='2' points='", colors[(int)kinds[ki] % 6]);
     for (i = 0; i < n; ++i) {
       if (rs[i].kind != kinds[ki] || rs[i].causal != causal || rs[i].threads != threads || rs[i].Hkv != Hkv) continue;
       fprintf(f, "%s%.1f,%.1f", first ? "" : " ", PX(log10((double)rs[i].L)), PY(log10(rs[i].median)));
@@ -224,7 +224,7 @@ static void write_svg(const char *path, const result *rs, int n, int causal, int
     }
     fprintf(f, "'/>\n");
     fprintf(f, "<text x='%.1f' y='%.1f' fill='%s'>%s (slope %.2f)</text>\n", W - mr + 10, mt + 20 + 20.0 * ki,
-            colors[(int)kinds[ki] % 5], combiner_kind_string(kinds[ki]), slope);
+            colors[(int)kinds[ki] % 6], combiner_kind_string(kinds[ki]), slope);
   }
 #undef PX
 #undef PY
@@ -236,8 +236,8 @@ int main(int argc, char **argv) {
   int Ls[MAXV] = {1024, 2048, 4096, 8192, 16384}, nL = 5;
   int causals[MAXV] = {1, 0}, nc = 2, ds[MAXV] = {64}, nd = 1, kvs[MAXV] = {8, 2}, nkv = 2;
   int threads[MAXV] = {1, 2}, nt = 2, H = 8, reps = 5, dense_max = 16384;
-  combiner_kind kinds[5] = {COMBINER_DENSE, COMBINER_FIXED, COMBINER_AXIAL, COMBINER_MIXTURE};
-  int nk = 4, a, li, ci, di, ki, ti, kvi, n = 0, maxt = 1;
+  combiner_kind kinds[6] = {COMBINER_DENSE, COMBINER_FIXED, COMBINER_AXIAL, COMBINER_MIXTURE, COMBINER_LOGSPARSE};
+  int nk = 5, a, li, ci, di, ki, ti, kvi, n = 0, maxt = 1;
   const char *out_dir = "bench/results";
   result *rs;
   double peak1, peakN, attainable = 0.0;
@@ -256,11 +256,12 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[a], "--out")) { out_dir = v; ++a; }
     else if (!strcmp(argv[a], "--kinds")) {
       nk = 0;
-      while (*v && nk < 5) {
+      while (*v && nk < 6) {
         if (!strncmp(v, "dense", 5)) kinds[nk++] = COMBINER_DENSE;
         else if (!strncmp(v, "fixed", 5)) kinds[nk++] = COMBINER_FIXED;
         else if (!strncmp(v, "axial", 5)) kinds[nk++] = COMBINER_AXIAL;
         else if (!strncmp(v, "mixture", 7)) kinds[nk++] = COMBINER_MIXTURE;
+        else if (!strncmp(v, "logsparse", 9)) kinds[nk++] = COMBINER_LOGSPARSE;
         while (*v && *v != ',') ++v;
         if (*v == ',') ++v;
       }

@@ -96,7 +96,7 @@ static double error_vs_float64(combiner_kind kind, int L, int H, int Hkv, int d)
         }
     memset(&p, 0, sizeof p);
     p.kind = kind == COMBINER_FIXED ? REF_FIXED : kind == COMBINER_AXIAL ? REF_AXIAL
-           : kind == COMBINER_MIXTURE ? REF_MIXTURE : REF_DENSE;
+           : kind == COMBINER_MIXTURE ? REF_MIXTURE : kind == COMBINER_LOGSPARSE ? REF_LOGSPARSE : REF_DENSE;
     p.L = L; p.d = d; p.dv = d; p.H = H; p.Hkv = Hkv; p.m = r.block; p.causal = causal;
     p.scale = r.scale;
     ref_attention(&p, qd, kd, vd, od);
@@ -141,7 +141,8 @@ static int full_attention(combiner_kind kind, int L) {
 }
 
 int main(void) {
-  static const combiner_kind kinds[] = {COMBINER_DENSE, COMBINER_FIXED, COMBINER_AXIAL, COMBINER_MIXTURE};
+  static const combiner_kind kinds[] = {COMBINER_DENSE, COMBINER_FIXED, COMBINER_AXIAL, COMBINER_MIXTURE,
+                                        COMBINER_LOGSPARSE};
   const int L = 2048, H = 8, Hkv = 2, d = 64;
   double dense_time = 0.0;
   int failed = 0;

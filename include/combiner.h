@@ -40,8 +40,9 @@
  *   COMBINER_DEFAULT_KIND     what COMBINER_KIND_DEFAULT means; one of
  *                             COMBINER_FIXED, COMBINER_AXIAL (the default when
  *                             undefined: the paper's strongest model),
- *                             COMBINER_MIXTURE, COMBINER_DENSE
- *   COMBINER_NO_FIXED, COMBINER_NO_AXIAL, COMBINER_NO_MIXTURE, COMBINER_NO_DENSE
+ *                             COMBINER_MIXTURE, COMBINER_DENSE, COMBINER_LOGSPARSE
+ *   COMBINER_NO_FIXED, COMBINER_NO_AXIAL, COMBINER_NO_MIXTURE, COMBINER_NO_DENSE,
+ *   COMBINER_NO_LOGSPARSE
  *                             leave that factorization's code out; asking for
  *                             it at run time returns COMBINER_ERR_UNSUPPORTED
  *
@@ -61,6 +62,11 @@
  *            (JOINT, default) or are averaged (AVERAGE). Cost O(L*(m+L/m)*d)
  *            with a constant about 3x that of AXIAL.
  *   DENSE    exact softmax attention. Cost O(L^2*d). The baseline.
+ *   LOGSPARSE query p attends itself (and p-1 when p is odd) and, for every
+ *            set bit l >= 1 of p, the aligned block of 2^l positions just
+ *            below floor(p/2^l)*2^l through its fixed-style abstraction;
+ *            bidirectional mirrors this for the future. Ignores `block`.
+ *            Cost O(L*log(L)*d).
  *
  * LAYOUT
  *   A tensor is a base pointer plus two strides in floats: element x of head
@@ -159,7 +165,8 @@ typedef enum combiner_status {
 
 typedef enum combiner_kind {
   COMBINER_KIND_DEFAULT = 0,  /* the compile-time choice, COMBINER_DEFAULT_KIND */
-  COMBINER_FIXED, COMBINER_AXIAL, COMBINER_MIXTURE, COMBINER_DENSE
+  COMBINER_FIXED, COMBINER_AXIAL, COMBINER_MIXTURE, COMBINER_DENSE,
+  COMBINER_LOGSPARSE          /* O(L log L): SPEC 5b */
 } combiner_kind;
 
 typedef enum combiner_pool { COMBINER_POOL_MAX = 0, COMBINER_POOL_MEAN } combiner_pool;
@@ -204,12 +211,18 @@ typedef struct combiner_config {
  *               1 row prefix:    columns 0..c of row t
  *               2 row suffix:    columns c..end of row t
  *               3 column suffix: rows t..end of column c (bidirectional only)
- *   DENSE     count = 0 (no abstractions; the buffers may be NULL). */
+ *   DENSE     count = 0 (no abstractions; the buffers may be NULL).
+ *   LOGSPARSE count = S (causal) or 2*S, S = floor(L/2) + floor(L/4) + ...:
+ *             entry off(l) + b is the start-aligned block [b*2^l, (b+1)*2^l)
+ *             of level l >= 1, off(l) = sum of floor(L/2^l') for l' < l;
+ *             bidirectional adds entry S + off(l) + b, the end-aligned block
+ *             [L-(b+1)*2^l, L-b*2^l). */
 typedef struct combiner_summary_info {
   size_t count;         /* abstractions per query head */
   size_t key_floats;    /* num_heads * count * head_dim  */
   size_t value_floats;  /* num_heads * count * value_dim */
-  int sections;         /* MIXTURE: 3 causal, 4 bidirectional; else 1 (0 dense) */
+  int sections;         /* MIXTURE: 3 causal, 4 bidirectional; LOGSPARSE: 1 causal,
+                           2 bidirectional; else 1 (0 dense) */
 } combiner_summary_info;
 
 /* Bytes of workspace combiner_attention needs; 0 for an invalid config (then
@@ -318,6 +331,11 @@ COMBINER_API combiner_status combiner_combine(const combiner_config *cfg,
 #define COMBINER__HAS_AXIAL 1
 #define COMBINER__HAS_MIXTURE 1
 #define COMBINER__HAS_DENSE 1
+#define COMBINER__HAS_LOGSPARSE 1
+#ifdef COMBINER_NO_LOGSPARSE
+#  undef COMBINER__HAS_LOGSPARSE
+#  define COMBINER__HAS_LOGSPARSE 0
+#endif
 #ifdef COMBINER_NO_FIXED
 #  undef COMBINER__HAS_FIXED
 #  define COMBINER__HAS_FIXED 0
@@ -341,7 +359,8 @@ typedef char combiner__default_kind_is_compiled_in[
     ((COMBINER_DEFAULT_KIND) == COMBINER_FIXED && COMBINER__HAS_FIXED) ||
     ((COMBINER_DEFAULT_KIND) == COMBINER_AXIAL && COMBINER__HAS_AXIAL) || /* NOLINT(misc-redundant-expression): macro constants */
     ((COMBINER_DEFAULT_KIND) == COMBINER_MIXTURE && COMBINER__HAS_MIXTURE) ||
-    ((COMBINER_DEFAULT_KIND) == COMBINER_DENSE && COMBINER__HAS_DENSE) ? 1 : -1];
+    ((COMBINER_DEFAULT_KIND) == COMBINER_DENSE && COMBINER__HAS_DENSE) ||
+    ((COMBINER_DEFAULT_KIND) == COMBINER_LOGSPARSE && COMBINER__HAS_LOGSPARSE) ? 1 : -1];
 
 #if defined(__GNUC__) || defined(__clang__)
 #  define COMBINER__SHARED static __attribute__((unused))  /* some kinds may be compiled out */
@@ -432,7 +451,8 @@ static int combiner__kind_compiled(int kind) {
   return (kind == COMBINER_FIXED && COMBINER__HAS_FIXED) ||
          (kind == COMBINER_AXIAL && COMBINER__HAS_AXIAL) ||
          (kind == COMBINER_MIXTURE && COMBINER__HAS_MIXTURE) ||
-         (kind == COMBINER_DENSE && COMBINER__HAS_DENSE);
+         (kind == COMBINER_DENSE && COMBINER__HAS_DENSE) ||
+         (kind == COMBINER_LOGSPARSE && COMBINER__HAS_LOGSPARSE);
 }
 
 /* Abstractions per query head: see combiner_summary_info. */
@@ -447,6 +467,12 @@ static int combiner__summary_count(combiner__problem *p) {
     case COMBINER_MIXTURE:
       p->sections = p->causal ? 3 : 4;
       return combiner__mul(L, (size_t)p->sections, &p->count);
+    case COMBINER_LOGSPARSE: {          /* floor(L/2) + floor(L/4) + ... per section */
+      size_t per = 0, s = L;
+      while (s >>= 1) per += s;
+      p->sections = p->causal ? 1 : 2;
+      return combiner__mul(per, (size_t)p->sections, &p->count);
+    }
     default: p->sections = 0; p->count = 0; return 1;
   }
 }
@@ -458,7 +484,7 @@ static combiner_status combiner__resolve(const combiner_config *cfg, combiner__p
   if (!cfg) return COMBINER_ERR_INVALID_ARGUMENT;
   memset(p, 0, sizeof *p);
   p->kind = cfg->kind == COMBINER_KIND_DEFAULT ? (int)(COMBINER_DEFAULT_KIND) : (int)cfg->kind;
-  if (p->kind < COMBINER_FIXED || p->kind > COMBINER_DENSE) return COMBINER_ERR_INVALID_ARGUMENT;
+  if (p->kind < COMBINER_FIXED || p->kind > COMBINER_LOGSPARSE) return COMBINER_ERR_INVALID_ARGUMENT;
   if (cfg->seq_len < 1 || cfg->head_dim < 1 || cfg->value_dim < 0 || cfg->num_heads < 1 ||
       cfg->num_kv_heads < 0 || cfg->block < 0 || cfg->num_threads < 0)
     return COMBINER_ERR_INVALID_ARGUMENT;
@@ -1748,6 +1774,110 @@ static void combiner__mixture_cols_unit(const combiner__ctx *c, ptrdiff_t unit, 
 #endif
 
 /* ------------------------------------------------------------------------ */
+/* Combiner-Logsparse (SPEC 5b)                                             */
+/* ------------------------------------------------------------------------ */
+#if COMBINER__HAS_LOGSPARSE
+
+/* Levels l >= 1 with a whole aligned block of 2^l positions: floor(log2 L). */
+static int combiner__log_levels(ptrdiff_t L) {
+  int l = 0;
+  while (((ptrdiff_t)2 << l) <= L) ++l;
+  return l;
+}
+
+/* First entry of level l (>= 1) in a section: the blocks of the levels
+ * below, floor(L / 2^l') each. */
+static ptrdiff_t combiner__log_offset(ptrdiff_t L, int l) {
+  ptrdiff_t off = 0;
+  int i;
+  for (i = 1; i < l; ++i) off += L >> i;
+  return off;
+}
+
+/* Unit (head h, level l, section s): every aligned block of level l, start
+ * aligned (section 0) or, bidirectional, end aligned (section 1), summarized
+ * as in Fixed: pooled key, att(pooled query, block). */
+static void combiner__logsparse_summary_unit(const combiner__ctx *c, ptrdiff_t unit, const combiner__scratch *sc) {
+  const combiner__problem *p = c->p;
+  ptrdiff_t L = p->L, sections = p->causal ? 1 : 2, levels = combiner__log_levels(L), b, nb;
+  int h = (int)(unit / sections / levels), l = (int)(unit / sections % levels) + 1, s = (int)(unit % sections);
+  ptrdiff_t base = (ptrdiff_t)s * (ptrdiff_t)(p->count / (size_t)sections) + combiner__log_offset(L, l);
+  nb = L >> l;
+  for (b = 0; b < nb; ++b) {
+    ptrdiff_t first = s == 0 ? b << l : L - ((b + 1) << l);
+    combiner__block_summary(c, sc, h, first, 1 << l, combiner__wkey(c, h, base + b), combiner__wval(c, h, base + b));
+  }
+}
+
+static ptrdiff_t combiner__logsparse_summary_units(const combiner__problem *p) {
+  return (ptrdiff_t)p->H * combiner__log_levels(p->L) * (p->causal ? 1 : 2);
+}
+
+/* Gathers one term (a key row and its value row) into the unit's buffers,
+ * attending the batch when it is full. */
+typedef struct combiner__gather {
+  float *keys, *vals;
+  int n;
+} combiner__gather;
+
+static void combiner__gather_flush(const combiner__problem *p, const combiner__scratch *sc,
+                                   combiner__gather *gt, const combiner__states *st) {
+  combiner__seq ks = combiner__seq_of(gt->keys, p->d, gt->n), vs = combiner__seq_of(gt->vals, p->dv, gt->n);
+  if (gt->n) combiner__attend(p, sc, 1, &ks, &vs, COMBINER__ALL, 0, st);
+  gt->n = 0;
+}
+
+static void combiner__gather_add(const combiner__problem *p, const combiner__scratch *sc, combiner__gather *gt,
+                                 const combiner__states *st, const float *key, const float *val) {
+  memcpy(gt->keys + (ptrdiff_t)gt->n * p->d, key, (size_t)p->d * sizeof(float));
+  memcpy(gt->vals + (ptrdiff_t)gt->n * p->dv, val, (size_t)p->dv * sizeof(float));
+  if (++gt->n == COMBINER__BQ) combiner__gather_flush(p, sc, gt, st);
+}
+
+/* Unit (head h, 64 consecutive queries): query p attends itself (and p-1
+ * when p is odd) and one aligned block per set bit l >= 1 of p; bidirectional
+ * also the same construction on the reversed sequence (p+1 when L-1-p is
+ * odd, end-aligned blocks per set bit of L-1-p). O(log L) terms, gathered
+ * and attended per query. */
+static void combiner__logsparse_combine_unit(const combiner__ctx *c, ptrdiff_t unit, const combiner__scratch *sc) {
+  const combiner__problem *p = c->p;
+  int tiles = combiner__tiles(p->L);
+  int h = (int)(unit / tiles), g = h / p->group, q0 = (int)(unit % tiles) * COMBINER__BQ, i, l;
+  int nq = p->L - q0 < COMBINER__BQ ? p->L - q0 : COMBINER__BQ;
+  ptrdiff_t L = p->L, section = (ptrdiff_t)(p->count / (size_t)(p->causal ? 1 : 2));
+  combiner__gather gt;
+  gt.keys = sc->qbuf;
+  gt.vals = sc->tile[1];
+  gt.n = 0;
+  for (i = 0; i < nq; ++i) {
+    ptrdiff_t pos = q0 + i, rev = L - 1 - pos;
+    combiner__seq qs = combiner__queries(c, h, pos, 1, 1);
+    combiner__states st = combiner__tile_states(sc->tile[0], p->dv, NULL, p->d);
+    combiner__states_begin(&st, 1, p->dv, p->d);
+    combiner__pack_queries(p, sc, &qs, 1);
+    combiner__gather_add(p, sc, &gt, &st, combiner__k(c, pos, g), combiner__v(c, pos, g));
+    if (pos & 1) combiner__gather_add(p, sc, &gt, &st, combiner__k(c, pos - 1, g), combiner__v(c, pos - 1, g));
+    for (l = 1; ((ptrdiff_t)1 << l) <= pos; ++l)
+      if ((pos >> l) & 1) {
+        ptrdiff_t e = combiner__log_offset(L, l) + (pos >> l) - 1;
+        combiner__gather_add(p, sc, &gt, &st, combiner__skey(c, h, e), combiner__sval(c, h, e));
+      }
+    if (!p->causal) {
+      if (rev & 1) combiner__gather_add(p, sc, &gt, &st, combiner__k(c, pos + 1, g), combiner__v(c, pos + 1, g));
+      for (l = 1; ((ptrdiff_t)1 << l) <= rev; ++l)
+        if ((rev >> l) & 1) {
+          ptrdiff_t e = section + combiner__log_offset(L, l) + (rev >> l) - 1;
+          combiner__gather_add(p, sc, &gt, &st, combiner__skey(c, h, e), combiner__sval(c, h, e));
+        }
+    }
+    combiner__gather_flush(p, sc, &gt, &st);
+    combiner__states_finish(&st, 1, p->dv, combiner__out(c, pos, h), p->o.ts);
+  }
+}
+
+#endif
+
+/* ------------------------------------------------------------------------ */
 /* Dispatch                                                                 */
 /* ------------------------------------------------------------------------ */
 
@@ -1790,6 +1920,14 @@ static int combiner__steps(const combiner__problem *p, combiner__step *s) {
 #if COMBINER__HAS_DENSE
     case COMBINER_DENSE:
       s[n].fn = combiner__dense_unit; s[n++].units = (ptrdiff_t)p->H * combiner__tiles(p->L);
+      break;
+#endif
+#if COMBINER__HAS_LOGSPARSE
+    case COMBINER_LOGSPARSE:
+      if (p->count) {                     /* L = 1 has no block */
+        s[n].fn = combiner__logsparse_summary_unit; s[n++].units = combiner__logsparse_summary_units(p);
+      }
+      s[n].fn = combiner__logsparse_combine_unit; s[n++].units = (ptrdiff_t)p->H * combiner__tiles(p->L);
       break;
 #endif
     default: break;   /* unreachable: combiner__resolve rejects kinds not compiled in */
@@ -1909,6 +2047,7 @@ COMBINER_API const char *combiner_kind_string(combiner_kind k) {
     case COMBINER_AXIAL: return "axial";
     case COMBINER_MIXTURE: return "mixture";
     case COMBINER_DENSE: return "dense";
+    case COMBINER_LOGSPARSE: return "logsparse";
     default: return "unknown";
   }
 }
@@ -1951,8 +2090,20 @@ COMBINER_API size_t combiner_phase_workspace_size(const combiner_config *cfg) {
 
 /* Terms (logit + value) that query (row r, column u) attends, and the terms
  * of the summaries, per head: the counting behind combiner_flops. */
+static int combiner__popcount_above0(ptrdiff_t x) {   /* set bits l >= 1 */
+  int c = 0;
+  for (x >>= 1; x; x >>= 1) c += (int)(x & 1);
+  return c;
+}
+
 static double combiner__query_terms(const combiner__problem *p, int r, int u) {
   int n = p->n, m = p->m, len = combiner__row_len(p, r);
+  if (p->kind == COMBINER_LOGSPARSE) {   /* self, p-1 if odd, one block per set bit l >= 1 */
+    ptrdiff_t i = (ptrdiff_t)r * m + u, rev = (ptrdiff_t)p->L - 1 - i;
+    double t = 1.0 + (double)(i & 1) + combiner__popcount_above0(i);
+    if (!p->causal) t += (double)(rev & 1) + combiner__popcount_above0(rev);
+    return t;
+  }
   if (p->kind == COMBINER_DENSE) {
     double i = (double)r * m + u;
     return p->causal ? i + 1 : (double)p->L;
@@ -1986,6 +2137,11 @@ COMBINER_API double combiner_flops(const combiner_config *cfg) {
   }
   if (p.kind == COMBINER_AXIAL && p.axial_key == COMBINER_AXIAL_KEY_WSUM) extra = summary * 2.0 * p.d;
   if (p.kind == COMBINER_AXIAL && (size_t)p.L < p.count) summary += p.last;
+  if (p.kind == COMBINER_LOGSPARSE) {      /* every aligned block attends to itself once */
+    ptrdiff_t span;
+    for (span = 2; span <= (ptrdiff_t)p.L; span *= 2)
+      summary += (double)((ptrdiff_t)p.L / span * span) * (p.causal ? 1 : 2);
+  }
   if (p.kind == COMBINER_MIXTURE)
     for (u = 0; u < combiner__cols(&p); ++u) {
       double rows = combiner__col_len(&p, u);

@@ -336,11 +336,50 @@ static void build_mixture(const head_view *hv, int i, terms *Tv, terms *Th, int 
 }
 
 /* ------------------------------------------------------------------------ */
+/* LOGSPARSE (SPEC section 5b). m is not used.                              */
+/* ------------------------------------------------------------------------ */
+/* One side of the construction, for a query at index pp of a sequence
+   indexed 0..L-1, where index x stands for original position pos(x):
+     causal side (rev = 0): pos(x) = x, pp = i;
+     future side (rev = 1): the reversed sequence, pos(x) = L-1-x, pp = L-1-i,
+                            so its "past" [0, pp) is the original future
+                            (i, L-1] and its blocks are aligned to the end.
+   Direct: index pp-1 when pp is odd (the query itself is added by the caller,
+   once). Regions: for every bit l >= 1 set in pp, the aligned block of indices
+   [(floor(pp/2^l) - 1)*2^l, floor(pp/2^l)*2^l), abstracted as in Fixed over
+   the original positions of its indices. The blocks partition [0, pp). */
+static int logsparse_pos(const ref_problem *p, int rev, int x) { return rev ? p->L - 1 - x : x; }
+
+static void logsparse_side(const head_view *hv, const double *qi, int pp, int rev, terms *T, int *S) {
+  const ref_problem *p = hv->p;
+  int l, x, n;
+  if (pp % 2 == 1) add_direct(T, hv, qi, logsparse_pos(p, rev, pp - 1));
+  for (l = 1; l < 31 && (1L << l) <= (long)pp; ++l) {
+    long w = 1L << l, hi, lo;
+    if (!((pp >> l) & 1)) continue;
+    hi = ((long)pp / w) * w;
+    lo = hi - w;
+    n = 0;
+    for (x = (int)lo; x < (int)hi; ++x) S[n++] = logsparse_pos(p, rev, x);
+    add_region(T, hv, qi, S, n);
+  }
+}
+
+static void build_logsparse(const head_view *hv, int i, terms *T, int *S) {
+  const ref_problem *p = hv->p;
+  const double *qi = hv->q + (size_t)i * p->d;
+  add_direct(T, hv, qi, i);                                      /* the query itself, once */
+  logsparse_side(hv, qi, i, 0, T, S);                            /* past:   [0, i)         */
+  if (!p->causal) logsparse_side(hv, qi, p->L - 1 - i, 1, T, S); /* future: (i, L-1]       */
+}
+
+/* ------------------------------------------------------------------------ */
 void ref_attention(const ref_problem *p, const double *q, const double *k, const double *v, double *out) {
   int h, i, x, group;
   int *S;
   double *tmp;
-  if (p->L < 1 || p->d < 1 || p->dv < 1 || p->m < 1 || p->H < 1 || p->Hkv < 1 || p->H % p->Hkv != 0) abort();
+  if (p->L < 1 || p->d < 1 || p->dv < 1 || p->H < 1 || p->Hkv < 1 || p->H % p->Hkv != 0) abort();
+  if (p->kind != REF_LOGSPARSE && p->m < 1) abort(); /* m is unused by LOGSPARSE */
   if (p->kind == REF_AXIAL && p->axial_key == REF_KEY_CALLER && !p->caller_keys) abort();
   group = p->H / p->Hkv;
   S = (int *)xmalloc(sizeof(int) * (size_t)p->L);
@@ -381,6 +420,10 @@ void ref_attention(const ref_problem *p, const double *q, const double *k, const
           break;
         case REF_DENSE:
           build_dense(&hv, i, &T);
+          terms_eval(&T, o);
+          break;
+        case REF_LOGSPARSE:
+          build_logsparse(&hv, i, &T, S);
           terms_eval(&T, o);
           break;
         default:

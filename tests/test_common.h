@@ -169,6 +169,7 @@ static const variant variants[] TEST_UNUSED = {
   {COMBINER_MIXTURE, COMBINER_AXIAL_KEY_WSUM, COMBINER_MIXTURE_JOINT, "mixture-joint"},
   {COMBINER_MIXTURE, COMBINER_AXIAL_KEY_WSUM, COMBINER_MIXTURE_AVERAGE, "mixture-average"},
   {COMBINER_DENSE, COMBINER_AXIAL_KEY_WSUM, COMBINER_MIXTURE_JOINT, "dense"},
+  {COMBINER_LOGSPARSE, COMBINER_AXIAL_KEY_WSUM, COMBINER_MIXTURE_JOINT, "logsparse"},
 };
 #define NVARIANTS (sizeof variants / sizeof variants[0])
 
@@ -182,6 +183,7 @@ TEST_HELPER ref_problem test_ref_problem(const combiner_config *cfg) {
   while ((long long)m * m < cfg->seq_len) ++m;                  /* ceil(sqrt(L)) */
   p.kind = cfg->kind == COMBINER_FIXED ? REF_FIXED : cfg->kind == COMBINER_AXIAL ? REF_AXIAL
          : cfg->kind == COMBINER_MIXTURE ? REF_MIXTURE : cfg->kind == COMBINER_DENSE ? REF_DENSE
+         : cfg->kind == COMBINER_LOGSPARSE ? REF_LOGSPARSE
          : REF_AXIAL;                                          /* COMBINER_KIND_DEFAULT */
   p.L = cfg->seq_len; p.d = cfg->head_dim; p.dv = cfg->value_dim ? cfg->value_dim : cfg->head_dim;
   p.H = cfg->num_heads; p.Hkv = cfg->num_kv_heads ? cfg->num_kv_heads : cfg->num_heads;

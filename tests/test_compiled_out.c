@@ -10,14 +10,15 @@
 int main(void) {
   enum { L = 20, D = 4 };
   static float q[L * D], k[L * D], v[L * D], out[L * D];
-  const combiner_kind kinds[] = {COMBINER_FIXED, COMBINER_AXIAL, COMBINER_MIXTURE, COMBINER_DENSE};
+  const combiner_kind kinds[] = {COMBINER_FIXED, COMBINER_AXIAL, COMBINER_MIXTURE, COMBINER_DENSE,
+                                 COMBINER_LOGSPARSE};
   int passed = 0, failed = 0, i, ki;
   for (i = 0; i < L * D; ++i) {
     q[i] = (float)sin(i * 0.7);
     k[i] = (float)cos(i * 1.3);
     v[i] = (float)sin(i * 0.1 + 1.0);
   }
-  for (ki = 0; ki < 4; ++ki) {
+  for (ki = 0; ki < 5; ++ki) {
     combiner_config cfg;
     combiner_status st;
     int untouched = 1;

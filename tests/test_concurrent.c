@@ -28,7 +28,8 @@ static void *worker(void *arg) {
 }
 
 int main(void) {
-  static const combiner_kind kinds[] = {COMBINER_FIXED, COMBINER_AXIAL, COMBINER_MIXTURE, COMBINER_DENSE};
+  static const combiner_kind kinds[] = {COMBINER_FIXED, COMBINER_AXIAL, COMBINER_MIXTURE, COMBINER_DENSE,
+                                        COMBINER_LOGSPARSE};
   test_rng rng = {31337};
   test_tensor q = test_tensor_make(L, H, D, LAYOUT_TOKEN_MAJOR);
   test_tensor k = test_tensor_make(L, HKV, D, LAYOUT_TOKEN_MAJOR);

@@ -50,6 +50,12 @@ static double summary_terms(int kind, int L, int m, int causal) {
     if (kind == COMBINER_AXIAL) terms += (double)len * len + (!causal && n > 1 && t == n - 1 && len < m ? len : 0);
     if (kind == COMBINER_MIXTURE) terms += (double)len * (len + 1);   /* row prefixes + suffixes */
   }
+  if (kind == COMBINER_LOGSPARSE) {      /* every whole aligned block attends to itself */
+    int span;
+    terms = 0.0;
+    for (span = 2; span <= L; span *= 2) terms += (double)(L / span * span) * (causal ? 1 : 2);
+    return terms;
+  }
   if (kind == COMBINER_MIXTURE)
     for (c = 0; c < cols; ++c) {
       int rows = 0;
@@ -59,10 +65,28 @@ static double summary_terms(int kind, int L, int m, int causal) {
   return terms;
 }
 
+/* SPEC 5b: per query, the direct positions and one region per set bit
+ * l >= 1 (its aligned block is never empty); mirrored for the future. */
+static double logsparse_terms(int L, int causal) {
+  double terms = 0.0;
+  int p, l;
+  for (p = 0; p < L; ++p) {
+    int rev = L - 1 - p;
+    terms += 1 + (p % 2);
+    for (l = 1; (1 << l) <= p; ++l) terms += (p >> l) & 1;
+    if (!causal) {
+      terms += rev % 2;
+      for (l = 1; (1 << l) <= rev; ++l) terms += (rev >> l) & 1;
+    }
+  }
+  return terms;
+}
+
 static double query_terms(int kind, int L, int m, int causal) {
   int n = (L - 1) / m + 1, i;
   double terms = 0.0;
   if (kind == COMBINER_MIXTURE) return mixture_terms(L, m, causal);
+  if (kind == COMBINER_LOGSPARSE) return logsparse_terms(L, causal);
   for (i = 0; i < L; ++i) {
     int r = i / m, len = r == n - 1 ? L - (n - 1) * m : m;
     if (kind == COMBINER_DENSE) terms += causal ? i + 1 : L;
@@ -72,11 +96,12 @@ static double query_terms(int kind, int L, int m, int causal) {
 }
 
 int main(void) {
-  static const combiner_kind kinds[] = {COMBINER_FIXED, COMBINER_AXIAL, COMBINER_MIXTURE, COMBINER_DENSE};
+  static const combiner_kind kinds[] = {COMBINER_FIXED, COMBINER_AXIAL, COMBINER_MIXTURE, COMBINER_DENSE,
+                                        COMBINER_LOGSPARSE};
   static const int lengths[] = {1, 2, 7, 16, 61, 64, 200}, blocks[] = {1, 3, 8, 0, 300};
   size_t ki, li, bi;
   int causal, wsum;
-  for (ki = 0; ki < 4; ++ki)
+  for (ki = 0; ki < 5; ++ki)
     for (li = 0; li < 7; ++li)
       for (bi = 0; bi < 5; ++bi)
         for (causal = 0; causal < 2; ++causal)

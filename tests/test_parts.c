@@ -35,8 +35,8 @@ static int same(const test_tensor *a, const test_tensor *b) {
 
 int main(void) {
   static const combiner_kind kinds[] = {COMBINER_FIXED, COMBINER_AXIAL, COMBINER_MIXTURE, COMBINER_MIXTURE,
-                                        COMBINER_DENSE};
-  static const int want_steps[] = {2, 3, 3, 3, 1};
+                                        COMBINER_DENSE, COMBINER_LOGSPARSE};
+  static const int want_steps[] = {2, 3, 3, 3, 1, 2};
   const int L = 150, d = 8, H = 4, Hkv = 2;
   test_rng rng = {77};
   test_tensor q = test_tensor_make(L, H, d, LAYOUT_PADDED), k = test_tensor_make(L, Hkv, d, LAYOUT_TOKEN_MAJOR);

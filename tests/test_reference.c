@@ -144,22 +144,27 @@ static void test_random(const variant *var, int L, int m, int d, int dv, int H, 
   size_t nq = (size_t)H * L * d, nk = (size_t)Hkv * L * d, nv = (size_t)Hkv * L * dv, no = (size_t)H * L * dv;
   double *q = dalloc(nq), *k = dalloc(nk), *v = dalloc(nv), *ck = dalloc(nq);
   double *out = dalloc(no), *out2 = dalloc(no);
-  ref_problem p = make_problem(var, L, d, dv, H, Hkv, m, causal, pool, ck);
+  ref_problem p;
   fill(q, nq);
   fill(k, nk);
   fill(v, nv);
   fill(ck, nq);
+  p = make_problem(var, L, d, dv, H, Hkv, m, causal, pool, ck);
   ref_attention(&p, q, k, v, out);
 
   /* Causality: perturb q, k, v (and caller keys) at positions > i. */
+  /* LOGSPARSE (m unused, cheap): every query i < L-1; others: a few. */
   if (causal) {
-    int cand[4], nc = 0, a, b;
-    int raw[4];
+    int *cand = (int *)malloc(sizeof(int) * (size_t)(L + 4)), nc = 0, a, b, nraw = 4;
+    int *raw = (int *)malloc(sizeof(int) * (size_t)(L + 4));
+    if (!cand || !raw) abort();
     raw[0] = 0;
     raw[1] = L / 2;
     raw[2] = L - 2;
     raw[3] = L - 1;
-    for (a = 0; a < 4; ++a) {
+    if (var->kind == REF_LOGSPARSE)
+      for (a = 1; a < L; ++a) raw[nraw++] = a;
+    for (a = 0; a < nraw; ++a) {
       int dup = 0;
       if (raw[a] < 0 || raw[a] >= L - 1) continue; /* i = L-1 has no later positions */
       for (b = 0; b < nc; ++b)
@@ -196,10 +201,12 @@ static void test_random(const variant *var, int L, int m, int d, int dv, int H, 
       free(v2);
       free(ck2);
     }
+    free(cand);
+    free(raw);
   }
 
   /* Degenerate blocks: m >= L (all kinds), m == 1 (all but CALLER keys). */
-  if (var->kind != REF_DENSE && (m >= L || (m == 1 && var->key != REF_KEY_CALLER))) {
+  if (var->kind != REF_DENSE && var->kind != REF_LOGSPARSE && (m >= L || (m == 1 && var->key != REF_KEY_CALLER))) {
     ref_problem pd = p;
     double err;
     pd.kind = REF_DENSE;
@@ -715,6 +722,285 @@ static void hand_cases(void) {
   }
 }
 
+/* ------------------------------------------------------------------------ */
+/* LOGSPARSE (SPEC section 5b).                                              */
+/* ------------------------------------------------------------------------ */
+static const variant logsparse_var = {REF_LOGSPARSE, 0, 0, "LOGSPARSE"};
+
+/* Independent description of the partition, not a copy of the reference's
+   construction. For a query at index pp and an earlier index jj < pp (in the
+   causal direction), let l be the highest bit where pp and jj differ (pp has
+   a 1 there, jj a 0). Then jj lies in the aligned block of bit l,
+   [(floor(pp/2^l) - 1)*2^l, floor(pp/2^l)*2^l), of size 2^l; l = 0 is the
+   direct position pp-1 (pp odd), "size" 1. Number of softmax terms of one
+   side: (pp odd) + popcount(pp >> 1). */
+static int ls_region_size(int pp, int jj) {
+  int x = pp ^ jj, sz = 1;
+  while (x > 1) {
+    x >>= 1;
+    sz <<= 1;
+  }
+  return sz;
+}
+static int ls_side_terms(int pp) {
+  int n = pp & 1, x = pp >> 1;
+  while (x) {
+    n += x & 1;
+    x >>= 1;
+  }
+  return n;
+}
+
+/* With all keys zero every logit is exactly 0, so every softmax term has the
+   same weight and every att() is a plain average: with one-hot values,
+   A[i][j] = 1 / (T_i * size of the term containing j), T_i = number of terms.
+   This checks the exact partition (no position missing or counted twice). */
+static void test_logsparse_structure(int L, int d, int H, int Hkv, int causal, int pool) {
+  double *q = dalloc((size_t)H * L * d), *k = dalloc((size_t)Hkv * L * d);
+  double *v = dalloc((size_t)Hkv * L * L), *out = dalloc((size_t)H * L * L), *out3 = dalloc((size_t)H * L * L);
+  ref_problem p;
+  int g, j, h, i, ok = 1, same;
+  double worst = 0.0;
+  fill(q, (size_t)H * L * d);
+  memset(k, 0, sizeof(double) * (size_t)Hkv * L * d);
+  for (g = 0; g < Hkv; ++g)
+    for (j = 0; j < L; ++j)
+      for (i = 0; i < L; ++i) v[((size_t)g * L + j) * L + i] = (i == j) ? 1.0 : 0.0;
+  p = make_problem(&logsparse_var, L, d, L, H, Hkv, 0, causal, pool, NULL);
+  ref_attention(&p, q, k, v, out);
+  for (h = 0; h < H; ++h)
+    for (i = 0; i < L; ++i) {
+      const double *A = out + ((size_t)h * L + i) * L;
+      int T = 1 + ls_side_terms(i) + (causal ? 0 : ls_side_terms(L - 1 - i));
+      for (j = 0; j < L; ++j) {
+        double want, e;
+        if (j == i) want = 1.0 / T;
+        else if (j < i) want = 1.0 / ((double)T * ls_region_size(i, j));
+        else if (causal) want = 0.0;
+        else want = 1.0 / ((double)T * ls_region_size(L - 1 - i, L - 1 - j));
+        e = fabs(A[j] - want) / (want > 0.0 ? want : 1.0);
+        if (want == 0.0 && A[j] != 0.0) ok = 0;
+        if (!(e <= 1e-14)) ok = 0;
+        if (!(e <= worst)) worst = e;
+      }
+    }
+  check(ok, "logsparse partition (k=0) L=%d d=%d H=%d/%d %s pool=%s (worst rel err %g)", L, d, H, Hkv,
+        causal ? "causal" : "bidir", pool == REF_POOL_MEAN ? "mean" : "max", worst);
+  /* m is unused: any m gives bit-identical output */
+  fill(k, (size_t)Hkv * L * d);
+  ref_attention(&p, q, k, v, out);
+  p.m = 3;
+  ref_attention(&p, q, k, v, out3);
+  same = memcmp(out, out3, sizeof(double) * (size_t)H * L * L) == 0;
+  check(same, "logsparse ignores m, L=%d %s", L, causal ? "causal" : "bidir");
+  free(q);
+  free(k);
+  free(v);
+  free(out);
+  free(out3);
+}
+
+/* Bidirectional mirror symmetry: reversing the sequence reverses the output
+   (the future side is the causal construction on the reversed sequence). */
+static void test_logsparse_mirror(int L, int d, int dv, int H, int Hkv, int pool) {
+  size_t nq = (size_t)H * L * d, nk = (size_t)Hkv * L * d, nv = (size_t)Hkv * L * dv, no = (size_t)H * L * dv;
+  double *q = dalloc(nq), *k = dalloc(nk), *v = dalloc(nv), *out = dalloc(no);
+  double *qr = dalloc(nq), *kr = dalloc(nk), *vr = dalloc(nv), *outr = dalloc(no), *back = dalloc(no);
+  ref_problem p = make_problem(&logsparse_var, L, d, dv, H, Hkv, 0, 0, pool, NULL);
+  int h, g, i;
+  double err;
+  fill(q, nq);
+  fill(k, nk);
+  fill(v, nv);
+  for (h = 0; h < H; ++h)
+    for (i = 0; i < L; ++i)
+      memcpy(qr + ((size_t)h * L + (L - 1 - i)) * d, q + ((size_t)h * L + i) * d, sizeof(double) * (size_t)d);
+  for (g = 0; g < Hkv; ++g)
+    for (i = 0; i < L; ++i) {
+      memcpy(kr + ((size_t)g * L + (L - 1 - i)) * d, k + ((size_t)g * L + i) * d, sizeof(double) * (size_t)d);
+      memcpy(vr + ((size_t)g * L + (L - 1 - i)) * dv, v + ((size_t)g * L + i) * dv, sizeof(double) * (size_t)dv);
+    }
+  ref_attention(&p, q, k, v, out);
+  ref_attention(&p, qr, kr, vr, outr);
+  for (h = 0; h < H; ++h)
+    for (i = 0; i < L; ++i)
+      memcpy(back + ((size_t)h * L + i) * dv, outr + ((size_t)h * L + (L - 1 - i)) * dv, sizeof(double) * (size_t)dv);
+  err = max_rel_err(back, out, no);
+  check(err <= 1e-12, "logsparse bidir mirror symmetry L=%d d=%d dv=%d H=%d/%d pool=%s (rel err %g)", L, d, dv, H,
+        Hkv, pool == REF_POOL_MEAN ? "mean" : "max", err);
+  free(q);
+  free(k);
+  free(v);
+  free(out);
+  free(qr);
+  free(kr);
+  free(vr);
+  free(outr);
+  free(back);
+}
+
+/* L = 2^k + 1: the last query p = 2^k has only bit k set; its one region is
+   the top-level block [0, 2^k), i.e. every earlier position (the authors'
+   code misses this top level). Random q, k; one-hot values. In bidirectional
+   mode the first query is the mirror case (region = everything after it). */
+static void test_logsparse_pow2_plus_one(void) {
+  static const int Ls[] = {2, 3, 5, 9, 17, 33, 65, 129};
+  int li, pool, causal;
+  for (li = 0; li < (int)(sizeof(Ls) / sizeof(Ls[0])); ++li)
+    for (causal = 0; causal < 2; ++causal)
+      for (pool = 0; pool < 2; ++pool) {
+        int L = Ls[li], d = 3, j, ok = 1, i = causal ? L - 1 : 0;
+        double *q = dalloc((size_t)L * d), *k = dalloc((size_t)L * d), *v = dalloc((size_t)L * L);
+        double *out = dalloc((size_t)L * L), sum = 0.0;
+        ref_problem p = make_problem(&logsparse_var, L, d, L, 1, 1, 0, causal, pool, NULL);
+        const double *A;
+        fill(q, (size_t)L * d);
+        fill(k, (size_t)L * d);
+        for (j = 0; j < L * L; ++j) v[j] = (j / L == j % L) ? 1.0 : 0.0;
+        ref_attention(&p, q, k, v, out);
+        A = out + (size_t)i * L;
+        for (j = 0; j < L; ++j) {
+          sum += A[j];
+          if (!(A[j] > 0.0)) ok = 0;
+        }
+        if (!(fabs(sum - 1.0) <= 1e-12)) ok = 0;
+        check(ok, "logsparse L=2^k+1=%d %s query %d attends every position (pool=%s)", L,
+              causal ? "causal" : "bidir", i, pool == REF_POOL_MEAN ? "mean" : "max");
+        free(q);
+        free(k);
+        free(v);
+        free(out);
+      }
+}
+
+static void hand_cases_logsparse(void) {
+  const double s = 0.7;
+  static const double q[5] = {0.3, -0.5, 0.8, -0.9, 0.1};
+  static const double k[5] = {0.9, -0.2, 0.4, 0.6, -0.7};
+  static const double v[5] = {1.0, -2.0, 0.5, 3.0, -1.5};
+  static const double q8[8] = {0.3, -0.5, 0.8, -0.9, 0.1, 0.6, -0.4, 0.7};
+  static const double k8[8] = {0.9, -0.2, 0.4, 0.6, -0.7, -0.3, 0.5, 0.2};
+  static const double v8[8] = {1.0, -2.0, 0.5, 3.0, -1.5, 2.5, -0.5, 1.5};
+  const int LS = REF_LOGSPARSE, MX = REF_POOL_MAX, MN = REF_POOL_MEAN;
+  /* att over {0,1} with pooled query 0.3 (max) or -0.1 (mean) */
+  double V01max = wavg2(s * 0.3 * k[0], v[0], s * 0.3 * k[1], v[1]);
+  double V01mean = wavg2(s * -0.1 * k[0], v[0], s * -0.1 * k[1], v[1]);
+  /* att over {0,1,2,3}: max pooled query 0.8, key 0.9; mean pooled query -0.075, key 0.425 */
+  double l4[4], x4[4], V03max, V03mean;
+  int a;
+  for (a = 0; a < 4; ++a) {
+    l4[a] = s * 0.8 * k[a];
+    x4[a] = v[a];
+  }
+  V03max = wavg(4, l4, x4);
+  for (a = 0; a < 4; ++a) l4[a] = s * -0.075 * k[a];
+  V03mean = wavg(4, l4, x4);
+
+  /* L=1: the query alone. L=2 causal query 1: direct {1, 0} (p odd). */
+  hand_check("logsparse L1 q0", run1(LS, 1, 0, 1, MX, 0, 0, q, k, v, NULL, 0), v[0]);
+  hand_check("logsparse L2 causal q1", run1(LS, 2, 0, 1, MX, 0, 0, q, k, v, NULL, 1),
+             wavg2(s * q[1] * k[1], v[1], s * q[1] * k[0], v[0]));
+  /* L=2 bidir query 0: p' = 1 is odd, so p+1 = 1 is direct. */
+  hand_check("logsparse L2 bidir q0", run1(LS, 2, 0, 0, MX, 0, 0, q, k, v, NULL, 0),
+             wavg2(s * q[0] * k[0], v[0], s * q[0] * k[1], v[1]));
+  /* L=3 causal query 2 = 0b10: direct {2}; bit 1: block [0,2). */
+  hand_check("logsparse L3 causal q2 max", run1(LS, 3, 0, 1, MX, 0, 0, q, k, v, NULL, 2),
+             wavg2(s * q[2] * k[2], v[2], s * q[2] * 0.9, V01max));
+  /* L=4 causal query 3 = 0b11: direct {3, 2}; bit 1: block [0,2): K = max(0.9,-0.2) = 0.9, Q = 0.3. */
+  hand_check("logsparse L4 causal q3 max", run1(LS, 4, 0, 1, MX, 0, 0, q, k, v, NULL, 3),
+             wavg3(s * q[3] * k[3], v[3], s * q[3] * k[2], v[2], s * q[3] * 0.9, V01max));
+  /* mean: K = (0.9 - 0.2)/2 = 0.35, Q = (0.3 - 0.5)/2 = -0.1 */
+  hand_check("logsparse L4 causal q3 mean", run1(LS, 4, 0, 1, MN, 0, 0, q, k, v, NULL, 3),
+             wavg3(s * q[3] * k[3], v[3], s * q[3] * k[2], v[2], s * q[3] * 0.35, V01mean));
+  /* L=5 causal query 4 = 0b100: direct {4}; bit 2: the top-level block [0,4):
+     max K = max(0.9,-0.2,0.4,0.6) = 0.9, Q = max(0.3,-0.5,0.8,-0.9) = 0.8;
+     mean K = 1.7/4 = 0.425, Q = -0.3/4 = -0.075. */
+  hand_check("logsparse L5 causal q4 max", run1(LS, 5, 0, 1, MX, 0, 0, q, k, v, NULL, 4),
+             wavg2(s * q[4] * k[4], v[4], s * q[4] * 0.9, V03max));
+  hand_check("logsparse L5 causal q4 mean", run1(LS, 5, 0, 1, MN, 0, 0, q, k, v, NULL, 4),
+             wavg2(s * q[4] * k[4], v[4], s * q[4] * 0.425, V03mean));
+  /* L=7 causal query 6 = 0b110: direct {6}; bit 1: block [4,6); bit 2: block [0,4).
+     max:  [4,6) K = max(-0.7,-0.3) = -0.3, Q = max(0.1,0.6) = 0.6;  [0,4) K 0.9, Q 0.8.
+     mean: [4,6) K = -0.5, Q = 0.35;                                  [0,4) K 0.425, Q -0.075. */
+  {
+    double V45max = wavg2(s * 0.6 * k8[4], v8[4], s * 0.6 * k8[5], v8[5]);
+    double V45mean = wavg2(s * 0.35 * k8[4], v8[4], s * 0.35 * k8[5], v8[5]);
+    hand_check("logsparse L7 causal q6 max", run1(LS, 7, 0, 1, MX, 0, 0, q8, k8, v8, NULL, 6),
+               wavg3(s * q8[6] * k8[6], v8[6], s * q8[6] * -0.3, V45max, s * q8[6] * 0.9, V03max));
+    hand_check("logsparse L7 causal q6 mean", run1(LS, 7, 0, 1, MN, 0, 0, q8, k8, v8, NULL, 6),
+               wavg3(s * q8[6] * k8[6], v8[6], s * q8[6] * -0.5, V45mean, s * q8[6] * 0.425, V03mean));
+    /* L=7 causal query 5 = 0b101: direct {5, 4}; bit 2: block [0,4). */
+    hand_check("logsparse L7 causal q5 max", run1(LS, 7, 0, 1, MX, 0, 0, q8, k8, v8, NULL, 5),
+               wavg3(s * q8[5] * k8[5], v8[5], s * q8[5] * k8[4], v8[4], s * q8[5] * 0.9, V03max));
+  }
+  /* Bidirectional L=5 query 1: past p = 1 (odd): direct {1, 0}. Future p' = 3 = 0b11:
+     odd -> direct p+1 = 2; bit 1: reversed block [0,2) = original {4, 3}:
+     max K = max(0.6,-0.7) = 0.6, Q = max(-0.9,0.1) = 0.1. */
+  {
+    double V34 = wavg2(s * 0.1 * k[3], v[3], s * 0.1 * k[4], v[4]);
+    double l[4], x[4];
+    l[0] = s * q[1] * k[1]; x[0] = v[1];
+    l[1] = s * q[1] * k[0]; x[1] = v[0];
+    l[2] = s * q[1] * k[2]; x[2] = v[2];
+    l[3] = s * q[1] * 0.6;  x[3] = V34;
+    hand_check("logsparse L5 bidir q1 max", run1(LS, 5, 0, 0, MX, 0, 0, q, k, v, NULL, 1), wavg(4, l, x));
+  }
+  /* Bidirectional L=5 query 0: past empty; future p' = 4 = 0b100: bit 2:
+     reversed block [0,4) = original {1,2,3,4}: max K = max(-0.2,0.4,0.6,-0.7) = 0.6,
+     Q = max(-0.5,0.8,-0.9,0.1) = 0.8. */
+  {
+    double l[4], x[4], V14;
+    for (a = 0; a < 4; ++a) {
+      l[a] = s * 0.8 * k[a + 1];
+      x[a] = v[a + 1];
+    }
+    V14 = wavg(4, l, x);
+    hand_check("logsparse L5 bidir q0 max", run1(LS, 5, 0, 0, MX, 0, 0, q, k, v, NULL, 0),
+               wavg2(s * q[0] * k[0], v[0], s * q[0] * 0.6, V14));
+  }
+  /* Bidirectional L=8 query 2: past p = 2 = 0b10: direct {2}; bit 1: block [0,2).
+     Future p' = 5 = 0b101: odd -> direct 3; bit 2: reversed block [0,4) = original {4,5,6,7}:
+     max K = max(-0.7,-0.3,0.5,0.2) = 0.5, Q = max(0.1,0.6,-0.4,0.7) = 0.7. */
+  {
+    double l[4], x[4], V47;
+    for (a = 0; a < 4; ++a) {
+      l[a] = s * 0.7 * k8[a + 4];
+      x[a] = v8[a + 4];
+    }
+    V47 = wavg(4, l, x);
+    l[0] = s * q8[2] * k8[2]; x[0] = v8[2];
+    l[1] = s * q8[2] * k8[3]; x[1] = v8[3];
+    l[2] = s * q8[2] * 0.9;   x[2] = V01max;
+    l[3] = s * q8[2] * 0.5;   x[3] = V47;
+    hand_check("logsparse L8 bidir q2 max", run1(LS, 8, 0, 0, MX, 0, 0, q8, k8, v8, NULL, 2), wavg(4, l, x));
+  }
+  /* Bidirectional L=8 query 5, mean: past p = 5 = 0b101: direct {5, 4}; bit 2: block [0,4)
+     (K 0.425, Q -0.075). Future p' = 2 = 0b10: bit 1: reversed block [0,2) = original {7, 6}:
+     K = (0.5 + 0.2)/2 = 0.35, Q = (-0.4 + 0.7)/2 = 0.15. */
+  {
+    double V67 = wavg2(s * 0.15 * k8[6], v8[6], s * 0.15 * k8[7], v8[7]);
+    double l[4], x[4];
+    l[0] = s * q8[5] * k8[5]; x[0] = v8[5];
+    l[1] = s * q8[5] * k8[4]; x[1] = v8[4];
+    l[2] = s * q8[5] * 0.425; x[2] = V03mean;
+    l[3] = s * q8[5] * 0.35;  x[3] = V67;
+    hand_check("logsparse L8 bidir q5 mean", run1(LS, 8, 0, 0, MN, 0, 0, q8, k8, v8, NULL, 5), wavg(4, l, x));
+  }
+  /* Bidirectional L=7 query 3 (the middle): past p = 3: direct {3, 2}, block [0,2).
+     Future p' = 3: odd -> direct 4; bit 1: reversed block [0,2) = original {6, 5}:
+     max K = max(-0.3,0.5) = 0.5, Q = max(0.6,-0.4) = 0.6. */
+  {
+    double V56 = wavg2(s * 0.6 * k8[5], v8[5], s * 0.6 * k8[6], v8[6]);
+    double l[5], x[5];
+    l[0] = s * q8[3] * k8[3]; x[0] = v8[3];
+    l[1] = s * q8[3] * k8[2]; x[1] = v8[2];
+    l[2] = s * q8[3] * k8[4]; x[2] = v8[4];
+    l[3] = s * q8[3] * 0.9;   x[3] = V01max;
+    l[4] = s * q8[3] * 0.5;   x[4] = V56;
+    hand_check("logsparse L7 bidir q3 max", run1(LS, 7, 0, 0, MX, 0, 0, q8, k8, v8, NULL, 3), wavg(5, l, x));
+  }
+}
+
 int main(void) {
   static const int Ls[] = {1, 2, 3, 7, 16, 17, 61};
   static const int ds[] = {1, 5};
@@ -744,6 +1030,25 @@ int main(void) {
                   test_random(var, L, m, ds[di], dvs[dvi], Hs[hi][0], Hs[hi][1], causal, pool);
               }
     }
+  }
+  /* LOGSPARSE (m unused). */
+  hand_cases_logsparse();
+  test_logsparse_pow2_plus_one();
+  {
+    static const int Lls[] = {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65};
+    for (li = 0; li < (int)(sizeof(Lls) / sizeof(Lls[0])); ++li)
+      for (di = 0; di < 2; ++di)
+        for (hi = 0; hi < 2; ++hi)
+          for (causal = 0; causal < 2; ++causal)
+            for (pool = 0; pool < 2; ++pool) {
+              int L = Lls[li];
+              test_effective_matrix(&logsparse_var, L, 0, ds[di], Hs[hi][0], Hs[hi][1], causal, pool);
+              test_logsparse_structure(L, ds[di], Hs[hi][0], Hs[hi][1], causal, pool);
+              for (dvi = 0; dvi < 2; ++dvi) {
+                test_random(&logsparse_var, L, 0, ds[di], dvs[dvi], Hs[hi][0], Hs[hi][1], causal, pool);
+                if (!causal) test_logsparse_mirror(L, ds[di], dvs[dvi], Hs[hi][0], Hs[hi][1], pool);
+              }
+            }
   }
   printf("%d passed, %d failed\n", n_pass, n_fail);
   return n_fail != 0;

@@ -5,7 +5,7 @@
 
 int main(void) {
   static const combiner_kind kinds[] = {COMBINER_FIXED, COMBINER_AXIAL, COMBINER_MIXTURE,
-                                        COMBINER_MIXTURE, COMBINER_DENSE};
+                                        COMBINER_MIXTURE, COMBINER_DENSE, COMBINER_LOGSPARSE};
   const int L = 301, d = 16, H = 4, Hkv = 2;
   test_rng rng = {99};
   size_t ki;

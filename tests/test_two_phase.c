@@ -6,7 +6,8 @@
 #include "test_common.h"
 
 static const combiner_kind kinds[] = {COMBINER_FIXED, COMBINER_AXIAL, COMBINER_AXIAL,
-                                      COMBINER_MIXTURE, COMBINER_MIXTURE, COMBINER_DENSE};
+                                      COMBINER_MIXTURE, COMBINER_MIXTURE, COMBINER_DENSE,
+                                      COMBINER_LOGSPARSE};
 
 typedef struct two_phase_run {
   float *keys, *values;
@@ -145,6 +146,14 @@ static void summary_counts(void) {
   CHECK(combiner_query_summaries(&cfg, &info) == COMBINER_OK && info.count == 30, "mixture causal: 3L");
   cfg.kind = COMBINER_DENSE;
   CHECK(combiner_query_summaries(&cfg, &info) == COMBINER_OK && info.count == 0, "dense: none");
+  cfg.kind = COMBINER_LOGSPARSE;    /* L = 10: floor(10/2) + floor(10/4) + floor(10/8) = 8 */
+  CHECK(combiner_query_summaries(&cfg, &info) == COMBINER_OK && info.count == 8 && info.sections == 1,
+        "logsparse causal: 8 aligned blocks");
+  cfg.causal = 0;
+  CHECK(combiner_query_summaries(&cfg, &info) == COMBINER_OK && info.count == 16 && info.sections == 2,
+        "logsparse bidirectional: start- and end-aligned");
+  cfg.seq_len = 1;
+  CHECK(combiner_query_summaries(&cfg, &info) == COMBINER_OK && info.count == 0, "logsparse L=1: none");
 }
 
 /* The workspace formula the README states, recomputed here. */
@@ -152,10 +161,11 @@ static size_t r64(size_t bytes) { return (bytes + 63) / 64 * 64; }
 static size_t r16(size_t floats) { return (floats + 15) / 16 * 16; }
 
 static void workspace_formula(void) {
-  static const combiner_kind wkinds[] = {COMBINER_FIXED, COMBINER_AXIAL, COMBINER_MIXTURE, COMBINER_DENSE};
+  static const combiner_kind wkinds[] = {COMBINER_FIXED, COMBINER_AXIAL, COMBINER_MIXTURE, COMBINER_DENSE,
+                                         COMBINER_LOGSPARSE};
   size_t ki;
   int causal, avg;
-  for (ki = 0; ki < 4; ++ki)
+  for (ki = 0; ki < 5; ++ki)
     for (causal = 0; causal < 2; ++causal)
       for (avg = 0; avg < 2; ++avg) {
         const size_t L = 1000, d = 24, dv = 40, H = 3, T = 3;
@@ -191,7 +201,7 @@ int main(void) {
   int which, causal, pool;
   summary_counts();
   workspace_formula();
-  for (which = 0; which < 6; ++which)
+  for (which = 0; which < 7; ++which)
     for (causal = 0; causal < 2; ++causal)
       for (li = 0; li < 4; ++li)
         for (bi = 0; bi < 4; ++bi) equals_one_call(which, lengths[li], blocks[bi], causal, &rng);

@@ -111,7 +111,8 @@ static void check_accepted(reader *r, const combiner_config *cfg, const combiner
   if (!ref) abort();
   memset(&p, 0, sizeof p);
   p.kind = res->kind == COMBINER_FIXED ? REF_FIXED : res->kind == COMBINER_AXIAL ? REF_AXIAL
-         : res->kind == COMBINER_MIXTURE ? REF_MIXTURE : REF_DENSE;
+         : res->kind == COMBINER_MIXTURE ? REF_MIXTURE : res->kind == COMBINER_LOGSPARSE ? REF_LOGSPARSE
+         : REF_DENSE;
   p.L = L; p.d = d; p.dv = dv; p.H = H; p.Hkv = Hkv; p.m = res->block; p.causal = res->causal != 0;
   p.scale = res->scale;
   p.pool = res->pool == COMBINER_POOL_MEAN ? REF_POOL_MEAN : REF_POOL_MAX;
@@ -163,7 +164,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   unsigned flags, invalid;
   r.p = data; r.n = size; r.i = 0;
   memset(&cfg, 0, sizeof cfg);
-  cfg.kind = (combiner_kind)(next_byte(&r) % 5);
+  cfg.kind = (combiner_kind)(next_byte(&r) % 6);
   flags = next_byte(&r);
   cfg.causal = (int)(flags & 1u);
   cfg.pool = (combiner_pool)((flags >> 1) & 1u);
@@ -190,7 +191,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   invalid = next_byte(&r);
   if ((invalid & 3u) == 0) {
     switch ((invalid >> 2) % 10) {
-      case 0: cfg.kind = (combiner_kind)(5 + (int)(invalid >> 6)); break;
+      case 0: cfg.kind = (combiner_kind)(6 + (int)(invalid >> 6)); break;
       case 1: cfg.seq_len = -(int)(invalid >> 4); break;
       case 2: cfg.head_dim = 0; break;
       case 3: cfg.value_dim = -1; break;
