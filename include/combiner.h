@@ -2139,8 +2139,10 @@ COMBINER_API double combiner_flops(const combiner_config *cfg) {
   if (p.kind == COMBINER_AXIAL && (size_t)p.L < p.count) summary += p.last;
   if (p.kind == COMBINER_LOGSPARSE) {      /* every aligned block attends to itself once */
     ptrdiff_t span;
-    for (span = 2; span <= (ptrdiff_t)p.L; span *= 2)
-      summary += (double)((ptrdiff_t)p.L / span * span) * (p.causal ? 1 : 2);
+    for (span = 2; span <= (ptrdiff_t)p.L; span *= 2) {
+      ptrdiff_t covered = (ptrdiff_t)p.L - (ptrdiff_t)p.L % span;      /* whole blocks only */
+      summary += (double)covered * (p.causal ? 1 : 2);
+    }
   }
   if (p.kind == COMBINER_MIXTURE)
     for (u = 0; u < combiner__cols(&p); ++u) {
