@@ -123,9 +123,10 @@
  *   any thread count. They can differ across compilers and flags.
  *
  * VERSION HISTORY
- *   0.1.0  Fixed, Axial, Mixture and Dense; causal and bidirectional; two-phase
- *          API; tiled kernels with AVX-512 micro-kernels; combiner_flops;
- *          float64-reference test suite, sanitizers, fuzzing.
+ *   0.1.0  Fixed, Axial, Mixture, Logsparse and Dense; causal and
+ *          bidirectional; two-phase API; split calls; tiled kernels with
+ *          AVX-512 micro-kernels; combiner_flops; float64-reference test
+ *          suite, sanitizers, fuzzing.
  *
  * LICENSE: MIT, see the end of this file.
  */
