@@ -818,24 +818,24 @@ static void combiner__transpose16(const float *src, ptrdiff_t ss, float *dst, pt
   int i;
   for (i = 0; i < 16; ++i) r[i] = _mm512_mul_ps(_mm512_loadu_ps(src + i * ss), sv);
   for (i = 0; i < 16; i += 2) {
-    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    t[i] = _mm512_mask_unpacklo_ps(r[i], 0xFFFF, r[i], r[i + 1]);
+    t[i + 1] = _mm512_mask_unpackhi_ps(r[i], 0xFFFF, r[i], r[i + 1]);
   }
   for (i = 0; i < 16; i += 4) {
-    r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
-    r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
-    r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
-    r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+    r[i] = _mm512_castpd_ps(_mm512_mask_unpacklo_pd(_mm512_castps_pd(t[i]), 0xFF, _mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+    r[i + 1] = _mm512_castpd_ps(_mm512_mask_unpackhi_pd(_mm512_castps_pd(t[i]), 0xFF, _mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+    r[i + 2] = _mm512_castpd_ps(_mm512_mask_unpacklo_pd(_mm512_castps_pd(t[i + 1]), 0xFF, _mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+    r[i + 3] = _mm512_castpd_ps(_mm512_mask_unpackhi_pd(_mm512_castps_pd(t[i + 1]), 0xFF, _mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
   }
   for (i = 0; i < 4; ++i) {
-    t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
-    t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
-    t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
-    t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
+    t[i] = _mm512_mask_shuffle_f32x4(r[i], 0xFFFF, r[i], r[i + 4], 0x88);
+    t[i + 4] = _mm512_mask_shuffle_f32x4(r[i], 0xFFFF, r[i], r[i + 4], 0xdd);
+    t[i + 8] = _mm512_mask_shuffle_f32x4(r[i + 8], 0xFFFF, r[i + 8], r[i + 12], 0x88);
+    t[i + 12] = _mm512_mask_shuffle_f32x4(r[i + 8], 0xFFFF, r[i + 8], r[i + 12], 0xdd);
   }
   for (i = 0; i < 8; ++i) {
-    r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
-    r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+    r[i] = _mm512_mask_shuffle_f32x4(t[i], 0xFFFF, t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_mask_shuffle_f32x4(t[i], 0xFFFF, t[i], t[i + 8], 0xdd);
   }
   for (i = 0; i < 16; ++i) _mm512_storeu_ps(dst + i * ds, r[i]);
 }
@@ -890,8 +890,8 @@ static void combiner__pack_queries(const combiner__problem *p, const combiner__s
  * COMBINER_NO_SIMD is not defined. Same math, different summation order. */
 #if defined(COMBINER__AVX512)
 
-/* Horizontal helpers through memory: GCC 12's own reduce intrinsics use
- * _mm512_undefined_ps(), which its -Wmaybe-uninitialized flags in C++. */
+/* (Horizontal sums go through memory: GCC 12's own reduce intrinsics use
+ * _mm512_undefined_ps(), which its -Wmaybe-uninitialized flags in C++.) */
 static __m512 combiner__exp16(__m512 x) {
   const __m512 lo = _mm512_set1_ps(-87.0f);
   __m512 xc = _mm512_mask_max_ps(x, 0xFFFF, lo, x);   /* NaN in x stays NaN */
@@ -1377,6 +1377,51 @@ COMBINER__SHARED combiner__states combiner__saved_states(const combiner__ctx *c,
   return st;
 }
 
+static float combiner__dot(const float *a, const float *b, int n) {
+  float s = 0.0f;
+  int x = 0;
+#if defined(COMBINER__AVX512)
+  __m512 acc = _mm512_setzero_ps();
+  float lanes[16];                  /* horizontal sum through memory (see above) */
+  int i;
+  for (; x + 16 <= n; x += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + x), _mm512_loadu_ps(b + x), acc);
+  _mm512_storeu_ps(lanes, acc);
+  for (i = 0; i < 16; ++i) s += lanes[i];
+#endif
+  for (; x < n; ++x) s += a[x] * b[x];
+  return s;
+}
+
+static void combiner__axpy(float *y, float a, const float *x, int n) {
+  int i = 0;
+#if defined(COMBINER__AVX512)
+  const __m512 av = _mm512_set1_ps(a);
+  for (; i + 16 <= n; i += 16)
+    _mm512_storeu_ps(y + i, _mm512_fmadd_ps(av, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+#endif
+  for (; i < n; ++i) y[i] += a * x[i];
+}
+
+/* att(q, len <= 16 keys) without the tile machinery, whose fixed cost per
+ * call dominates for the many tiny blocks of Logsparse's low levels. */
+static void combiner__attend_few(const combiner__problem *p, const float *q, const combiner__seq *k,
+                                 const combiner__seq *v, float *out) {
+  float logit[16], mx = -INFINITY, sum = 0.0f;
+  int j, len = k->count;
+  COMBINER_ASSERT(len >= 1 && len <= 16);
+  for (j = 0; j < len; ++j) {
+    logit[j] = p->scale * combiner__dot(q, k->base + (ptrdiff_t)j * k->stride, p->d);
+    mx = (logit[j] > mx || logit[j] != logit[j]) ? logit[j] : mx;
+  }
+  memset(out, 0, (size_t)p->dv * sizeof(float));
+  for (j = 0; j < len; ++j) {
+    float w = combiner__exp(logit[j] - mx);
+    sum += w;
+    combiner__axpy(out, w, v->base + (ptrdiff_t)j * v->stride, p->dv);
+  }
+  for (j = 0; j < p->dv; ++j) out[j] /= sum;
+}
+
 /* Fixed-style abstraction of `len` positions from `first` (SPEC 3): key =
  * pool of k, value = att(pool of q of head h, the same positions). */
 COMBINER__SHARED void combiner__block_summary(const combiner__ctx *c, const combiner__scratch *sc,
@@ -1388,6 +1433,10 @@ COMBINER__SHARED void combiner__block_summary(const combiner__ctx *c, const comb
   combiner__states st = combiner__tile_states(sc->tile[1], p->dv, NULL, p->d);
   combiner__pool_rows(key, ks.base, ks.stride, len, p->d, p->pool);
   combiner__pool_rows(sc->qbuf, combiner__q(c, first, h), p->q.ts, len, p->d, p->pool);
+  if (len <= 16) {
+    combiner__attend_few(p, sc->qbuf, &ks, &vs, val);
+    return;
+  }
   combiner__states_begin(&st, 1, p->dv, p->d);
   combiner__pack_queries(p, sc, &qs, 1);
   combiner__attend(p, sc, 1, &ks, &vs, COMBINER__ALL, 0, &st);
@@ -1795,23 +1844,57 @@ static ptrdiff_t combiner__log_offset(ptrdiff_t L, int l) {
   return off;
 }
 
-/* Unit (head h, level l, section s): every aligned block of level l, start
- * aligned (section 0) or, bidirectional, end aligned (section 1), summarized
- * as in Fixed: pooled key, att(pooled query, block). */
-static void combiner__logsparse_summary_unit(const combiner__ctx *c, ptrdiff_t unit, const combiner__scratch *sc) {
+/* Levels whose blocks are summarized chunk by chunk: a chunk of 2^9
+ * positions of K and V (256 KiB at d = 64) stays in cache while all its
+ * blocks of levels 1..9 are summarized, instead of one pass over memory per
+ * level. Higher levels get one unit per level. */
+#define COMBINER__LOG_CHUNK_LEVELS 9
+
+static void combiner__logsparse_blocks(const combiner__ctx *c, const combiner__scratch *sc, int h, int s,
+                                       int l, ptrdiff_t b0, ptrdiff_t b1) {
   const combiner__problem *p = c->p;
-  ptrdiff_t L = p->L, sections = p->causal ? 1 : 2, levels = combiner__log_levels(L), b, nb;
-  int h = (int)(unit / sections / levels), l = (int)(unit / sections % levels) + 1, s = (int)(unit % sections);
-  ptrdiff_t base = (ptrdiff_t)s * (ptrdiff_t)(p->count / (size_t)sections) + combiner__log_offset(L, l);
-  nb = L >> l;
-  for (b = 0; b < nb; ++b) {
+  ptrdiff_t L = p->L, b;
+  ptrdiff_t base = (ptrdiff_t)s * (ptrdiff_t)(p->count / (size_t)(p->causal ? 1 : 2)) + combiner__log_offset(L, l);
+  for (b = b0; b < b1; ++b) {
     ptrdiff_t first = s == 0 ? b << l : L - ((b + 1) << l);
     combiner__block_summary(c, sc, h, first, 1 << l, combiner__wkey(c, h, base + b), combiner__wval(c, h, base + b));
   }
 }
 
+static void combiner__logsparse_unit_shape(const combiner__problem *p, ptrdiff_t *chunks, int *high) {
+  int levels = combiner__log_levels(p->L);
+  *chunks = ((ptrdiff_t)p->L - 1) / ((ptrdiff_t)1 << COMBINER__LOG_CHUNK_LEVELS) + 1;
+  *high = levels > COMBINER__LOG_CHUNK_LEVELS ? levels - COMBINER__LOG_CHUNK_LEVELS : 0;
+}
+
+/* Unit (head h, section s, chunk k or level l > 9): the aligned blocks
+ * there, start aligned (section 0) or, bidirectional, end aligned (section
+ * 1), each summarized as in Fixed: pooled key, att(pooled query, block). */
+static void combiner__logsparse_summary_unit(const combiner__ctx *c, ptrdiff_t unit, const combiner__scratch *sc) {
+  const combiner__problem *p = c->p;
+  ptrdiff_t L = p->L, chunks, per, r;
+  int high, sections = p->causal ? 1 : 2, levels = combiner__log_levels(L), h, s, l;
+  combiner__logsparse_unit_shape(p, &chunks, &high);
+  per = chunks + high;
+  h = (int)(unit / per / sections);
+  s = (int)(unit / per % sections);
+  r = unit % per;
+  if (r < chunks) {
+    for (l = 1; l <= levels && l <= COMBINER__LOG_CHUNK_LEVELS; ++l) {
+      ptrdiff_t b0 = (r << COMBINER__LOG_CHUNK_LEVELS) >> l, b1 = ((r + 1) << COMBINER__LOG_CHUNK_LEVELS) >> l;
+      combiner__logsparse_blocks(c, sc, h, s, l, b0, b1 < (L >> l) ? b1 : (L >> l));
+    }
+  } else {
+    l = COMBINER__LOG_CHUNK_LEVELS + 1 + (int)(r - chunks);
+    combiner__logsparse_blocks(c, sc, h, s, l, 0, L >> l);
+  }
+}
+
 static ptrdiff_t combiner__logsparse_summary_units(const combiner__problem *p) {
-  return (ptrdiff_t)p->H * combiner__log_levels(p->L) * (p->causal ? 1 : 2);
+  ptrdiff_t chunks;
+  int high;
+  combiner__logsparse_unit_shape(p, &chunks, &high);
+  return (ptrdiff_t)p->H * (p->causal ? 1 : 2) * (chunks + high);
 }
 
 /* Gathers one term (a key row and its value row) into the unit's buffers,

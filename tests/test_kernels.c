@@ -97,6 +97,11 @@ int main(void) {
   for (vi = 0; vi < sizeof variants / sizeof variants[0]; ++vi)
     for (causal = 0; causal < 2; ++causal)
       run_case(&variants[vi], 200, 0, causal, COMBINER_POOL_MAX, case_with(2, 2, vi * 2 + (unsigned)causal), &rng);
-  printf("test_kernels: %u configurations\n", n + 12);
+  /* Logsparse past 2^9 positions: its summaries run per 512-position chunk
+   * (levels 1-9, a short last chunk here) and per level above (level 10) */
+  for (causal = 0; causal < 2; ++causal)
+    for (pool = 0; pool < 2; ++pool)
+      run_case(&variants[6], 1100, 0, causal, (combiner_pool)pool, case_with(1, 2, (unsigned)(causal * 2 + pool)), &rng);
+  printf("test_kernels: %u configurations\n", n + 12 + 4);
   return TEST_SUMMARY();
 }
