@@ -1277,13 +1277,15 @@ static void combiner__denormals_restore(unsigned csr) {
 #endif
 }
 
-static void combiner__run_serial(const combiner__ctx *c, ptrdiff_t u0, ptrdiff_t units,
-                                 combiner__unit_fn fn, unsigned char *scratch) {
+/* Units first, first+step, ... (< units) on the calling thread, with
+ * scratch slot `slot`: the serial path and one part of a split call. */
+static void combiner__run_slice(const combiner__ctx *c, combiner__unit_fn fn, ptrdiff_t units,
+                                ptrdiff_t first, ptrdiff_t step, int slot) {
   combiner__scratch sc;
   unsigned csr = combiner__denormals_off();
   ptrdiff_t u;
-  combiner__scratch_parts(c->p, &sc, (float *)(void *)scratch);
-  for (u = u0; u < units; ++u) fn(c, u, &sc);
+  combiner__scratch_parts(c->p, &sc, (float *)(void *)(c->scratch + (size_t)slot * c->scratch_stride));
+  for (u = first; u < units; u += step) fn(c, u, &sc);
   combiner__denormals_restore(csr);
 }
 
@@ -1306,7 +1308,7 @@ static void combiner__run(const combiner__ctx *c, ptrdiff_t units, combiner__uni
     return;
   }
 #endif
-  combiner__run_serial(c, 0, units, fn, c->scratch);
+  combiner__run_slice(c, fn, units, 0, 1, 0);
 }
 
 /* Rows of the inputs: position i, head h. */
@@ -2298,9 +2300,6 @@ COMBINER_API combiner_status combiner_attention_part(const combiner_config *cfg,
   void *owned;
   combiner_status st;
   int steps;
-  unsigned csr;
-  ptrdiff_t u;
-  combiner__scratch sc;
   if ((st = combiner__resolve(cfg, &p)) != COMBINER_OK) return st;
   steps = combiner__steps(&p, s);
   if (!out || !workspace || nth < 1 || ith < 0 || ith >= nth || step < 0 || step >= steps)
@@ -2312,10 +2311,7 @@ COMBINER_API combiner_status combiner_attention_part(const combiner_config *cfg,
     return COMBINER_ERR_INVALID_ARGUMENT;
   if ((st = combiner__acquire(&w, workspace, workspace_size, &base, &owned)) != COMBINER_OK) return st;
   combiner__ctx_init(&c, &p, &w, base, q, k, v, out);
-  combiner__scratch_parts(&p, &sc, (float *)(void *)(c.scratch + (size_t)ith * c.scratch_stride));
-  csr = combiner__denormals_off();
-  for (u = ith; u < s[step].units; u += nth) s[step].fn(&c, u, &sc);
-  combiner__denormals_restore(csr);
+  combiner__run_slice(&c, s[step].fn, s[step].units, ith, nth, ith);
   return COMBINER_OK;
 }
 
