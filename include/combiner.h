@@ -924,15 +924,19 @@ static __m512 combiner__exp16(__m512 x) {
     _mm512_storeu_ps(o + 32, a##r##2); _mm512_storeu_ps(o + 48, a##r##3); }
 
 static void combiner__scores_simd(const combiner__seq *k, int j0, int nk, const float *qt, int d,
-                                  int nl, float *s) {
+                                  int nl, float *s, ptrdiff_t masked_below) {
   int j, x;
   for (j = 0; j < nk; j += 6) {
     const int R = nk - j < 6 ? nk - j : 6;
+    /* lanes below j - masked_below see none of these keys (causal): their
+     * 16-lane vectors are skipped, the softmax masks them to -inf anyway */
+    const ptrdiff_t blind = j - masked_below;
+    const int vfirst = blind <= 0 ? 0 : blind >= nl ? nl : (int)(blind / 16) * 16;
     const float *k0 = k->base + (ptrdiff_t)(j0 + j) * k->stride;
     const float *k1 = R > 1 ? k0 + k->stride : k0, *k2 = R > 2 ? k0 + 2 * k->stride : k0;
     const float *k3 = R > 3 ? k0 + 3 * k->stride : k0, *k4 = R > 4 ? k0 + 4 * k->stride : k0;
     const float *k5 = R > 5 ? k0 + 5 * k->stride : k0;
-    if (nl == 64) {
+    if (nl == 64 && vfirst == 0) {
       COMBINER__SZERO(0); COMBINER__SZERO(1); COMBINER__SZERO(2);
       COMBINER__SZERO(3); COMBINER__SZERO(4); COMBINER__SZERO(5);
       for (x = 0; x < d; ++x) {
@@ -944,11 +948,11 @@ static void combiner__scores_simd(const combiner__seq *k, int j0, int nk, const 
       }
       COMBINER__SSTORE(0) COMBINER__SSTORE(1) COMBINER__SSTORE(2)
       COMBINER__SSTORE(3) COMBINER__SSTORE(4) COMBINER__SSTORE(5)
-    } else {                       /* 16, 32 or 48 lanes: one vector at a time */
+    } else {                       /* fewer lanes: one vector at a time */
       const float *kr[6];
       int r, v;
       kr[0] = k0; kr[1] = k1; kr[2] = k2; kr[3] = k3; kr[4] = k4; kr[5] = k5;
-      for (v = 0; v < nl; v += 16) {
+      for (v = vfirst; v < nl; v += 16) {
         __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
         for (x = 0; x < d; ++x) {
           const __m512 qv = _mm512_loadu_ps(qt + (ptrdiff_t)x * COMBINER__BQ + v);
@@ -1107,14 +1111,16 @@ static void combiner__accumulate_simd(const float *s, int nq, int nk, const comb
 
 #endif /* COMBINER__AVX512 */
 
-/* sT[j][i] = k_{j0+j} . qt[.][i] (the transposed QK^T tile) for i < nl */
+/* sT[j][i] = k_{j0+j} . qt[.][i] (the transposed QK^T tile) for i < nl;
+ * lanes i < j - masked_below may be left stale (the softmax masks them). */
 static void combiner__scores(const combiner__seq *k, int j0, int nk, const float *qt, int d, int nl,
-                             float *s) {
+                             float *s, ptrdiff_t masked_below) {
   int i, j, x;
 #if defined(COMBINER__AVX512)
-  combiner__scores_simd(k, j0, nk, qt, d, nl, s);
+  combiner__scores_simd(k, j0, nk, qt, d, nl, s, masked_below);
   return;
 #endif
+  (void)masked_below;
   for (j = 0; j < nk; ++j) {
     const float *kj = k->base + (ptrdiff_t)(j0 + j) * k->stride;
     float *row = s + (ptrdiff_t)j * COMBINER__BQ;
@@ -1206,7 +1212,7 @@ static void combiner__attend(const combiner__problem *p, const combiner__scratch
     int nk = k->count - j0 < COMBINER__BK ? k->count - j0 : COMBINER__BK;
     ptrdiff_t rel = diag - j0;
     if (mask == COMBINER__CAUSAL && nq - 1 + rel < 0) break;   /* no query sees this far */
-    combiner__scores(k, j0, nk, sc->qt, p->d, nl, sc->s);
+    combiner__scores(k, j0, nk, sc->qt, p->d, nl, sc->s, mask == COMBINER__CAUSAL ? rel : PTRDIFF_MAX);
     combiner__softmax_chunk(sc->s, nk, nl, mask, rel, mloc, sloc, f);
     for (i = 0; i < nq; ++i) {
       if (f[i] != 1.0f) {
