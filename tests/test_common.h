@@ -137,6 +137,16 @@ TEST_HELPER double *test_to_double(const test_tensor *t) {
   return o;
 }
 
+/* Positions [0, npos) of two outputs of the same shape are bit-identical
+ * (for every head): the thread-count, two-phase and causality checks. */
+TEST_HELPER int test_same_rows(const test_tensor *a, const test_tensor *b, int npos) {
+  int i, h;
+  for (i = 0; i < npos; ++i)
+    for (h = 0; h < a->heads; ++h)
+      if (memcmp(test_at(a, i, h), test_at(b, i, h), sizeof(float) * (size_t)a->width)) return 0;
+  return 1;
+}
+
 /* inf-norm relative error of a kernel output against the reference */
 TEST_HELPER double test_rel_error(const test_tensor *out, const double *ref) {
   double err = 0.0, mag = 0.0;

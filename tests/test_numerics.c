@@ -106,16 +106,13 @@ static void poison_isolation(const variant *var, int L, int block, float bad, in
                              test_rng *rng) {
   problem p = make(var, L, block, 1, 0);
   test_tensor clean = test_tensor_make(L, 2, 4, LAYOUT_TOKEN_MAJOR);
-  int j = (int)(test_rng_u32(rng) % (unsigned)L), i, h, same = 1;
+  int j = (int)(test_rng_u32(rng) % (unsigned)L);
   test_tensor *target = which == 0 ? &p.q : which == 1 ? &p.k : &p.v;
   test_tensor_fill(&p.q, rng); test_tensor_fill(&p.k, rng); test_tensor_fill(&p.v, rng);
   CHECK(combiner_attention(&p.cfg, p.q.data, p.k.data, p.v.data, clean.data, NULL, 0) == COMBINER_OK, "clean");
   test_at(target, j, 0)[1] = bad;
   CHECK(combiner_attention(&p.cfg, p.q.data, p.k.data, p.v.data, p.o.data, NULL, 0) == COMBINER_OK, "poisoned");
-  for (i = 0; i < j; ++i)
-    for (h = 0; h < 2; ++h)
-      if (memcmp(test_at(&clean, i, h), test_at(&p.o, i, h), sizeof(float) * 4)) same = 0;
-  CHECK(same, "%s L=%d block=%d: %g in %c at %d leaked into earlier outputs",
+  CHECK(test_same_rows(&clean, &p.o, j), "%s L=%d block=%d: %g in %c at %d leaked into earlier outputs",
         combiner_kind_string(p.cfg.kind), L, block, (double)bad, "qkv"[which], j);
   p.cfg.causal = 0;
   CHECK(combiner_attention(&p.cfg, p.q.data, p.k.data, p.v.data, p.o.data, NULL, 0) == COMBINER_OK,

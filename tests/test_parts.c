@@ -25,14 +25,6 @@ static void *run_part(void *arg) {
   return NULL;
 }
 
-static int same(const test_tensor *a, const test_tensor *b) {
-  int i, h;
-  for (i = 0; i < a->L; ++i)
-    for (h = 0; h < a->heads; ++h)
-      if (memcmp(test_at(a, i, h), test_at(b, i, h), sizeof(float) * (size_t)a->width)) return 0;
-  return 1;
-}
-
 int main(void) {
   static const combiner_kind kinds[] = {COMBINER_FIXED, COMBINER_AXIAL, COMBINER_MIXTURE, COMBINER_MIXTURE,
                                         COMBINER_DENSE, COMBINER_LOGSPARSE};
@@ -62,7 +54,7 @@ int main(void) {
         for (step = 0; step < steps; ++step)
           for (ith = nth - 1; ith >= 0; --ith)          /* parts of a step in reverse order */
             ok &= combiner_attention_part(&cfg, q.data, k.data, v.data, o.data, work, ws, step, ith, nth) == COMBINER_OK;
-        CHECK(ok && same(&o, &ref), "%s causal=%d, %d parts in sequence: differs from one call",
+        CHECK(ok && test_same_rows(&o, &ref, L), "%s causal=%d, %d parts in sequence: differs from one call",
               combiner_kind_string(cfg.kind), causal, nth);
         /* the same on real threads, one per part, joined after every step */
         memset(work, 0xFF, ws);
@@ -82,7 +74,7 @@ int main(void) {
             ok &= jobs[ith].st == COMBINER_OK;
           }
         }
-        CHECK(ok && same(&o, &ref), "%s causal=%d, %d parts on threads: differs from one call",
+        CHECK(ok && test_same_rows(&o, &ref, L), "%s causal=%d, %d parts on threads: differs from one call",
               combiner_kind_string(cfg.kind), causal, nth);
         free(work);
       }
