@@ -101,6 +101,16 @@
  *   Combiner-Axial model (learned keys W2*LN(x + W1*R)) runs on this library.
  *   See combiner_summary_info for where each abstraction lives.
  *
+ * DECODE
+ *   combiner_cache_*: a caller-owned cache per layer (causal kinds and
+ *   DENSE): combiner_cache_size(cfg, max_len) bytes, init on your buffer,
+ *   then append T tokens at a time (T = 1: decode; T > 1: chunked prefill)
+ *   and get their outputs; truncate to roll back. Every abstraction is
+ *   computed once, when the first token that needs it arrives, so a token
+ *   costs O((m + L/m)*d) per head instead of DENSE's O(L*d). Same outputs
+ *   as one combiner_attention over the whole sequence with the cache's
+ *   block (block 0 means ceil(sqrt(max_len))).
+ *
  * combiner.h does NOT
  *   - start threads of its own (it uses OpenMP when you compile with it);
  *   - allocate when you pass a workspace;
@@ -123,6 +133,7 @@
  *   any thread count. They can differ across compilers and flags.
  *
  * VERSION HISTORY
+ *   0.2.0  Decode cache (combiner_cache_*), COMBINER_ERR_CACHE_FULL.
  *   0.1.0  Fixed, Axial, Mixture, Logsparse and Dense; causal and
  *          bidirectional; two-phase API; split calls; tiled kernels with
  *          AVX-512 micro-kernels; combiner_flops; float64-reference test
@@ -136,7 +147,7 @@
 #include <stddef.h>
 
 #define COMBINER_VERSION_MAJOR 0
-#define COMBINER_VERSION_MINOR 1
+#define COMBINER_VERSION_MINOR 2
 #define COMBINER_VERSION_PATCH 0
 
 #ifndef COMBINER_API
@@ -161,7 +172,8 @@ typedef enum combiner_status {
   COMBINER_ERR_WORKSPACE_TOO_SMALL,
   COMBINER_ERR_OUT_OF_MEMORY,
   COMBINER_ERR_OVERFLOW,             /* sizes whose byte counts overflow    */
-  COMBINER_ERR_UNSUPPORTED           /* kind compiled out (COMBINER_NO_*)   */
+  COMBINER_ERR_UNSUPPORTED,          /* kind compiled out (COMBINER_NO_*)   */
+  COMBINER_ERR_CACHE_FULL            /* append would pass the cache's max_len */
 } combiner_status;
 
 typedef enum combiner_kind {
@@ -285,6 +297,72 @@ COMBINER_API combiner_status combiner_combine(const combiner_config *cfg,
     const float *q, const float *k, const float *v,
     const float *summary_keys, const float *summary_values, float *out,
     void *workspace, size_t workspace_size);
+
+/* ---- introspection (small L: debugging, pictures, checking a port) ----
+ * The effective attention matrix of SPEC 6: matrix[h][i][j] (float[H][L][L])
+ * with out_i = sum_j A[h][i][j] * v_j, for the given q and k (the output is
+ * linear in v). Computed by the kernels themselves (value j = the j-th unit
+ * vector), so A times v equals combiner_attention's output. Allocates
+ * O(L*L*(Hkv + 1)) bytes with COMBINER_MALLOC; not for hot paths. */
+COMBINER_API combiner_status combiner_attention_matrix(const combiner_config *cfg,
+    const float *q, const float *k, float *matrix);
+/* How query i reaches position j (SPEC 3-5b; the same for every head):
+ * map[i*L + j] = -1 not attended (causal, j > i), 0 directly, r >= 1 through
+ * the abstraction of region r:
+ *   FIXED      r = 1 + the block of j
+ *   AXIAL      r = 1 + the row of j (through the cell in i's column, or the
+ *              short last row's fixed-style abstraction)
+ *   MIXTURE    plan 0 (vertical): r = 1 + c above i's row, 1 + m + c below it
+ *              (j in column c); plan 1 (horizontal): r = 1 + 2t left of i's
+ *              column, 2 + 2t right of it (j in row t). Both plans cover the
+ *              same positions; JOINT puts both in one softmax.
+ *   LOGSPARSE  r = l for the aligned block of level l before i, 32 + l for
+ *              the end-aligned block of level l after it (bidirectional)
+ *   DENSE      0 for every attended j.
+ * plan is ignored except for MIXTURE (0 or 1). map: int[L][L]. */
+COMBINER_API combiner_status combiner_support_map(const combiner_config *cfg, int plan, int *map);
+
+/* ---- decode cache: incremental causal attention ----
+ * A caller-owned cache of one attention layer: K/V (and Q, which the
+ * summaries pool) of every position so far, plus the abstractions of every
+ * completed region. Appending T >= 1 tokens at positions [P, P+T) computes
+ * their outputs as the one-call causal attention over [0, P+T) would
+ * (queries aligned bottom-right): T = 1 is a decode step, T > 1 chunked
+ * prefill. Each abstraction is computed once, when the first token that
+ * needs it arrives, so a token costs O((m + L/m)*d) per head (Logsparse
+ * O(log L * d), DENSE O(L*d)); nothing is allocated after init.
+ *
+ * cfg as for combiner_attention, with causal != 0 (a cache is causal) and
+ * seq_len ignored; block 0 means ceil(sqrt(max_len)), fixed for the cache's
+ * life. q, k, v and out of an append use cfg's layouts for T tokens.
+ * The outputs equal combiner_attention on the whole sequence with
+ * seq_len = combiner_cache_length() and the cache's block
+ * (combiner_cache_config()), within float32 rounding; they do not depend on
+ * how the tokens were split into appends (bit-identical) nor on num_threads.
+ * Different caches may be used concurrently; one cache by one thread at a
+ * time. */
+typedef struct combiner_cache combiner_cache;
+
+/* Bytes of buffer a cache of up to max_len tokens needs; 0 if cfg or max_len
+ * is invalid (then combiner_cache_init says why). */
+COMBINER_API size_t combiner_cache_size(const combiner_config *cfg, int max_len);
+/* Lays the cache out in buffer (any alignment, buffer_size bytes) and sets
+ * *cache; the cache is empty. */
+COMBINER_API combiner_status combiner_cache_init(combiner_cache **cache, const combiner_config *cfg,
+    int max_len, void *buffer, size_t buffer_size);
+/* Appends count >= 1 tokens: q [count][H][d], k and v [count][Hkv][.] in
+ * cfg's layouts; writes their outputs to out (NULL: only fill the cache,
+ * e.g. a prompt whose outputs are not needed). COMBINER_ERR_CACHE_FULL if
+ * length + count > max_len; on any error nothing changes. */
+COMBINER_API combiner_status combiner_cache_append(combiner_cache *cache, int count,
+    const float *q, const float *k, const float *v, float *out);
+/* Forgets every position >= length (0 <= length <= current length), e.g.
+ * a rejected speculative draft. O(1): later appends recompute what they need. */
+COMBINER_API combiner_status combiner_cache_truncate(combiner_cache *cache, int length);
+/* Positions held; -1 for NULL or a buffer that is not an initialized cache. */
+COMBINER_API int combiner_cache_length(const combiner_cache *cache);
+/* The resolved config the cache runs (seq_len = max_len, explicit block). */
+COMBINER_API combiner_status combiner_cache_config(const combiner_cache *cache, combiner_config *resolved);
 
 #ifdef __cplusplus
 }
@@ -2114,6 +2192,648 @@ static void combiner__ctx_init(combiner__ctx *c, const combiner__problem *p,
 }
 
 /* ------------------------------------------------------------------------ */
+/* Decode cache                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* One query against a sequence, for decode: the tile primitive wastes 15 of
+ * its 16 query lanes on a single query, so decode has its own. The query is
+ * pre-scaled; the state is SPEC 2's joint softmax, online. */
+typedef struct combiner__dstate {
+  float mx, sum;
+  float *acc;      /* dv: unnormalized output */
+  float *acc2;     /* d: unnormalized expected key (Axial WSUM), or NULL */
+} combiner__dstate;
+
+static void combiner__dstate_begin(combiner__dstate *st, float *acc, float *acc2, int dv, int d) {
+  st->mx = -INFINITY;
+  st->sum = 0.0f;
+  st->acc = acc;
+  st->acc2 = acc2;
+  memset(acc, 0, (size_t)dv * sizeof(float));
+  if (acc2) memset(acc2, 0, (size_t)d * sizeof(float));
+}
+
+#if defined(COMBINER__AVX512)
+/* s[r] = q . k_r for nk <= 16 keys: one accumulator per key, then a
+ * transposing reduction tree (unpack ps, unpack pd, two lane shuffles) that
+ * leaves key r's sum in lane r. */
+static void combiner__dscores16(const float *q, const float *k0, ptrdiff_t ks, int nk, int d, float *s) {
+  __m512 a[16], t[8], u[4], v[2], w;
+  const float *kr[16];
+  int r, x;
+  for (r = 0; r < 16; ++r) {
+    a[r] = _mm512_setzero_ps();
+    kr[r] = k0 + (ptrdiff_t)(r < nk ? r : 0) * ks;
+  }
+  for (x = 0; x + 16 <= d; x += 16) {
+    const __m512 qv = _mm512_loadu_ps(q + x);
+    for (r = 0; r < 16; ++r) a[r] = _mm512_fmadd_ps(_mm512_loadu_ps(kr[r] + x), qv, a[r]);
+  }
+  if (x < d) {
+    const __mmask16 mk = (__mmask16)((1u << (d - x)) - 1u);
+    const __m512 qv = _mm512_maskz_loadu_ps(mk, q + x);
+    for (r = 0; r < 16; ++r) a[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, kr[r] + x), qv, a[r]);
+  }
+  for (r = 0; r < 8; ++r)
+    t[r] = _mm512_add_ps(_mm512_mask_unpacklo_ps(a[2 * r], 0xFFFF, a[2 * r], a[2 * r + 1]),
+                         _mm512_mask_unpackhi_ps(a[2 * r], 0xFFFF, a[2 * r], a[2 * r + 1]));
+  for (r = 0; r < 4; ++r) {
+    const __m512d lo = _mm512_castps_pd(t[2 * r]), hi = _mm512_castps_pd(t[2 * r + 1]);
+    u[r] = _mm512_add_ps(_mm512_castpd_ps(_mm512_mask_unpacklo_pd(lo, 0xFF, lo, hi)),
+                         _mm512_castpd_ps(_mm512_mask_unpackhi_pd(lo, 0xFF, lo, hi)));
+  }
+  for (r = 0; r < 2; ++r)
+    v[r] = _mm512_add_ps(_mm512_mask_shuffle_f32x4(u[2 * r], 0xFFFF, u[2 * r], u[2 * r + 1], 0x88),
+                         _mm512_mask_shuffle_f32x4(u[2 * r], 0xFFFF, u[2 * r], u[2 * r + 1], 0xdd));
+  w = _mm512_add_ps(_mm512_mask_shuffle_f32x4(v[0], 0xFFFF, v[0], v[1], 0x88),
+                    _mm512_mask_shuffle_f32x4(v[0], 0xFFFF, v[0], v[1], 0xdd));
+  _mm512_mask_storeu_ps(s, (__mmask16)((1u << nk) - 1u), w);
+}
+#endif
+
+/* s[j] = q . k_{j0+j}, j < nk */
+static void combiner__dscores(const float *q, const combiner__seq *k, int j0, int nk, int d, float *s) {
+  int j = 0;
+#if defined(COMBINER__AVX512)
+  for (; j < nk; j += 16)
+    combiner__dscores16(q, k->base + (ptrdiff_t)(j0 + j) * k->stride, k->stride, nk - j < 16 ? nk - j : 16, d, s + j);
+#endif
+  for (; j < nk; ++j) s[j] = combiner__dot(q, k->base + (ptrdiff_t)(j0 + j) * k->stride, d);
+}
+
+/* acc += sum_j w[j] * x_{j0+j} (rows of width n) */
+static void combiner__dpv(float *acc, const float *w, const combiner__seq *xs, int j0, int nk, int n) {
+  int j, y = 0;
+#if defined(COMBINER__AVX512)
+  for (; y + 64 <= n; y += 64) {     /* four accumulators stay in registers */
+    __m512 a0 = _mm512_loadu_ps(acc + y), a1 = _mm512_loadu_ps(acc + y + 16);
+    __m512 a2 = _mm512_loadu_ps(acc + y + 32), a3 = _mm512_loadu_ps(acc + y + 48);
+    for (j = 0; j < nk; ++j) {
+      const float *xj = xs->base + (ptrdiff_t)(j0 + j) * xs->stride + y;
+      const __m512 b = _mm512_set1_ps(w[j]);
+      a0 = _mm512_fmadd_ps(b, _mm512_loadu_ps(xj), a0);
+      a1 = _mm512_fmadd_ps(b, _mm512_loadu_ps(xj + 16), a1);
+      a2 = _mm512_fmadd_ps(b, _mm512_loadu_ps(xj + 32), a2);
+      a3 = _mm512_fmadd_ps(b, _mm512_loadu_ps(xj + 48), a3);
+    }
+    _mm512_storeu_ps(acc + y, a0); _mm512_storeu_ps(acc + y + 16, a1);
+    _mm512_storeu_ps(acc + y + 32, a2); _mm512_storeu_ps(acc + y + 48, a3);
+  }
+  for (; y < n; y += 16) {
+    const __mmask16 mk = n - y >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - y)) - 1u);
+    __m512 a0 = _mm512_maskz_loadu_ps(mk, acc + y);
+    for (j = 0; j < nk; ++j)
+      a0 = _mm512_fmadd_ps(_mm512_set1_ps(w[j]),
+                           _mm512_maskz_loadu_ps(mk, xs->base + (ptrdiff_t)(j0 + j) * xs->stride + y), a0);
+    _mm512_mask_storeu_ps(acc + y, mk, a0);
+  }
+#else
+  for (j = 0; j < nk; ++j)           /* zero weights skipped, as in the tile path */
+    if (w[j] != 0.0f) combiner__axpy(acc, w[j], xs->base + (ptrdiff_t)(j0 + j) * xs->stride, n);
+  (void)y;
+#endif
+}
+
+/* st += the terms (k_j, v_j) of one pre-scaled query q, 64 keys at a time;
+ * s: 64 floats of scratch. */
+static void combiner__dattend(const combiner__problem *p, const float *q, const combiner__seq *k,
+                              const combiner__seq *v, combiner__dstate *st, float *s) {
+  int j0, j;
+  for (j0 = 0; j0 < k->count; j0 += COMBINER__CHUNK) {
+    const int nk = k->count - j0 < COMBINER__CHUNK ? k->count - j0 : COMBINER__CHUNK;
+    float cm = st->mx, sub, add = 0.0f;
+    combiner__dscores(q, k, j0, nk, p->d, s);
+    for (j = 0; j < nk; ++j) cm = (s[j] > cm || s[j] != s[j]) ? s[j] : cm;
+    if (cm != st->mx) {
+      const float f = combiner__exp(st->mx - cm);          /* 0 when the old max is -inf */
+      if (st->sum != 0.0f) {
+        st->sum *= f;
+        combiner__scale_row(st->acc, f, p->dv);
+        if (st->acc2) combiner__scale_row(st->acc2, f, p->d);
+      }
+      st->mx = cm;
+    }
+    sub = cm == -INFINITY ? 0.0f : cm;
+    for (j = 0; j < nk; ++j) s[j] = combiner__exp(s[j] - sub);
+    for (j = 0; j < nk; ++j) add += s[j];
+    st->sum += add;
+    combiner__dpv(st->acc, s, v, j0, nk, p->dv);
+    if (st->acc2) combiner__dpv(st->acc2, s, k, j0, nk, p->d);
+  }
+}
+
+/* out[y] = acc[y] / sum */
+static void combiner__dstate_finish(const combiner__dstate *st, float *out, int dv) {
+  combiner__states s;
+  float mx = st->mx, sum = st->sum;
+  s.mx = &mx; s.sum = &sum; s.acc = st->acc; s.ms = 1; s.as = dv; s.acc2 = NULL; s.a2s = 0;
+  combiner__states_finish(&s, 1, dv, out, dv);
+}
+
+/* dst = scale * src */
+static void combiner__scaled_copy(float *dst, const float *src, float scale, int n) {
+  int x;
+  for (x = 0; x < n; ++x) dst[x] = scale * src[x];
+}
+
+struct combiner_cache {
+  unsigned magic;
+  int length, max_len;
+  combiner_config cfg;     /* resolved; seq_len = max_len; layouts of the appended tensors */
+  combiner__problem p;     /* L = max_len; q, k, v describe the stored arrays; count = entries per head */
+  size_t section;          /* entries per head and section */
+  size_t off[9];           /* byte offsets from the cache: see combiner__cache_part */
+  size_t scratch_stride;   /* bytes of scratch per thread */
+  size_t bytes;            /* from the cache to the end of its last scratch slot */
+};
+
+/* The parts of a cache, in order (Q and the column copies may be empty). */
+enum { COMBINER__CQ = 0, COMBINER__CK, COMBINER__CV, COMBINER__CQC, COMBINER__CKC, COMBINER__CVC,
+       COMBINER__CKEYS, COMBINER__CVALS, COMBINER__CSCRATCH };
+
+#define COMBINER__CACHE_MAGIC 0x436f6d62u
+
+/* Fixed-style abstraction of a region (SPEC 3, and SPEC 5's regions with max
+ * or mean): key = pool of its keys, value = att(pool of its queries, region).
+ * Queries at q0, q0 + qs, ...; keys and values as given. */
+static void combiner__dregion(const combiner__problem *p, const combiner__scratch *sc, const float *q0,
+    ptrdiff_t qs, const combiner__seq *ks, const combiner__seq *vs, float *key, float *val) {
+  float *qp = sc->qbuf + p->d;
+  combiner__dstate st;
+  combiner__pool_rows(key, ks->base, ks->stride, ks->count, p->d, p->pool);
+  combiner__pool_rows(qp, q0, qs, ks->count, p->d, p->pool);
+  combiner__scale_row(qp, p->scale, p->d);
+  combiner__dstate_begin(&st, sc->tile[1], NULL, p->dv, p->d);
+  combiner__dattend(p, qp, ks, vs, &st, sc->s);
+  combiner__dstate_finish(&st, val, p->dv);
+}
+
+/* The same for `len` consecutive positions from `first` (a block). */
+COMBINER__SHARED void combiner__dblock(const combiner__ctx *c, const combiner__scratch *sc, int h, ptrdiff_t first,
+                             int len, float *key, float *val) {
+  const int g = h / c->p->group;
+  combiner__seq ks = combiner__keys(c, g, first, 1, len), vs = combiner__values(c, g, first, 1, len);
+  combiner__dregion(c->p, sc, combiner__q(c, first, h), c->p->q.ts, &ks, &vs, key, val);
+}
+
+#if COMBINER__HAS_AXIAL
+/* Axial cell (t, u) at position e = t*m + u: R = att(q_e, row t) and its
+ * key (WSUM: the expected key; SELF: k_e), into entry `slot`. */
+static void combiner__axial_decode_cell(const combiner__ctx *c, const combiner__scratch *sc, int h, ptrdiff_t e, ptrdiff_t slot) {
+  const combiner__problem *p = c->p;
+  const int g = h / p->group, wsum = p->axial_key == COMBINER_AXIAL_KEY_WSUM;
+  const ptrdiff_t row = e / p->m * p->m;
+  float *qp = sc->qbuf + p->d, *key = combiner__wkey(c, h, slot);
+  combiner__seq ks = combiner__keys(c, g, row, 1, p->m), vs = combiner__values(c, g, row, 1, p->m);
+  combiner__dstate st;
+  combiner__scaled_copy(qp, combiner__q(c, e, h), p->scale, p->d);
+  combiner__dstate_begin(&st, sc->tile[1], wsum ? sc->acc2 : NULL, p->dv, p->d);
+  combiner__dattend(p, qp, &ks, &vs, &st, sc->s);
+  combiner__dstate_finish(&st, combiner__wval(c, h, slot), p->dv);
+  if (wsum) {
+    combiner__dstate kst = st;
+    kst.acc = st.acc2;
+    combiner__dstate_finish(&kst, key, p->d);
+  } else {
+    memcpy(key, combiner__k(c, e, g), (size_t)p->d * sizeof(float));
+  }
+}
+#endif
+
+/* st += summary entries first, first+step, ... (count of them) of head h */
+static void combiner__dsummaries(const combiner__ctx *c, const combiner__scratch *sc, const float *q, int h,
+                                 ptrdiff_t first, ptrdiff_t step, ptrdiff_t count, combiner__dstate *st) {
+  combiner__seq ks, vs;
+  if (count <= 0) return;
+  ks = combiner__seq_of(combiner__skey(c, h, first), step * c->p->d, (int)count);
+  vs = combiner__seq_of(combiner__sval(c, h, first), step * c->p->dv, (int)count);
+  combiner__dattend(c->p, q, &ks, &vs, st, sc->s);
+}
+
+/* st += the keys of kv head g at positions first .. first+count-1 */
+static void combiner__ddirect(const combiner__ctx *c, const combiner__scratch *sc, const float *q, int g,
+                              ptrdiff_t first, ptrdiff_t count, combiner__dstate *st) {
+  combiner__seq ks, vs;
+  if (count <= 0) return;
+  ks = combiner__keys(c, g, first, 1, (int)count);
+  vs = combiner__values(c, g, first, 1, (int)count);
+  combiner__dattend(c->p, q, &ks, &vs, st, sc->s);
+}
+
+/* Storage of a cache (see combiner__cache_plan): K, V, Q head-major
+ * [head][position][width], so a head's row or block is contiguous. Axial's
+ * entries and Mixture's row regions are column-major (entry of cell (t, u)
+ * at u*n + t: the entries a query reads are contiguous), and Mixture keeps
+ * column-major copies of K, V and Q ([head][column][row][width]) for its
+ * column terms. */
+typedef struct combiner__cjob {
+  combiner__ctx c;         /* p, q, k, v, keys and values of the cache */
+  float *kc, *vc, *qc;     /* Mixture's column-major copies */
+  ptrdiff_t section;       /* entries per head and section */
+  ptrdiff_t first, count;  /* the appended positions */
+  float *out;
+  combiner__tensor o;
+  const float *q;          /* the caller's queries (DENSE reads them there) */
+  combiner__tensor tq;
+} combiner__cjob;
+
+static float *combiner__cache_out(const combiner__cjob *jb, ptrdiff_t i, int h) {
+  return jb->out + (i - jb->first) * jb->o.ts + (ptrdiff_t)h * jb->o.hs;
+}
+
+/* Row t of column u of head `head` in a column-major copy of width w. */
+COMBINER__SHARED float *combiner__colrow(const combiner__cjob *jb, float *base, int head, ptrdiff_t u, ptrdiff_t t, int w) {
+  const combiner__problem *p = jb->c.p;
+  return base + (((ptrdiff_t)head * combiner__cols(p) + u) * p->n + t) * w;
+}
+
+/* The abstractions that position i is the first to need, computed from
+ * positions <= i only: so a truncated cache recomputes exactly those whose
+ * trigger comes again, and the split into appends changes nothing. */
+static void combiner__cache_triggers(const combiner__cjob *jb, const combiner__scratch *sc, int h, ptrdiff_t i) {
+  const combiner__ctx *c = &jb->c;
+  const combiner__problem *p = c->p;
+  const ptrdiff_t m = p->m, n = p->n, r = i / m, u = i % m, S = jb->section;
+  (void)r; (void)u; (void)n; (void)S; (void)sc; (void)h;
+  switch (p->kind) {
+#if COMBINER__HAS_FIXED
+    case COMBINER_FIXED:       /* block r-1, at the first position of block r */
+      if (u == 0 && r > 0)
+        combiner__dblock(c, sc, h, (r - 1) * m, (int)m, combiner__wkey(c, h, r - 1), combiner__wval(c, h, r - 1));
+      break;
+#endif
+#if COMBINER__HAS_AXIAL
+    case COMBINER_AXIAL:       /* cell (r-1, u), first used by (r, u) */
+      if (r > 0) combiner__axial_decode_cell(c, sc, h, i - m, u * n + r - 1);
+      break;
+#endif
+#if COMBINER__HAS_MIXTURE
+    case COMBINER_MIXTURE: {   /* SPEC 5's regions ending at i, and row r-1's suffix from column u+1 */
+      const int g = h / p->group;
+      combiner__seq ks = combiner__seq_of(combiner__colrow(jb, jb->kc, g, u, 0, p->d), p->d, (int)r + 1);
+      combiner__seq vs = combiner__seq_of(combiner__colrow(jb, jb->vc, g, u, 0, p->dv), p->dv, (int)r + 1);
+      /* section 0, row-major: column u, rows 0..r (used by row r+1) */
+      combiner__dregion(p, sc, combiner__colrow(jb, jb->qc, h, u, 0, p->d), p->d, &ks, &vs,
+                        combiner__wkey(c, h, r * m + u), combiner__wval(c, h, r * m + u));
+      /* section 1: row r, columns 0..u (used by later rows at column u+1) */
+      ks = combiner__keys(c, g, r * m, 1, (int)u + 1);
+      vs = combiner__values(c, g, r * m, 1, (int)u + 1);
+      combiner__dregion(p, sc, combiner__q(c, r * m, h), p->q.ts, &ks, &vs,
+                        combiner__wkey(c, h, S + u * n + r), combiner__wval(c, h, S + u * n + r));
+      if (r > 0 && u + 1 < m) {   /* section 2: row r-1, columns u+1.. (first used by (r, u)) */
+        ks = combiner__keys(c, g, i - m + 1, 1, (int)(m - u - 1));
+        vs = combiner__values(c, g, i - m + 1, 1, (int)(m - u - 1));
+        combiner__dregion(p, sc, combiner__q(c, i - m + 1, h), p->q.ts, &ks, &vs,
+                          combiner__wkey(c, h, 2 * S + (u + 1) * n + r - 1),
+                          combiner__wval(c, h, 2 * S + (u + 1) * n + r - 1));
+      }
+      break;
+    }
+#endif
+#if COMBINER__HAS_LOGSPARSE
+    case COMBINER_LOGSPARSE: { /* every aligned block that ends just before i */
+      int l;
+      for (l = 1; ((ptrdiff_t)1 << l) <= i && i % ((ptrdiff_t)1 << l) == 0; ++l) {
+        const ptrdiff_t b = (i >> l) - 1, e = combiner__log_offset(p->L, l) + b;
+        combiner__dblock(c, sc, h, b << l, 1 << l, combiner__wkey(c, h, e), combiner__wval(c, h, e));
+      }
+      break;
+    }
+#endif
+    default: break;
+  }
+}
+
+/* Output of position i, head h: its direct terms and abstractions (SPEC 3-5b). */
+static void combiner__cache_query(const combiner__cjob *jb, const combiner__scratch *sc, int h, ptrdiff_t i) {
+  const combiner__ctx *c = &jb->c;
+  const combiner__problem *p = c->p;
+  const ptrdiff_t m = p->m, n = p->n, r = i / m, u = i % m, S = jb->section;
+  const int g = h / p->group;
+  float *q = sc->qbuf, *out = combiner__cache_out(jb, i, h);
+  combiner__dstate st;
+  (void)n; (void)S;
+  combiner__scaled_copy(q, combiner__q(c, i, h), p->scale, p->d);
+  combiner__dstate_begin(&st, sc->tile[0], NULL, p->dv, p->d);
+  switch (p->kind) {
+#if COMBINER__HAS_FIXED
+    case COMBINER_FIXED:
+      combiner__ddirect(c, sc, q, g, r * m, u + 1, &st);
+      combiner__dsummaries(c, sc, q, h, 0, 1, r, &st);
+      break;
+#endif
+#if COMBINER__HAS_AXIAL
+    case COMBINER_AXIAL:
+      combiner__ddirect(c, sc, q, g, r * m, u + 1, &st);
+      combiner__dsummaries(c, sc, q, h, u * n, 1, r, &st);
+      break;
+#endif
+#if COMBINER__HAS_MIXTURE
+    case COMBINER_MIXTURE: {
+      combiner__dstate hz;
+      if (r > 0) {                                                  /* 1. column direct */
+        combiner__seq ks = combiner__seq_of(combiner__colrow(jb, jb->kc, g, u, 0, p->d), p->d, (int)r);
+        combiner__seq vs = combiner__seq_of(combiner__colrow(jb, jb->vc, g, u, 0, p->dv), p->dv, (int)r);
+        combiner__dattend(p, q, &ks, &vs, &st, sc->s);
+      }
+      combiner__ddirect(c, sc, q, g, r * m, u + 1, &st);            /* 2. row direct */
+      hz = st;
+      if (p->mixture_norm == COMBINER_MIXTURE_AVERAGE) {            /* the horizontal plan: own copy */
+        hz.acc = sc->tile[1];
+        memcpy(hz.acc, st.acc, (size_t)p->dv * sizeof(float));
+      }
+      if (r > 0) {                                                  /* 3. column abstractions, c != u */
+        combiner__dsummaries(c, sc, q, h, (r - 1) * m, 1, u, &st);
+        combiner__dsummaries(c, sc, q, h, (r - 1) * m + u + 1, 1, m - u - 1, &st);
+      }
+      if (p->mixture_norm != COMBINER_MIXTURE_AVERAGE) hz = st;     /* JOINT: one softmax */
+      if (u > 0) combiner__dsummaries(c, sc, q, h, S + (u - 1) * n, 1, r, &hz);       /* 4. left */
+      if (u + 1 < m) combiner__dsummaries(c, sc, q, h, 2 * S + (u + 1) * n, 1, r, &hz); /* 5. right */
+      if (p->mixture_norm == COMBINER_MIXTURE_AVERAGE) {            /* (A_vertical + A_horizontal) / 2 */
+        int y;
+        float *tmp = sc->acc2;
+        combiner__dstate_finish(&st, out, p->dv);
+        combiner__dstate_finish(&hz, tmp, p->dv);
+        for (y = 0; y < p->dv; ++y) out[y] = 0.5f * out[y] + 0.5f * tmp[y];
+        return;
+      }
+      st = hz;
+      break;
+    }
+#endif
+#if COMBINER__HAS_LOGSPARSE
+    case COMBINER_LOGSPARSE: {   /* gather self, i-1 if odd, one block per set bit l >= 1 */
+      float *keys = sc->qt, *vals = sc->tile[1];
+      int cnt = 0, l;
+      combiner__seq ks, vs;
+      memcpy(keys, combiner__k(c, i, g), (size_t)p->d * sizeof(float));
+      memcpy(vals, combiner__v(c, i, g), (size_t)p->dv * sizeof(float));
+      ++cnt;
+      if (i & 1) {
+        memcpy(keys + (ptrdiff_t)cnt * p->d, combiner__k(c, i - 1, g), (size_t)p->d * sizeof(float));
+        memcpy(vals + (ptrdiff_t)cnt * p->dv, combiner__v(c, i - 1, g), (size_t)p->dv * sizeof(float));
+        ++cnt;
+      }
+      for (l = 1; ((ptrdiff_t)1 << l) <= i; ++l)
+        if ((i >> l) & 1) {
+          const ptrdiff_t e = combiner__log_offset(p->L, l) + (i >> l) - 1;
+          memcpy(keys + (ptrdiff_t)cnt * p->d, combiner__skey(c, h, e), (size_t)p->d * sizeof(float));
+          memcpy(vals + (ptrdiff_t)cnt * p->dv, combiner__sval(c, h, e), (size_t)p->dv * sizeof(float));
+          ++cnt;
+        }
+      ks = combiner__seq_of(keys, p->d, cnt);
+      vs = combiner__seq_of(vals, p->dv, cnt);
+      combiner__dattend(p, q, &ks, &vs, &st, sc->s);
+      break;
+    }
+#endif
+    default: break;
+  }
+  combiner__dstate_finish(&st, out, p->dv);
+}
+
+#if COMBINER__HAS_DENSE
+/* Dense decode of position i for every query head of kv head g: each chunk
+ * of 64 keys is read once for the whole group (GQA), up to 64 heads at once. */
+static void combiner__cache_dense(const combiner__cjob *jb, const combiner__scratch *sc, int g, ptrdiff_t i) {
+  const combiner__ctx *c = &jb->c;
+  const combiner__problem *p = c->p;
+  combiner__dstate st[COMBINER__BQ];
+  int h0, b, nb;
+  for (h0 = 0; h0 < p->group; h0 += nb) {
+    ptrdiff_t j0;
+    nb = p->group - h0 < COMBINER__BQ ? p->group - h0 : COMBINER__BQ;
+    for (b = 0; b < nb; ++b) {
+      combiner__scaled_copy(sc->qbuf + (ptrdiff_t)b * p->d,
+                            jb->q + (i - jb->first) * jb->tq.ts + (ptrdiff_t)(g * p->group + h0 + b) * jb->tq.hs,
+                            p->scale, p->d);
+      combiner__dstate_begin(&st[b], sc->tile[0] + (ptrdiff_t)b * p->dv, NULL, p->dv, p->d);
+    }
+    for (j0 = 0; j0 <= i; j0 += COMBINER__CHUNK) {
+      const int nk = i + 1 - j0 < COMBINER__CHUNK ? (int)(i + 1 - j0) : COMBINER__CHUNK;
+      combiner__seq ks = combiner__keys(c, g, j0, 1, nk), vs = combiner__values(c, g, j0, 1, nk);
+      for (b = 0; b < nb; ++b) combiner__dattend(p, sc->qbuf + (ptrdiff_t)b * p->d, &ks, &vs, &st[b], sc->s);
+    }
+    for (b = 0; b < nb; ++b) combiner__dstate_finish(&st[b], combiner__cache_out(jb, i, g * p->group + h0 + b), p->dv);
+  }
+}
+#endif
+
+/* Unit = a query head (its abstractions and outputs), or for DENSE a kv
+ * head with its query heads; it walks the appended positions in order. */
+static void combiner__cache_unit(const combiner__cjob *jb, ptrdiff_t unit, const combiner__scratch *sc) {
+  ptrdiff_t i;
+#if COMBINER__HAS_DENSE
+  if (jb->c.p->kind == COMBINER_DENSE) {
+    for (i = jb->first; i < jb->first + jb->count; ++i) combiner__cache_dense(jb, sc, (int)unit, i);
+    return;
+  }
+#endif
+  for (i = jb->first; i < jb->first + jb->count; ++i) {
+    combiner__cache_triggers(jb, sc, (int)unit, i);
+    if (jb->out) combiner__cache_query(jb, sc, (int)unit, i);
+  }
+}
+
+/* base: scratch slot 0; stride: bytes per slot */
+static void combiner__cache_run(const combiner__cjob *jb, unsigned char *base, size_t stride) {
+  const combiner__problem *p = jb->c.p;
+  const ptrdiff_t units = p->kind == COMBINER_DENSE ? p->Hkv : p->H;
+  double per = p->kind == COMBINER_DENSE ? (double)jb->first + (double)jb->count
+             : (double)p->m + (double)p->L / p->m + 64.0;
+  double work = (double)jb->count * p->H * per * ((double)p->d + p->dv);
+  (void)work; (void)stride;
+#ifdef COMBINER__OPENMP
+  if (p->threads > 1 && units > 1 && work >= 1e5) {
+#pragma omp parallel num_threads(p->threads)
+    {
+      unsigned csr = combiner__denormals_off();
+      combiner__scratch sc;
+      ptrdiff_t u;
+      combiner__scratch_parts(p, &sc, (float *)(void *)(base + (size_t)omp_get_thread_num() * stride));
+#pragma omp for schedule(dynamic, 1)
+      for (u = 0; u < units; ++u) combiner__cache_unit(jb, u, &sc);
+      combiner__denormals_restore(csr);
+    }
+    return;
+  }
+#endif
+  {
+    unsigned csr = combiner__denormals_off();
+    combiner__scratch sc;
+    ptrdiff_t u;
+    combiner__scratch_parts(p, &sc, (float *)(void *)base);
+    for (u = 0; u < units; ++u) combiner__cache_unit(jb, u, &sc);
+    combiner__denormals_restore(csr);
+  }
+}
+
+/* Sizes a cache (hdr->bytes, offsets) for cfg and max_len; the one place
+ * that validates them. */
+static combiner_status combiner__cache_plan(const combiner_config *cfg, int max_len, combiner_cache *hdr) {
+  combiner_config c2;
+  combiner__tensor t;
+  combiner__problem *p = &hdr->p;
+  combiner__scratch sc;
+  combiner_status st;
+  size_t rows[9], width[9], off, cells;
+  int i;
+  if (!cfg || max_len < 1) return COMBINER_ERR_INVALID_ARGUMENT;
+  memset(hdr, 0, sizeof *hdr);
+  c2 = *cfg;
+  c2.seq_len = max_len;
+  memset(&c2.q_layout, 0, sizeof c2.q_layout);
+  memset(&c2.k_layout, 0, sizeof c2.k_layout);
+  memset(&c2.v_layout, 0, sizeof c2.v_layout);
+  memset(&c2.out_layout, 0, sizeof c2.out_layout);
+  if ((st = combiner__resolve(&c2, p)) != COMBINER_OK && st != COMBINER_ERR_UNSUPPORTED) return st;
+  if (!p->causal) return COMBINER_ERR_INVALID_ARGUMENT;
+  /* the caller's layouts, for one token (their strides do not depend on T) */
+  if ((st = combiner__resolve_tensor(&cfg->q_layout, 1, p->H, p->d, &t)) != COMBINER_OK) return st;
+  c2.q_layout.token_stride = t.ts; c2.q_layout.head_stride = t.hs;
+  if ((st = combiner__resolve_tensor(&cfg->k_layout, 1, p->Hkv, p->d, &t)) != COMBINER_OK) return st;
+  c2.k_layout.token_stride = t.ts; c2.k_layout.head_stride = t.hs;
+  if ((st = combiner__resolve_tensor(&cfg->v_layout, 1, p->Hkv, p->dv, &t)) != COMBINER_OK) return st;
+  c2.v_layout.token_stride = t.ts; c2.v_layout.head_stride = t.hs;
+  if ((st = combiner__resolve_tensor(&cfg->out_layout, 1, p->H, p->dv, &t)) != COMBINER_OK) return st;
+  c2.out_layout.token_stride = t.ts; c2.out_layout.head_stride = t.hs;
+  if (!combiner__kind_compiled(p->kind)) return COMBINER_ERR_UNSUPPORTED;
+  c2.kind = (combiner_kind)p->kind;
+  c2.value_dim = p->dv;
+  c2.num_kv_heads = p->Hkv;
+  c2.block = p->m;
+  c2.scale = p->scale;
+  c2.num_threads = p->threads;
+  hdr->cfg = c2;
+  hdr->max_len = max_len;
+  /* entries per head: Axial and Mixture index cells column-major, u*n + t */
+  cells = (size_t)combiner__cols(p) * (size_t)p->n;       /* <= 2*max_len */
+  hdr->section = p->kind == COMBINER_AXIAL || p->kind == COMBINER_MIXTURE ? cells : p->count;
+  p->count = hdr->section * (size_t)(p->kind == COMBINER_MIXTURE ? 3 : 1);
+  /* rows x width of each part */
+  rows[COMBINER__CQ] = p->kind == COMBINER_DENSE ? 0 : (size_t)max_len * (size_t)p->H;
+  rows[COMBINER__CK] = rows[COMBINER__CV] = (size_t)max_len * (size_t)p->Hkv;
+  rows[COMBINER__CQC] = p->kind == COMBINER_MIXTURE ? cells * (size_t)p->H : 0;
+  rows[COMBINER__CKC] = rows[COMBINER__CVC] = p->kind == COMBINER_MIXTURE ? cells * (size_t)p->Hkv : 0;
+  rows[COMBINER__CKEYS] = rows[COMBINER__CVALS] = p->count;
+  width[COMBINER__CQ] = width[COMBINER__CK] = width[COMBINER__CQC] = width[COMBINER__CKC] = (size_t)p->d;
+  width[COMBINER__CV] = width[COMBINER__CVC] = (size_t)p->dv;
+  width[COMBINER__CKEYS] = (size_t)p->H * (size_t)p->d;
+  width[COMBINER__CVALS] = (size_t)p->H * (size_t)p->dv;
+  rows[COMBINER__CSCRATCH] = (size_t)combiner__scratch_threads(p);
+  width[COMBINER__CSCRATCH] = combiner__scratch_parts(p, &sc, NULL);
+  if (!width[COMBINER__CSCRATCH]) return COMBINER_ERR_OVERFLOW;
+  hdr->scratch_stride = width[COMBINER__CSCRATCH] * sizeof(float);
+  off = combiner__round_up(sizeof(combiner_cache), COMBINER__ALIGN);
+  for (i = 0; i < 9; ++i) {
+    size_t bytes;
+    hdr->off[i] = off;
+    if (!combiner__mul(rows[i], width[i], &bytes) || !combiner__mul(bytes, sizeof(float), &bytes) ||
+        bytes > (size_t)PTRDIFF_MAX || !combiner__add(off, combiner__round_up(bytes, COMBINER__ALIGN), &off) ||
+        off > (size_t)PTRDIFF_MAX - COMBINER__ALIGN)
+      return COMBINER_ERR_OVERFLOW;
+  }
+  hdr->bytes = off;
+  /* the stored arrays as the kernels see them: head-major */
+  p->q.ts = p->d;  p->q.hs = (ptrdiff_t)max_len * p->d;
+  p->k.ts = p->d;  p->k.hs = (ptrdiff_t)max_len * p->d;
+  p->v.ts = p->dv; p->v.hs = (ptrdiff_t)max_len * p->dv;
+  p->slots = 0;
+  hdr->magic = COMBINER__CACHE_MAGIC;
+  return COMBINER_OK;
+}
+
+static int combiner__cache_ok(const combiner_cache *cache) {
+  return cache && cache->magic == COMBINER__CACHE_MAGIC && cache->max_len >= 1 &&
+         cache->length >= 0 && cache->length <= cache->max_len;
+}
+
+static float *combiner__cache_floats(combiner_cache *cache, size_t off) {
+  return (float *)(void *)((unsigned char *)(void *)cache + off);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Introspection                                                            */
+/* ------------------------------------------------------------------------ */
+
+/* Region of position j for query i (see combiner_support_map): an
+ * evaluation of SPEC's partitions, independent of the kernels. */
+static int combiner__support(const combiner__problem *p, int plan, ptrdiff_t i, ptrdiff_t j) {
+  const ptrdiff_t m = p->m, s = i / m, u = i % m, t = j / m, c = j % m;
+  if (p->causal && j > i) return -1;
+  switch (p->kind) {
+    case COMBINER_FIXED:
+    case COMBINER_AXIAL: return s == t ? 0 : 1 + (int)t;       /* blocks are rows */
+    case COMBINER_MIXTURE:
+      if (s == t || u == c) return 0;
+      if (plan == 0) return t < s ? 1 + (int)c : 1 + (int)(m + c);
+      return c < u ? 1 + 2 * (int)t : 2 + 2 * (int)t;
+    case COMBINER_LOGSPARSE: {
+      ptrdiff_t a = i, b = j;
+      int base = 0, l;
+      if (j == i) return 0;
+      if (j > i) {               /* the future: the same construction, reversed */
+        a = (ptrdiff_t)p->L - 1 - i;
+        b = (ptrdiff_t)p->L - 1 - j;
+        base = 32;
+      }
+      if ((a & 1) && b == a - 1) return 0;
+      for (l = 1; ((ptrdiff_t)1 << l) <= a; ++l)
+        if (((a >> l) & 1) && b >= ((a >> l) - 1) << l && b < (a >> l) << l) return base + l;
+      return -1;                 /* unreachable: the blocks partition [0, a - a%2) */
+    }
+    default: return 0;
+  }
+}
+
+COMBINER_API combiner_status combiner_support_map(const combiner_config *cfg, int plan, int *map) {
+  combiner__problem p;
+  combiner_status st;
+  ptrdiff_t i, j, L;
+  size_t cells;
+  if ((st = combiner__resolve(cfg, &p)) != COMBINER_OK) return st;
+  L = p.L;
+  if (!map || plan < 0 || plan > 1) return COMBINER_ERR_INVALID_ARGUMENT;
+  if (!combiner__mul((size_t)L, (size_t)L, &cells) || cells > (size_t)PTRDIFF_MAX / sizeof(int))
+    return COMBINER_ERR_OVERFLOW;
+  for (i = 0; i < L; ++i)
+    for (j = 0; j < L; ++j) map[i * L + j] = combiner__support(&p, plan, i, j);
+  return COMBINER_OK;
+}
+
+COMBINER_API combiner_status combiner_attention_matrix(const combiner_config *cfg,
+    const float *q, const float *k, float *matrix) {
+  combiner__problem p;
+  combiner_config c2;
+  combiner_status st;
+  size_t cells, vf, mf;
+  float *eye;
+  ptrdiff_t j;
+  int g;
+  if ((st = combiner__resolve(cfg, &p)) != COMBINER_OK) return st;
+  if (!q || !k || !matrix) return COMBINER_ERR_INVALID_ARGUMENT;
+  if (!combiner__mul((size_t)p.L, (size_t)p.L, &cells) ||
+      !combiner__mul(cells, (size_t)p.Hkv, &vf) || !combiner__mul(cells, (size_t)p.H, &mf) ||
+      vf > (size_t)PTRDIFF_MAX / sizeof(float) || mf > (size_t)PTRDIFF_MAX / sizeof(float))
+    return COMBINER_ERR_OVERFLOW;
+  c2 = *cfg;
+  c2.value_dim = p.L;                                   /* v_j = e_j for every kv head */
+  memset(&c2.v_layout, 0, sizeof c2.v_layout);
+  c2.out_layout.token_stride = p.L;                     /* out = matrix [H][L][L] */
+  c2.out_layout.head_stride = (ptrdiff_t)cells;
+  if (combiner__overlap(matrix, mf, q, p.q.extent) || combiner__overlap(matrix, mf, k, p.k.extent))
+    return COMBINER_ERR_INVALID_ARGUMENT;
+  eye = (float *)COMBINER_MALLOC(vf * sizeof(float) + 1);   /* + 1: never malloc(0) */
+  if (!eye) return COMBINER_ERR_OUT_OF_MEMORY;
+  memset(eye, 0, vf * sizeof(float));
+  for (j = 0; j < p.L; ++j)
+    for (g = 0; g < p.Hkv; ++g) eye[(j * p.Hkv + g) * p.L + j] = 1.0f;
+  st = combiner_attention(&c2, q, k, eye, matrix, NULL, 0);
+  COMBINER_FREE(eye);
+  return st;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Public functions                                                         */
 /* ------------------------------------------------------------------------ */
 
@@ -2128,6 +2848,8 @@ COMBINER_API const char *combiner_status_string(combiner_status s) {
     case COMBINER_ERR_OUT_OF_MEMORY: return "out of memory: the workspace allocation failed";
     case COMBINER_ERR_OVERFLOW: return "overflow: a tensor or workspace byte count does not fit in size_t/ptrdiff_t";
     case COMBINER_ERR_UNSUPPORTED: return "unsupported: this kind was compiled out (COMBINER_NO_*)";
+    case COMBINER_ERR_CACHE_FULL:
+      return "cache full: the append would pass the max_len the cache was made for";
     default: return "unknown combiner_status";
   }
 }
@@ -2374,6 +3096,113 @@ COMBINER_API combiner_status combiner_combine(const combiner_config *cfg,
   c.svals = summary_values;
   combiner__run_steps(&c, combiner__summary_steps(&p), -1);
   if (owned) COMBINER_FREE(owned);
+  return COMBINER_OK;
+}
+
+COMBINER_API size_t combiner_cache_size(const combiner_config *cfg, int max_len) {
+  combiner_cache hdr;
+  if (combiner__cache_plan(cfg, max_len, &hdr) != COMBINER_OK) return 0;
+  return hdr.bytes + COMBINER__ALIGN;   /* any alignment of the buffer */
+}
+
+COMBINER_API combiner_status combiner_cache_init(combiner_cache **cache, const combiner_config *cfg,
+    int max_len, void *buffer, size_t buffer_size) {
+  combiner_cache hdr;
+  combiner_status st;
+  unsigned char *base;
+  if (!cache || !buffer) return COMBINER_ERR_INVALID_ARGUMENT;
+  if ((st = combiner__cache_plan(cfg, max_len, &hdr)) != COMBINER_OK) return st;
+  if (buffer_size < hdr.bytes + COMBINER__ALIGN) return COMBINER_ERR_WORKSPACE_TOO_SMALL;
+  base = (unsigned char *)buffer + (COMBINER__ALIGN - (uintptr_t)buffer % COMBINER__ALIGN) % COMBINER__ALIGN;
+  memcpy(base, &hdr, sizeof hdr);
+  *cache = (combiner_cache *)(void *)base;
+  return COMBINER_OK;
+}
+
+COMBINER_API int combiner_cache_length(const combiner_cache *cache) {
+  return combiner__cache_ok(cache) ? cache->length : -1;
+}
+
+COMBINER_API combiner_status combiner_cache_config(const combiner_cache *cache, combiner_config *resolved) {
+  if (!combiner__cache_ok(cache) || !resolved) return COMBINER_ERR_INVALID_ARGUMENT;
+  *resolved = cache->cfg;
+  return COMBINER_OK;
+}
+
+COMBINER_API combiner_status combiner_cache_truncate(combiner_cache *cache, int length) {
+  if (!combiner__cache_ok(cache) || length < 0 || length > cache->length) return COMBINER_ERR_INVALID_ARGUMENT;
+  cache->length = length;
+  return COMBINER_OK;
+}
+
+COMBINER_API combiner_status combiner_cache_append(combiner_cache *cache, int count,
+    const float *q, const float *k, const float *v, float *out) {
+  const combiner__problem *p;
+  combiner__tensor tq, tk, tv, to;
+  combiner__cjob jb;
+  combiner_status st;
+  size_t cache_floats;
+  float *cq, *ck, *cv;
+  ptrdiff_t i;
+  int h;
+  if (!combiner__cache_ok(cache) || count < 1 || !q || !k || !v) return COMBINER_ERR_INVALID_ARGUMENT;
+  p = &cache->p;
+  if (count > cache->max_len - cache->length) return COMBINER_ERR_CACHE_FULL;
+  if ((st = combiner__resolve_tensor(&cache->cfg.q_layout, count, p->H, p->d, &tq)) != COMBINER_OK ||
+      (st = combiner__resolve_tensor(&cache->cfg.k_layout, count, p->Hkv, p->d, &tk)) != COMBINER_OK ||
+      (st = combiner__resolve_tensor(&cache->cfg.v_layout, count, p->Hkv, p->dv, &tv)) != COMBINER_OK ||
+      (st = combiner__resolve_tensor(&cache->cfg.out_layout, count, p->H, p->dv, &to)) != COMBINER_OK)
+    return st;
+  cache_floats = cache->bytes / sizeof(float);
+  if (combiner__overlap(q, tq.extent, cache, cache_floats) || combiner__overlap(k, tk.extent, cache, cache_floats) ||
+      combiner__overlap(v, tv.extent, cache, cache_floats) || combiner__overlap(out, to.extent, cache, cache_floats) ||
+      combiner__overlap(out, to.extent, q, tq.extent) || combiner__overlap(out, to.extent, k, tk.extent) ||
+      combiner__overlap(out, to.extent, v, tv.extent))
+    return COMBINER_ERR_INVALID_ARGUMENT;
+  memset(&jb, 0, sizeof jb);
+  jb.c.p = p;
+  jb.c.q = combiner__cache_floats(cache, cache->off[COMBINER__CQ]);
+  jb.c.k = combiner__cache_floats(cache, cache->off[COMBINER__CK]);
+  jb.c.v = combiner__cache_floats(cache, cache->off[COMBINER__CV]);
+  jb.qc = combiner__cache_floats(cache, cache->off[COMBINER__CQC]);
+  jb.kc = combiner__cache_floats(cache, cache->off[COMBINER__CKC]);
+  jb.vc = combiner__cache_floats(cache, cache->off[COMBINER__CVC]);
+  jb.c.wkeys = combiner__cache_floats(cache, cache->off[COMBINER__CKEYS]);
+  jb.c.wvals = combiner__cache_floats(cache, cache->off[COMBINER__CVALS]);
+  jb.c.skeys = jb.c.wkeys;
+  jb.c.svals = jb.c.wvals;
+  jb.section = (ptrdiff_t)cache->section;
+  jb.first = cache->length;
+  jb.count = count;
+  jb.out = out;
+  jb.o = to;
+  jb.q = q;
+  jb.tq = tq;
+  cq = combiner__cache_floats(cache, cache->off[COMBINER__CQ]);
+  ck = combiner__cache_floats(cache, cache->off[COMBINER__CK]);
+  cv = combiner__cache_floats(cache, cache->off[COMBINER__CV]);
+  for (i = 0; i < count; ++i) {       /* the new rows */
+    const ptrdiff_t at = jb.first + i, u = at % p->m, r = at / p->m;
+    for (h = 0; h < p->Hkv; ++h) {
+      const float *kr = k + i * tk.ts + (ptrdiff_t)h * tk.hs, *vr = v + i * tv.ts + (ptrdiff_t)h * tv.hs;
+      memcpy(ck + at * p->k.ts + (ptrdiff_t)h * p->k.hs, kr, (size_t)p->d * sizeof(float));
+      memcpy(cv + at * p->v.ts + (ptrdiff_t)h * p->v.hs, vr, (size_t)p->dv * sizeof(float));
+      if (p->kind == COMBINER_MIXTURE) {
+        memcpy(combiner__colrow(&jb, jb.kc, h, u, r, p->d), kr, (size_t)p->d * sizeof(float));
+        memcpy(combiner__colrow(&jb, jb.vc, h, u, r, p->dv), vr, (size_t)p->dv * sizeof(float));
+      }
+    }
+    if (p->kind != COMBINER_DENSE)   /* the summaries pool queries; DENSE reads them in place */
+      for (h = 0; h < p->H; ++h) {
+        const float *qr = q + i * tq.ts + (ptrdiff_t)h * tq.hs;
+        memcpy(cq + at * p->q.ts + (ptrdiff_t)h * p->q.hs, qr, (size_t)p->d * sizeof(float));
+        if (p->kind == COMBINER_MIXTURE) memcpy(combiner__colrow(&jb, jb.qc, h, u, r, p->d), qr, (size_t)p->d * sizeof(float));
+      }
+  }
+  if (p->kind != COMBINER_DENSE || out)
+    combiner__cache_run(&jb, (unsigned char *)(void *)combiner__cache_floats(cache, cache->off[COMBINER__CSCRATCH]),
+                        cache->scratch_stride);
+  cache->length += count;
   return COMBINER_OK;
 }
 
