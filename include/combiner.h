@@ -319,7 +319,7 @@ COMBINER_API combiner_status combiner_attention_matrix(const combiner_config *cf
  *   LOGSPARSE  r = l for the aligned block of level l before i, 32 + l for
  *              the end-aligned block of level l after it (bidirectional)
  *   DENSE      0 for every attended j.
- * plan is ignored except for MIXTURE (0 or 1). map: int[L][L]. */
+ * plan must be 0 or 1; it matters only for MIXTURE. map: int[L][L]. */
 COMBINER_API combiner_status combiner_support_map(const combiner_config *cfg, int plan, int *map);
 
 /* ---- decode cache: incremental causal attention ----
