@@ -15,7 +15,7 @@ FUZZ_SECONDS ?= 60
 # SIMD kernels are compiled where the build machine has them
 NATIVE := $(shell echo 'int main(void){return 0;}' | cc -march=native -x c - -o /dev/null 2>/dev/null && echo -march=native)
 
-.PHONY: all demo bench test test-main test-clang test-noomp test-asan test-tsan test-fuzz lint clean
+.PHONY: all demo generate pictures bench test test-main test-clang test-noomp test-asan test-tsan test-fuzz lint clean
 
 all: build/CMakeCache.txt
 	$(CMAKE) --build build -j$(JOBS)
@@ -26,6 +26,22 @@ build/CMakeCache.txt:
 demo: build/CMakeCache.txt
 	$(CMAKE) --build build -j$(JOBS) --target combiner-demo
 	./build/combiner-demo
+
+# examples/generate.c, one build per factorization: a tiny transformer that
+# prefills a prompt and decodes with combiner_cache; one row per kind. Pass
+# flags with GENERATE_ARGS, e.g. make generate GENERATE_ARGS="--prompt 8192 --tokens 512".
+GENERATE_KINDS = fixed axial mixture logsparse dense
+GENERATE_ARGS ?=
+generate: build/CMakeCache.txt
+	$(CMAKE) --build build -j$(JOBS) $(foreach k,$(GENERATE_KINDS),--target combiner-generate-$(k))
+	@header=--header; for k in $(GENERATE_KINDS); do \
+	  ./build/combiner-generate-$$k --table $$header $(GENERATE_ARGS) || exit 1; header=; done
+
+# The attention patterns of every factorization as PNG files (docs/pictures).
+pictures: build/CMakeCache.txt
+	$(CMAKE) --build build -j$(JOBS) --target combiner-pattern
+	mkdir -p docs/pictures
+	./build/combiner-pattern docs/pictures
 
 # The benchmark: every kind against DENSE; writes bench/results/. Pass flags
 # with BENCH_ARGS, e.g. make bench BENCH_ARGS="--L 4096,16384 --threads 2".

@@ -2303,7 +2303,24 @@ static void combiner__dattend(const combiner__problem *p, const float *q, const 
     const int nk = k->count - j0 < COMBINER__CHUNK ? k->count - j0 : COMBINER__CHUNK;
     float cm = st->mx, sub, add = 0.0f;
     combiner__dscores(q, k, j0, nk, p->d, s);
+#if defined(COMBINER__AVX512)
+    {
+      __m512 vm = _mm512_set1_ps(cm);
+      __mmask16 nan = 0;
+      float lanes[16];
+      for (j = 0; j < nk; j += 16) {
+        const __mmask16 mk = nk - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (nk - j)) - 1u);
+        const __m512 x = _mm512_mask_loadu_ps(vm, mk, s + j);
+        nan |= _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+        vm = _mm512_mask_max_ps(vm, 0xFFFF, vm, x);
+      }
+      _mm512_storeu_ps(lanes, vm);
+      for (j = 0; j < 16; ++j) cm = lanes[j] > cm ? lanes[j] : cm;
+      if (nan) cm = NAN;
+    }
+#else
     for (j = 0; j < nk; ++j) cm = (s[j] > cm || s[j] != s[j]) ? s[j] : cm;
+#endif
     if (cm != st->mx) {
       const float f = combiner__exp(st->mx - cm);          /* 0 when the old max is -inf */
       if (st->sum != 0.0f) {
@@ -2314,8 +2331,24 @@ static void combiner__dattend(const combiner__problem *p, const float *q, const 
       st->mx = cm;
     }
     sub = cm == -INFINITY ? 0.0f : cm;
+#if defined(COMBINER__AVX512)
+    {
+      const __m512 vs = _mm512_set1_ps(sub);
+      __m512 va = _mm512_setzero_ps();
+      float lanes[16];
+      for (j = 0; j < nk; j += 16) {
+        const __mmask16 mk = nk - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (nk - j)) - 1u);
+        const __m512 e = _mm512_maskz_mov_ps(mk, combiner__exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, s + j), vs)));
+        _mm512_mask_storeu_ps(s + j, mk, e);
+        va = _mm512_add_ps(va, e);
+      }
+      _mm512_storeu_ps(lanes, va);
+      for (j = 0; j < 16; ++j) add += lanes[j];
+    }
+#else
     for (j = 0; j < nk; ++j) s[j] = combiner__exp(s[j] - sub);
     for (j = 0; j < nk; ++j) add += s[j];
+#endif
     st->sum += add;
     combiner__dpv(st->acc, s, v, j0, nk, p->dv);
     if (st->acc2) combiner__dpv(st->acc2, s, k, j0, nk, p->d);
