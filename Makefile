@@ -95,8 +95,8 @@ test-tsan:
 	  -DCOMBINER_BUILD_BENCH=OFF -DCOMBINER_EXTRA_DEFINES=COMBINER_NO_SIMD \
 	  -DCOMBINER_OPENMP=OFF "-DCMAKE_C_FLAGS=-O1 $(NATIVE) -fsanitize=thread" \
 	  "-DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread"
-	$(CMAKE) --build build-tsan -j$(JOBS) --target test_concurrent test_threads test_parts
-	$(CTEST) build-tsan -R "^(concurrent|threads|parts)$$"
+	$(CMAKE) --build build-tsan -j$(JOBS) --target test_concurrent test_threads test_parts test_cache
+	$(CTEST) build-tsan -R "^(concurrent|threads|parts|cache)$$"
 
 # libFuzzer with ASan+UBSan for FUZZ_SECONDS, from the seed corpus. A crash
 # leaves build-fuzz/crash-*: copy it to tests/fuzz/regressions/ so that
