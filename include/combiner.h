@@ -343,8 +343,9 @@ COMBINER_API combiner_status combiner_support_map(const combiner_config *cfg, in
  * time. */
 typedef struct combiner_cache combiner_cache;
 
-/* Bytes of buffer a cache of up to max_len tokens needs; 0 if cfg or max_len
- * is invalid (then combiner_cache_init says why). */
+/* Bytes of buffer a cache of up to max_len tokens needs (scratch for
+ * cfg's num_threads included); 0 if cfg or max_len is invalid (then
+ * combiner_cache_init says why). */
 COMBINER_API size_t combiner_cache_size(const combiner_config *cfg, int max_len);
 /* Lays the cache out in buffer (any alignment, buffer_size bytes) and sets
  * *cache; the cache is empty. */
@@ -755,6 +756,29 @@ COMBINER__SHARED void combiner__pool_read(float *out, const float *acc, int w, i
 COMBINER__SHARED void combiner__pool_rows(float *out, const float *row, ptrdiff_t stride, int count,
                                           int w, int pool) {
   int j;
+#if defined(COMBINER__AVX512)
+  int x;   /* the same element-wise max / in-order sum as pool_add, in registers */
+  for (x = 0; x < w; x += 64) {
+    __mmask16 mk[4];
+    __m512 a[4];
+    int v;
+    for (v = 0; v < 4; ++v) {
+      const int left = w - x - 16 * v;
+      mk[v] = left >= 16 ? (__mmask16)0xFFFF : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1u);
+      a[v] = _mm512_maskz_loadu_ps(mk[v], row + x + 16 * v);
+    }
+    for (j = 1; j < count; ++j) {
+      const float *r = row + (ptrdiff_t)j * stride + x;
+      for (v = 0; v < 4; ++v) {
+        const __m512 b = _mm512_maskz_loadu_ps(mk[v], r + 16 * v);
+        a[v] = pool == COMBINER_POOL_MAX ? _mm512_mask_max_ps(a[v], 0xFFFF, b, a[v]) : _mm512_add_ps(a[v], b);
+      }
+    }
+    for (v = 0; v < 4; ++v) _mm512_mask_storeu_ps(out + x + 16 * v, mk[v], a[v]);
+  }
+  combiner__pool_read(out, out, w, pool, count);
+  return;
+#endif
   combiner__pool_start(out, row, w);
   for (j = 1; j < count; ++j) combiner__pool_add(out, row + j * stride, w, pool);
   combiner__pool_read(out, out, w, pool, count);
