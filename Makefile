@@ -109,6 +109,13 @@ test-fuzz:
 	  -artifact_prefix=build-fuzz/ build-fuzz/corpus tests/fuzz/corpus 2>&1 | \
 	  grep -E "^(stat::number_of_executed_units|stat::new_units_added|Done|==|SUMMARY)|ERROR" ; \
 	  test $${PIPESTATUS[0]} -eq 0
+	mkdir -p build-fuzz/corpus_cache
+	clang -g -O1 $(NATIVE) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	  -Iinclude tests/fuzz/fuzz_cache.c -o build-fuzz/fuzz_cache
+	./build-fuzz/fuzz_cache -max_total_time=$(FUZZ_SECONDS) -max_len=2048 -print_final_stats=1 \
+	  -artifact_prefix=build-fuzz/cache- build-fuzz/corpus_cache tests/fuzz/corpus_cache 2>&1 | \
+	  grep -E "^(stat::number_of_executed_units|stat::new_units_added|Done|==|SUMMARY)|ERROR|check failed" ; \
+	  test $${PIPESTATUS[0]} -eq 0
 
 # cppcheck and clang-tidy on the library (implementation compiled in)
 lint:

@@ -73,8 +73,9 @@
  *   h at position i is base[i*token_stride + h*head_stride + x]; the last
  *   dimension is contiguous. token_stride 0 means heads*width, head_stride 0
  *   means width: the token-major [L][H][W] layout. Head-major [H][L][W] is
- *   {token_stride = W, head_stride = L*W}. Rows of one tensor may not overlap,
- *   and out may not overlap any input. q is [L][H][head_dim], k [L][Hkv]
+ *   {token_stride = W, head_stride = L*W}. The rows of one tensor must form
+ *   a grid that neither overlaps nor interleaves (the larger stride spans all
+ *   rows of the smaller), and out may not overlap any input. q is [L][H][head_dim], k [L][Hkv]
  *   [head_dim], v [L][Hkv][value_dim], out [L][H][value_dim]. GQA/MQA: query
  *   head h reads kv head h / (H/Hkv); K/V are never copied.
  *
