@@ -4,16 +4,30 @@
  *                  [--causal 1,0] [--d 64] [--heads 8] [--kv 8,2]
  *                  [--threads 1,2] [--reps 5] [--dense-max-L N]
  *                  [--out DIR] [--quick]
+ *   combiner-bench --decode [--N 4096,16384,65536,262144] [--kinds ...] [--d 64]
+ *                  [--heads 8] [--kv 8,2] [--threads 1,2] [--steps 0] [--rounds 3]
+ *                  [--chunk 4096] [--dense-max-N N] [--out DIR] [--quick]
  *
- * For each configuration: median, min and max of `reps` calls after one
- * warm-up; FLOPs from combiner_flops() (the kernel's own partition: 2*(d+dv)
- * per attended term), GFLOP/s and % of the machine's peak; the speed-up over
- * DENSE measured in the same run beside the FLOP ratio; workspace bytes and
- * the process's peak resident memory. The peak is measured here: an
- * FMA-throughput loop (AVX-512, AVX2 or scalar, whichever this build
- * targets) on 1 and N threads, and our own DENSE on a large bidirectional
- * problem (a GEMM-shaped upper bound for attention). Results go to
- * DIR/bench.csv and DIR/time_vs_L.svg (log-log, with fitted slopes). */
+ * Prefill (the default mode), for each configuration: median, min and max of
+ * `reps` calls after one warm-up; FLOPs from combiner_flops() (the kernel's
+ * own partition: 2*(d+dv) per attended term), GFLOP/s and % of the machine's
+ * peak; the speed-up over DENSE measured in the same run beside the FLOP
+ * ratio; workspace bytes and the process's peak resident memory. The peak is
+ * measured here: an FMA-throughput loop (AVX-512, AVX2 or scalar, whichever
+ * this build targets) on 1 and N threads, and our own DENSE on a large
+ * bidirectional problem (a GEMM-shaped upper bound for attention). Results
+ * go to DIR/bench.csv and DIR/time_vs_L.svg (log-log, with fitted slopes).
+ *
+ * Decode (--decode): per-token latency of combiner_cache_append at context
+ * N, every kind beside DENSE (see "decode mode" below for the method: the
+ * timed window, rounds, what is amortized); one cache at a time, a
+ * configuration whose cache does not fit in memory is skipped with a note.
+ * Results go to DIR/decode.csv and DIR/decode.svg; it prints the fitted
+ * slopes of log(time per token) vs log(N) and the PASS/MISS targets at
+ * N = 65536. --steps S times S tokens per round for every kind (0: each
+ * kind's own whole-period window); --quick is the CI smoke run (H 2, kv 2,
+ * 1 thread, N 256 and 1024), any other flag still applies.
+ * The CI smoke run of both modes takes well under a second. */
 #define _POSIX_C_SOURCE 199309L
 #define COMBINER_IMPLEMENTATION
 #include "combiner.h"
@@ -47,6 +61,12 @@ static int parse_list(const char *s, int *out) {
     if (*s == ',') ++s;
   }
   return n;
+}
+
+static double cpu_now(void) {   /* CPU time of the whole process: every thread */
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static long peak_rss_kib(void) {
@@ -168,63 +188,73 @@ static result run_one(combiner_kind kind, int L, int causal, int d, int H, int H
   return r;
 }
 
-/* least-squares slope of log(time) against log(L) */
-static double fit_slope(const result *rs, int n, combiner_kind kind, int causal, int threads, int Hkv) {
+/* ---- log-log charts, shared by the prefill and the decode modes ---- */
+typedef struct svg_series {
+  const char *name;
+  combiner_kind kind;     /* picks the colour */
+  int n;
+  double x[MAXV], y[MAXV];
+} svg_series;
+
+/* least-squares slope of log(y) against log(x) */
+static double loglog_slope(const double *x, const double *y, int n) {
   double sx = 0, sy = 0, sxx = 0, sxy = 0;
-  int i, c = 0;
+  int i;
   for (i = 0; i < n; ++i) {
-    double x, y;
-    if (rs[i].kind != kind || rs[i].causal != causal || rs[i].threads != threads || rs[i].Hkv != Hkv) continue;
-    x = log((double)rs[i].L); y = log(rs[i].median);
-    sx += x; sy += y; sxx += x * x; sxy += x * y; ++c;
+    double lx = log(x[i]), ly = log(y[i]);
+    sx += lx; sy += ly; sxx += lx * lx; sxy += lx * ly;
   }
-  if (c < 2) return NAN;
-  return (c * sxy - sx * sy) / (c * sxx - sx * sx);
+  if (n < 2) return NAN;
+  return (n * sxy - sx * sy) / (n * sxx - sx * sx);
 }
 
-static void write_svg(const char *path, const result *rs, int n, int causal, int threads, int Hkv,
-                      const combiner_kind *kinds, int nk) {
-  /* one colour per kind, whatever subset is plotted: default, fixed, axial, mixture, dense */
+/* One polyline per series on log-log axes (y in seconds, a grid line per
+ * decade), each x value labelled, a legend with every series' fitted slope. */
+static void write_loglog_svg(const char *path, const char *title, const char *xlabel,
+                             const svg_series *s, int ns) {
+  /* one colour per kind, whatever subset is plotted: default, fixed, axial, mixture, dense, logsparse */
   static const char *colors[] = {"#7f7f7f", "#1f77b4", "#2ca02c", "#9467bd", "#d62728", "#ff7f0e"};
   const double W = 720, Hh = 480, ml = 70, mr = 160, mt = 40, mb = 55;
-  double xmin = 1e30, xmax = -1e30, ymin = 1e30, ymax = -1e30;
+  double xmin = 1e30, xmax = -1e30, ymin = 1e30, ymax = -1e30, labelled[MAXV * 6];
   FILE *f;
-  int i, ki;
-  for (i = 0; i < n; ++i) {
-    if (rs[i].causal != causal || rs[i].threads != threads || rs[i].Hkv != Hkv) continue;
-    xmin = fmin(xmin, log10((double)rs[i].L)); xmax = fmax(xmax, log10((double)rs[i].L));
-    ymin = fmin(ymin, log10(rs[i].median)); ymax = fmax(ymax, log10(rs[i].median));
-  }
+  int i, si, nl = 0, shown = 0;
+  for (si = 0; si < ns; ++si)
+    for (i = 0; i < s[si].n; ++i) {
+      xmin = fmin(xmin, log10(s[si].x[i])); xmax = fmax(xmax, log10(s[si].x[i]));
+      ymin = fmin(ymin, log10(s[si].y[i])); ymax = fmax(ymax, log10(s[si].y[i]));
+    }
   if (xmax <= xmin || ymax <= ymin) return;
   ymin = floor(ymin); ymax = ceil(ymax);
   f = fopen(path, "w");
   if (!f) { fprintf(stderr, "cannot write %s\n", path); return; }
   fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%.0f' height='%.0f' font-family='sans-serif' font-size='12'>\n", W, Hh);
   fprintf(f, "<rect width='100%%' height='100%%' fill='white'/>\n");
-  fprintf(f, "<text x='%.0f' y='22' font-size='14'>time per call vs L (log-log), %s, %d thread(s), kv heads %d</text>\n",
-          ml, causal ? "causal" : "bidirectional", threads, Hkv);
+  fprintf(f, "<text x='%.0f' y='22' font-size='14'>%s</text>\n", ml, title);
 #define PX(x) (ml + ((x) - xmin) / (xmax - xmin) * (W - ml - mr))
 #define PY(y) (Hh - mb - ((y) - ymin) / (ymax - ymin) * (Hh - mt - mb))
   for (i = (int)ymin; i <= (int)ymax; ++i) {
     fprintf(f, "<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' stroke='#ddd'/>\n", ml, PY(i), W - mr, PY(i));
     fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='end'>1e%d s</text>\n", ml - 6, PY(i) + 4, i);
   }
-  for (i = 0; i < n; ++i)
-    if (rs[i].kind == kinds[0] && rs[i].causal == causal && rs[i].threads == threads && rs[i].Hkv == Hkv)
-      fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='middle'>%d</text>\n", PX(log10((double)rs[i].L)), Hh - mb + 18, rs[i].L);
-  fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='middle'>L (sequence length)</text>\n", (ml + W - mr) / 2, Hh - 12);
-  for (ki = 0; ki < nk; ++ki) {
-    int first = 1;
-    double slope = fit_slope(rs, n, kinds[ki], causal, threads, Hkv);
-    fprintf(f, "<polyline fill='none' stroke='%s' stroke-width='2' points='", colors[(int)kinds[ki] % 6]);
-    for (i = 0; i < n; ++i) {
-      if (rs[i].kind != kinds[ki] || rs[i].causal != causal || rs[i].threads != threads || rs[i].Hkv != Hkv) continue;
-      fprintf(f, "%s%.1f,%.1f", first ? "" : " ", PX(log10((double)rs[i].L)), PY(log10(rs[i].median)));
-      first = 0;
+  for (si = 0; si < ns; ++si)
+    for (i = 0; i < s[si].n; ++i) {
+      int j, seen = 0;
+      for (j = 0; j < nl; ++j) seen |= labelled[j] == s[si].x[i];
+      if (seen || nl == MAXV * 6) continue;
+      labelled[nl++] = s[si].x[i];
+      fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='middle'>%.0f</text>\n", PX(log10(s[si].x[i])), Hh - mb + 18,
+              s[si].x[i]);
     }
+  fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='middle'>%s</text>\n", (ml + W - mr) / 2, Hh - 12, xlabel);
+  for (si = 0; si < ns; ++si) {
+    const char *color = colors[(int)s[si].kind % 6];
+    if (s[si].n == 0) continue;
+    fprintf(f, "<polyline fill='none' stroke='%s' stroke-width='2' points='", color);
+    for (i = 0; i < s[si].n; ++i)
+      fprintf(f, "%s%.1f,%.1f", i ? " " : "", PX(log10(s[si].x[i])), PY(log10(s[si].y[i])));
     fprintf(f, "'/>\n");
-    fprintf(f, "<text x='%.1f' y='%.1f' fill='%s'>%s (slope %.2f)</text>\n", W - mr + 10, mt + 20 + 20.0 * ki,
-            colors[(int)kinds[ki] % 6], combiner_kind_string(kinds[ki]), slope);
+    fprintf(f, "<text x='%.1f' y='%.1f' fill='%s'>%s (slope %.2f)</text>\n", W - mr + 10, mt + 20 + 20.0 * shown++,
+            color, s[si].name, loglog_slope(s[si].x, s[si].y, s[si].n));
   }
 #undef PX
 #undef PY
@@ -232,47 +262,611 @@ static void write_svg(const char *path, const result *rs, int n, int causal, int
   fclose(f);
 }
 
+/* the prefill results of one kind and configuration, as a series over L */
+static svg_series prefill_series(const result *rs, int n, combiner_kind kind, int causal, int threads, int Hkv) {
+  svg_series s;
+  int i;
+  memset(&s, 0, sizeof s);
+  s.name = combiner_kind_string(kind);
+  s.kind = kind;
+  for (i = 0; i < n && s.n < MAXV; ++i) {
+    if (rs[i].kind != kind || rs[i].causal != causal || rs[i].threads != threads || rs[i].Hkv != Hkv) continue;
+    s.x[s.n] = rs[i].L; s.y[s.n] = rs[i].median; ++s.n;
+  }
+  return s;
+}
+
+static double fit_slope(const result *rs, int n, combiner_kind kind, int causal, int threads, int Hkv) {
+  svg_series s = prefill_series(rs, n, kind, causal, threads, Hkv);
+  return loglog_slope(s.x, s.y, s.n);
+}
+
+static void write_svg(const char *path, const result *rs, int n, int causal, int threads, int Hkv,
+                      const combiner_kind *kinds, int nk) {
+  svg_series s[6];
+  char title[160];
+  int ki;
+  for (ki = 0; ki < nk && ki < 6; ++ki) s[ki] = prefill_series(rs, n, kinds[ki], causal, threads, Hkv);
+  snprintf(title, sizeof title, "time per call vs L (log-log), %s, %d thread(s), kv heads %d",
+           causal ? "causal" : "bidirectional", threads, Hkv);
+  write_loglog_svg(path, title, "L (sequence length)", s, ki);
+}
+
+/* ---- decode mode: per-token latency of a combiner_cache at context N ----
+ *
+ * For each kind: a cache with max_len = N + 1 + window is filled with N
+ * random tokens (chunks, out = NULL; timed as "fill"), one token at position
+ * N is appended with its output (timed as "first": it pays for whatever
+ * abstraction the fill left to the first decode token, e.g. LOGSPARSE's
+ * level-log2(N) block [0, N) when N is a power of two), then `rounds` timed
+ * rounds (after one untimed warm-up round) of `window` single-token appends
+ * at positions N+1 .. N+window, each round ending with truncate(N + 1), which
+ * forgets the window so the next round recomputes what it computed.
+ *
+ * The window is chosen so that each kind's amortized abstraction work is
+ * counted at its long-run rate (--steps overrides it for every kind):
+ *   FIXED/AXIAL/MIXTURE: whole blocks, the smallest multiple of the cache's
+ *     block m >= 64 (m = ceil(sqrt(max_len)), the default, set explicitly
+ *     because max_len depends on the window): a window of k*m positions
+ *     holds exactly k block starts, where the block's summaries are made.
+ *   LOGSPARSE: a power of two W = 2^j (>= 64, <= N/4): positions N+1..N+W
+ *     make exactly W/2^l blocks of each level l <= j, i.e. the long-run rate
+ *     of every level up to j; levels above j (an O(1)-per-token share each)
+ *     are not in the window.
+ *   DENSE: nothing amortized, 64 tokens.
+ * Work per token is combiner_flops(L = N+1+W) - combiner_flops(L = N+1),
+ * over W, with the cache's block: what the one-call partition spends on
+ * those W positions, summaries included. */
+typedef struct decode_result {
+  combiner_kind kind;
+  int N, d, H, Hkv, threads, block, window, rounds, max_len;
+  double mean, mean_lo, mean_hi, median, max, first;   /* seconds per token */
+  double cpu;              /* process CPU seconds per token, median of the rounds */
+  int tries;               /* times the rounds were run (noise_flags) */
+  double fill, flops_tok, terms_tok, kv_bytes_tok;
+  size_t cache_bytes;
+} decode_result;
+
+static void random_fill(float *p, size_t n, unsigned *seed) {
+  size_t i;
+  for (i = 0; i < n; ++i) {
+    *seed = *seed * 1664525u + 1013904223u;
+    p[i] = (float)((*seed >> 8) * (2.0 / 16777216.0) - 1.0);
+  }
+}
+
+static int ceil_sqrt(long long x) {
+  long long r = (long long)sqrt((double)x);
+  while (r * r < x) ++r;
+  while (r > 1 && (r - 1) * (r - 1) >= x) --r;
+  return (int)r;
+}
+
+/* the timed window of a kind at context N; *block is the cache block to set
+ * explicitly (0: the library's default) */
+static int decode_window(combiner_kind kind, int N, int steps, int *block) {
+  int m, it, w;
+  *block = 0;
+  if (steps > 0) return steps;
+  if (kind == COMBINER_DENSE) return 64;
+  if (kind == COMBINER_LOGSPARSE) {
+    for (w = 64; w * 2 <= N / 4; w *= 2) {}
+    return w;
+  }
+  m = ceil_sqrt((long long)N + 1);
+  for (it = 0; it < 32; ++it) {            /* m = ceil(sqrt(N + 1 + window(m))) */
+    int m2 = ceil_sqrt((long long)N + 1 + (long long)m * ((64 + m - 1) / m));
+    if (m2 == m) break;
+    m = m2;
+  }
+  *block = m;
+  return m * ((64 + m - 1) / m);
+}
+
+/* MemAvailable from /proc/meminfo in bytes; 0 if unknown */
+static double available_bytes(void) {
+  char line[256];
+  double kib = 0;
+  FILE *f = fopen("/proc/meminfo", "r");
+  if (!f) return 0;
+  while (fgets(line, sizeof line, f))
+    if (!strncmp(line, "MemAvailable:", 13)) { kib = atof(line + 13); break; }
+  fclose(f);
+  return kib * 1024.0;
+}
+
+/* read bandwidth of a buffer well beyond the caches, best of 5 passes */
+static float sum_floats(const float *p, size_t n) {
+  float acc[16] = {0};
+  size_t i;
+  int j;
+  for (i = 0; i + 16 <= n; i += 16)
+    for (j = 0; j < 16; ++j) acc[j] += p[i + j];
+  for (j = 1; j < 16; ++j) acc[0] += acc[j];
+  return acc[0];
+}
+
+static double read_gbs(int threads, size_t bytes) {
+  size_t n = bytes / sizeof(float), i;
+  float *p = (float *)malloc(n * sizeof(float)), sink = 0.0f;
+  double best = 0.0;
+  int rep;
+  if (!p) return 0.0;
+  for (i = 0; i < n; ++i) p[i] = 1.0f;
+  for (rep = 0; rep < 5; ++rep) {
+    double t0 = now(), t;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads) reduction(+ : sink)
+    {
+      size_t part = (n / (size_t)omp_get_num_threads()) & ~(size_t)15, me = (size_t)omp_get_thread_num();
+      sink += sum_floats(p + me * part, part);
+    }
+#else
+    (void)threads;
+    sink += sum_floats(p, n);
+#endif
+    t = now() - t0;
+    if ((double)bytes / t * 1e-9 > best) best = (double)bytes / t * 1e-9;
+  }
+  if (sink == 12345.0f) printf(" ");
+  free(p);
+  return best;
+}
+
+static void print_loadavg(const char *when) {
+  char line[128] = "?";
+  FILE *f = fopen("/proc/loadavg", "r");
+  if (f) {
+    if (!fgets(line, sizeof line, f)) strcpy(line, "?");
+    fclose(f);
+  }
+  line[strcspn(line, "\n")] = 0;
+  printf("load average %s: %s\n", when, line);
+}
+
+static void die_status(const char *what, combiner_status st) {
+  fprintf(stderr, "%s: %s\n", what, combiner_status_string(st));
+  exit(1);
+}
+
+static double median_of(double *x, int n) {
+  qsort(x, (size_t)n, sizeof(double), cmp_double);
+  return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
+}
+
+static const decode_result *decode_find(const decode_result *rs, int n, combiner_kind kind, int N, int d, int Hkv,
+                                        int threads) {
+  int i;
+  for (i = 0; i < n; ++i)
+    if (rs[i].kind == kind && rs[i].N == N && rs[i].d == d && rs[i].Hkv == Hkv && rs[i].threads == threads)
+      return &rs[i];
+  return NULL;
+}
+
+/* Why a row may not be trusted, from the run's own numbers: "r" its round
+ * means differ by more than 1.5x; "p" the process got less CPU time than
+ * 0.8 x wall (not even one core: other jobs took it); "t" it ran more than
+ * 1.5x slower than the same configuration on 1 thread (the library splits a
+ * token over heads, so more threads are never that much slower unless a
+ * thread waits, at the per-token OpenMP barrier, for a core another job
+ * holds). `one`: the 1-thread row of the same configuration, or NULL. */
+static const char *noise_flags(const decode_result *r, const decode_result *one) {
+  static char flags[4];
+  char *f = flags;
+  if (r->mean_hi > 1.5 * r->mean_lo) *f++ = 'r';
+  if (r->cpu < 0.8 * r->mean) *f++ = 'p';
+  if (one && r->mean > 1.5 * one->mean) *f++ = 't';
+  *f = 0;
+  return flags;
+}
+
+static const char *decode_noise(const decode_result *rs, int n, const decode_result *r) {
+  return noise_flags(r, r->threads > 1 ? decode_find(rs, n, r->kind, r->N, r->d, r->Hkv, 1) : NULL);
+}
+
+/* What the timed rounds of one cache need. */
+typedef struct decode_ctx {
+  combiner_cache *cache;
+  const float *qp, *kp, *vp;     /* POOL random tokens, reused in turn */
+  float *out, check;
+  double *times, *means, *cpus;  /* rounds*W, rounds, rounds */
+  int N, W, rounds, H, Hkv, d;
+} decode_ctx;
+
+enum { DECODE_POOL = 256 };
+
+/* `rounds` timed rounds (after an untimed warm-up one if asked) of W
+ * single-token appends at positions N+1 .. N+W, each round ending with
+ * truncate(N + 1); the per-token statistics go to r. */
+static void decode_rounds(decode_ctx *x, int warmup, decode_result *r) {
+  const int W = x->W, H = x->H, Hkv = x->Hkv, d = x->d;
+  combiner_status st;
+  int ri, s;
+  for (ri = warmup ? -1 : 0; ri < x->rounds; ++ri) {
+    double sum = 0.0, c0 = cpu_now();
+    for (s = 0; s < W; ++s) {
+      const size_t t = (size_t)(s + 1) % DECODE_POOL;
+      double t0 = now(), dt;
+      st = combiner_cache_append(x->cache, 1, x->qp + t * H * d, x->kp + t * Hkv * d, x->vp + t * Hkv * d, x->out);
+      dt = now() - t0;
+      if (st != COMBINER_OK) die_status("combiner_cache_append (decode)", st);
+      x->check += x->out[(size_t)s % ((size_t)H * d)];
+      if (ri >= 0) { x->times[(size_t)ri * W + s] = dt; sum += dt; }
+    }
+    if (ri >= 0) { x->means[ri] = sum / W; x->cpus[ri] = (cpu_now() - c0) / W; }
+    if ((st = combiner_cache_truncate(x->cache, x->N + 1)) != COMBINER_OK) die_status("combiner_cache_truncate", st);
+    if (combiner_cache_length(x->cache) != x->N + 1) {
+      fprintf(stderr, "combiner_cache_length: %d after truncate(%d)\n", combiner_cache_length(x->cache), x->N + 1);
+      exit(1);
+    }
+  }
+  qsort(x->means, (size_t)x->rounds, sizeof(double), cmp_double);
+  r->mean_lo = x->means[0];
+  r->mean_hi = x->means[x->rounds - 1];
+  r->mean = median_of(x->means, x->rounds);
+  r->cpu = median_of(x->cpus, x->rounds);
+  r->median = median_of(x->times, x->rounds * W);      /* sorts: the last is the max */
+  r->max = x->times[x->rounds * W - 1];
+}
+
+/* one kind at one context; returns 0 (with a printed note) if its cache
+ * cannot be allocated. A row that noise_flags() marks is timed again (the
+ * rounds only: truncate restores the cache), up to 3 tries while a try takes
+ * under 10 s; the first unmarked try is kept, else the fastest. `one`: the 1-thread row of the
+ * same configuration, or NULL. */
+static int decode_one(decode_result *r, combiner_kind kind, int N, int d, int H, int Hkv, int threads,
+                      int steps, int rounds, int chunk, const decode_result *one) {
+  combiner_config cfg, rc;
+  combiner_status st;
+  decode_ctx x;
+  decode_result best;
+  unsigned seed = 1;
+  double need, avail, t0;
+  float *qc, *kc, *vc, *qp, *kp, *vp;
+  void *buf;
+  int block, W, pos, tries;
+  memset(r, 0, sizeof *r);
+  memset(&cfg, 0, sizeof cfg);
+  memset(&x, 0, sizeof x);
+  W = decode_window(kind, N, steps, &block);
+  cfg.kind = kind; cfg.causal = 1; cfg.head_dim = d; cfg.num_heads = H; cfg.num_kv_heads = Hkv;
+  cfg.num_threads = threads; cfg.block = block;
+  r->kind = kind; r->N = N; r->d = d; r->H = H; r->Hkv = Hkv; r->threads = threads; r->window = W;
+  r->rounds = rounds; r->max_len = N + 1 + W;
+  cfg.seq_len = r->max_len;                     /* ignored by the cache */
+  r->cache_bytes = combiner_cache_size(&cfg, r->max_len);
+  if (r->cache_bytes == 0) {
+    st = combiner_cache_init(&x.cache, &cfg, r->max_len, NULL, 0);
+    die_status("combiner_cache_size", st);
+  }
+  need = (double)r->cache_bytes + 4.0 * ((double)chunk + DECODE_POOL) * (H + 2.0 * Hkv) * d;
+  avail = available_bytes();
+  if (avail > 0 && need > avail - 256.0 * 1048576) {
+    printf("  (skipped %s N=%d kv %d, %d thread(s): cache needs %.2f GiB, %.2f GiB available)\n",
+           combiner_kind_string(kind), N, Hkv, threads, need / 1073741824.0, avail / 1073741824.0);
+    return 0;
+  }
+  buf = malloc(r->cache_bytes);
+  if (!buf) {
+    printf("  (skipped %s N=%d kv %d, %d thread(s): cannot allocate a %.2f GiB cache)\n",
+           combiner_kind_string(kind), N, Hkv, threads, r->cache_bytes / 1073741824.0);
+    return 0;
+  }
+  if (chunk > N) chunk = N;
+  qc = (float *)malloc((size_t)chunk * H * d * sizeof(float));
+  kc = (float *)malloc((size_t)chunk * Hkv * d * sizeof(float));
+  vc = (float *)malloc((size_t)chunk * Hkv * d * sizeof(float));
+  x.qp = qp = (float *)malloc((size_t)DECODE_POOL * H * d * sizeof(float));
+  x.kp = kp = (float *)malloc((size_t)DECODE_POOL * Hkv * d * sizeof(float));
+  x.vp = vp = (float *)malloc((size_t)DECODE_POOL * Hkv * d * sizeof(float));
+  x.out = (float *)malloc((size_t)H * d * sizeof(float));
+  x.times = (double *)malloc((size_t)rounds * W * sizeof(double));
+  x.means = (double *)malloc((size_t)rounds * sizeof(double));
+  x.cpus = (double *)malloc((size_t)rounds * sizeof(double));
+  if (!qc || !kc || !vc || !qp || !kp || !vp || !x.out || !x.times || !x.means || !x.cpus) {
+    fprintf(stderr, "out of memory (decode inputs)\n");
+    exit(1);
+  }
+  x.N = N; x.W = W; x.rounds = rounds; x.H = H; x.Hkv = Hkv; x.d = d;
+  random_fill(qp, (size_t)DECODE_POOL * H * d, &seed);
+  random_fill(kp, (size_t)DECODE_POOL * Hkv * d, &seed);
+  random_fill(vp, (size_t)DECODE_POOL * Hkv * d, &seed);
+  if ((st = combiner_cache_init(&x.cache, &cfg, r->max_len, buf, r->cache_bytes)) != COMBINER_OK)
+    die_status("combiner_cache_init", st);
+  if ((st = combiner_cache_config(x.cache, &rc)) != COMBINER_OK) die_status("combiner_cache_config", st);
+  r->block = rc.block;
+  for (pos = 0; pos < N; pos += chunk) {      /* the context: chunks with out = NULL */
+    int c = N - pos < chunk ? N - pos : chunk;
+    random_fill(qc, (size_t)c * H * d, &seed);
+    random_fill(kc, (size_t)c * Hkv * d, &seed);
+    random_fill(vc, (size_t)c * Hkv * d, &seed);
+    t0 = now();
+    st = combiner_cache_append(x.cache, c, qc, kc, vc, NULL);
+    r->fill += now() - t0;
+    if (st != COMBINER_OK) die_status("combiner_cache_append (fill)", st);
+  }
+  t0 = now();                                  /* the first token after the fill */
+  st = combiner_cache_append(x.cache, 1, qp, kp, vp, x.out);
+  r->first = now() - t0;
+  if (st != COMBINER_OK) die_status("combiner_cache_append (first)", st);
+  for (tries = 1;; ++tries) {
+    t0 = now();
+    decode_rounds(&x, tries == 1, r);
+    if (tries == 1 || r->mean < best.mean) best = *r;
+    if (!*noise_flags(r, one)) { best = *r; break; }
+    if (tries == 3 || now() - t0 > 10.0) break;   /* a long row is not worth more tries */
+  }
+  *r = best;
+  r->tries = tries;
+  if (!isfinite(x.check)) { fprintf(stderr, "%s decode: non-finite output\n", combiner_kind_string(kind)); exit(1); }
+  rc.seq_len = N + 1 + W;                      /* the work of positions N+1 .. N+W */
+  r->flops_tok = combiner_flops(&rc);
+  rc.seq_len = N + 1;
+  r->flops_tok = (r->flops_tok - combiner_flops(&rc)) / W;
+  r->terms_tok = r->flops_tok / (2.0 * H * (d + (rc.value_dim ? rc.value_dim : d)));
+  r->kv_bytes_tok = kind == COMBINER_DENSE ? r->terms_tok * Hkv * 2.0 * d * sizeof(float) : 0.0;
+  free(qc); free(kc); free(vc); free(qp); free(kp); free(vp); free(x.out); free(x.times); free(x.means); free(x.cpus);
+  free(buf);
+  return 1;
+}
+
+/* the rows of one kind and configuration as a series over N, without the
+ * rows noise_flags() marks; *dropped counts those */
+static svg_series decode_series(const decode_result *rs, int n, combiner_kind kind, int d, int Hkv, int threads,
+                                int *dropped) {
+  svg_series s;
+  int i;
+  memset(&s, 0, sizeof s);
+  s.name = combiner_kind_string(kind);
+  s.kind = kind;
+  for (i = 0; i < n && s.n < MAXV; ++i) {
+    if (rs[i].kind != kind || rs[i].d != d || rs[i].Hkv != Hkv || rs[i].threads != threads) continue;
+    if (*decode_noise(rs, n, &rs[i])) { ++*dropped; continue; }
+    s.x[s.n] = rs[i].N; s.y[s.n] = rs[i].mean; ++s.n;
+  }
+  return s;
+}
+
+typedef struct options {
+  int decode, quick;
+  int Ls[MAXV], nL, Ns[MAXV], nN, causals[MAXV], nc, ds[MAXV], nd, kvs[MAXV], nkv, threads[MAXV], nt;
+  int H, reps, dense_max, steps, rounds, chunk, nk;
+  combiner_kind kinds[6];
+  const char *out_dir;
+} options;
+
+static int run_decode(const options *o) {
+  const double t_start = now();
+  int maxt = 1, ti, kvi, di, ni, ki, n = 0, noisy = 0, nrs = o->nN * o->nd * o->nkv * o->nt * o->nk, i;
+  double bw[MAXV];
+  decode_result *rs = (decode_result *)calloc((size_t)nrs + 1, sizeof(decode_result));
+  char path[512];
+  FILE *csv;
+  if (!rs) return 1;
+  for (ti = 0; ti < o->nt; ++ti) maxt = o->threads[ti] > maxt ? o->threads[ti] : maxt;
+  printf("combiner-bench --decode: per-token latency of combiner_cache_append(1 token) at context N (%s; %s)\n",
+#if defined(__AVX512F__) && !defined(COMBINER_NO_SIMD)
+         "AVX-512 kernels",
+#else
+         "scalar/auto-vectorized kernels",
+#endif
+#ifdef _OPENMP
+         "OpenMP"
+#else
+         "no OpenMP"
+#endif
+  );
+  print_loadavg("at start (other jobs share these cores: wall times include their preemptions)");
+  printf("memory read bandwidth (%d MiB buffer):", o->quick ? 64 : 1024);
+  for (ti = 0; ti < o->nt; ++ti) {
+    bw[ti] = read_gbs(o->threads[ti], (size_t)(o->quick ? 64 : 1024) << 20);
+    printf(" %.1f GB/s on %d thread(s)%s", bw[ti], o->threads[ti], ti + 1 < o->nt ? "," : "\n");
+  }
+  printf("window: %s; %d timed rounds after a warm-up; us/token = median of round means (min-max of round means),\n"
+         "median and max over every timed token; cpu = process CPU time per token (all threads; on 1 thread it\n"
+         "excludes preemption by other jobs); first = the first token after the fill; flop x and terms/token\n"
+         "from combiner_flops over the window; GB/s = K/V bytes streamed per token (DENSE) / mean\n\n",
+         o->steps > 0 ? "--steps tokens for every kind" : "whole blocks (FIXED/AXIAL/MIXTURE), 2^j <= N/4 (LOGSPARSE), 64 (DENSE)",
+         o->rounds);
+  printf("%-9s %2s %3s %6s %5s %5s %9s %19s %9s %9s %9s %9s %8s %7s %9s %7s %6s %4s %7s %8s %s\n", "kind", "kv", "thr",
+         "N", "block", "win", "us/tok", "(min-max)", "median", "max", "cpu", "first", "vs dense", "flop x", "terms/tok",
+         "GFLOP/s", "GB/s", "%bw", "B/tok", "fill s", "tries noise");
+  for (di = 0; di < o->nd; ++di)
+    for (kvi = 0; kvi < o->nkv; ++kvi)
+      for (ti = 0; ti < o->nt; ++ti)
+        for (ni = 0; ni < o->nN; ++ni) {
+          for (ki = 0; ki < o->nk; ++ki) {
+            decode_result *r = &rs[n];
+            const decode_result *dense;
+            if (o->kinds[ki] == COMBINER_DENSE && o->Ns[ni] > o->dense_max) continue;
+            if (!decode_one(r, o->kinds[ki], o->Ns[ni], o->ds[di], o->H, o->kvs[kvi], o->threads[ti], o->steps,
+                            o->rounds, o->chunk, decode_find(rs, n, o->kinds[ki], o->Ns[ni], o->ds[di], o->kvs[kvi], 1)))
+              continue;
+            ++n;
+            dense = decode_find(rs, n, COMBINER_DENSE, r->N, r->d, r->Hkv, r->threads);
+            printf("%-9s %2d %3d %6d ", combiner_kind_string(r->kind), r->Hkv, r->threads, r->N);
+            if (r->kind == COMBINER_DENSE || r->kind == COMBINER_LOGSPARSE) printf("%5s ", "-");  /* no blocks */
+            else printf("%5d ", r->block);
+            printf("%5d %9.2f %9.2f-%-9.2f %9.2f %9.2f %9.2f %9.1f ", r->window, 1e6 * r->mean, 1e6 * r->mean_lo,
+                   1e6 * r->mean_hi, 1e6 * r->median, 1e6 * r->max, 1e6 * r->cpu, 1e6 * r->first);
+            if (dense) printf("%7.1fx %6.1fx ", dense->mean / r->mean, dense->flops_tok / r->flops_tok);
+            else printf("%8s %7s ", "-", "-");
+            printf("%9.0f %7.1f ", r->terms_tok, r->flops_tok / r->mean * 1e-9);
+            if (r->kv_bytes_tok > 0) printf("%6.1f %3.0f%% ", r->kv_bytes_tok / r->mean * 1e-9, 100 * r->kv_bytes_tok / r->mean * 1e-9 / bw[ti]);
+            else printf("%6s %4s ", "-", "-");
+            printf("%7.0f %8.3f %d %s\n", (double)r->cache_bytes / r->max_len, r->fill, r->tries,
+                   decode_noise(rs, n, r));
+            noisy += *decode_noise(rs, n, r) != 0;
+            fflush(stdout);
+          }
+        }
+  if (noisy)
+    printf("\n%d row(s) still marked in the noise column after their tries: r = round means differ by > 1.5x,\n"
+           "p = CPU time < 0.8 x wall, t = > 1.5x slower than on 1 thread; other jobs took the cores, so their\n"
+           "times, speed-ups and slopes are not the library's: rerun them (--N/--kv/--threads) on a quiet machine\n",
+           noisy);
+  printf("\nfitted slope of log(us/token) vs log(N) (expected: ~0.5 FIXED/AXIAL/MIXTURE, ~0 LOGSPARSE, ~1 DENSE),\n"
+         "over the rows without a noise mark (the points used in brackets when some were left out):\n");
+  for (di = 0; di < o->nd; ++di)
+    for (kvi = 0; kvi < o->nkv; ++kvi)
+      for (ti = 0; ti < o->nt; ++ti) {
+        printf("  d %d, kv %d, %d thread(s):", o->ds[di], o->kvs[kvi], o->threads[ti]);
+        for (ki = 0; ki < o->nk; ++ki) {
+          int dropped = 0;
+          svg_series s = decode_series(rs, n, o->kinds[ki], o->ds[di], o->kvs[kvi], o->threads[ti], &dropped);
+          printf("  %s %.2f", combiner_kind_string(o->kinds[ki]), loglog_slope(s.x, s.y, s.n));
+          if (dropped) printf(" [%d of %d]", s.n, s.n + dropped);
+        }
+        printf("\n");
+      }
+  printf("\ntargets at N = 65536 (per-token speed-up over DENSE): FIXED >= 50x, AXIAL >= 20x, MIXTURE >= 20x\n");
+  for (di = 0; di < o->nd; ++di)
+    for (kvi = 0; kvi < o->nkv; ++kvi)
+      for (ti = 0; ti < o->nt; ++ti)
+        for (ki = 0; ki < 3; ++ki) {
+          static const combiner_kind tk[3] = {COMBINER_FIXED, COMBINER_AXIAL, COMBINER_MIXTURE};
+          static const double bar[3] = {50.0, 20.0, 20.0};
+          const decode_result *dense = decode_find(rs, n, COMBINER_DENSE, 65536, o->ds[di], o->kvs[kvi], o->threads[ti]);
+          const decode_result *r = decode_find(rs, n, tk[ki], 65536, o->ds[di], o->kvs[kvi], o->threads[ti]);
+          printf("  %-7s d %d, kv %d, %d thread(s): ", combiner_kind_string(tk[ki]), o->ds[di], o->kvs[kvi],
+                 o->threads[ti]);
+          if (!dense || !r) printf("not measured (N = 65536 and DENSE must both run)\n");
+          else printf("%6.1fx  %s%s\n", dense->mean / r->mean, dense->mean / r->mean >= bar[ki] ? "PASS" : "MISS",
+                      *decode_noise(rs, n, dense) || *decode_noise(rs, n, r) ? "  (noisy row: not the library's)" : "");
+        }
+  snprintf(path, sizeof path, "%s/decode.csv", o->out_dir);
+  csv = fopen(path, "w");
+  if (csv) {
+    fprintf(csv, "kind,kv_heads,threads,N,head_dim,heads,block,window,rounds,us_per_token_mean,us_mean_min,"
+                 "us_mean_max,us_median,us_max,cpu_us_per_token,us_first,speedup_vs_dense,flop_ratio_vs_dense,terms_per_token,"
+                 "gflops,kv_gbps,cache_bytes,cache_bytes_per_token,fill_s,tries,noise\n");
+    for (i = 0; i < n; ++i) {
+      const decode_result *r = &rs[i];
+      const decode_result *dense = decode_find(rs, n, COMBINER_DENSE, r->N, r->d, r->Hkv, r->threads);
+      fprintf(csv, "%s,%d,%d,%d,%d,%d,%d,%d,%d,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,", combiner_kind_string(r->kind),
+              r->Hkv, r->threads, r->N, r->d, r->H, r->block, r->window, r->rounds, 1e6 * r->mean, 1e6 * r->mean_lo,
+              1e6 * r->mean_hi, 1e6 * r->median, 1e6 * r->max, 1e6 * r->cpu, 1e6 * r->first);
+      if (dense) fprintf(csv, "%.4g,%.4g,", dense->mean / r->mean, dense->flops_tok / r->flops_tok);
+      else fprintf(csv, ",,");
+      fprintf(csv, "%.6g,%.4g,", r->terms_tok, r->flops_tok / r->mean * 1e-9);
+      if (r->kv_bytes_tok > 0) fprintf(csv, "%.4g,", r->kv_bytes_tok / r->mean * 1e-9);
+      else fprintf(csv, ",");
+      fprintf(csv, "%zu,%.1f,%.4f,%d,%s\n", r->cache_bytes, (double)r->cache_bytes / r->max_len, r->fill, r->tries,
+              decode_noise(rs, n, r));
+    }
+    fclose(csv);
+    printf("\nwrote %s\n", path);
+  } else {
+    printf("\n(cannot write %s; create the folder or pass --out)\n", path);
+  }
+  {
+    svg_series s[6];
+    char title[220];
+    int d = o->ds[0], Hkv = o->kvs[o->nkv - 1], thr = o->threads[o->nt - 1], dropped = 0;
+    for (ki = 0; ki < o->nk; ++ki) s[ki] = decode_series(rs, n, o->kinds[ki], d, Hkv, thr, &dropped);
+    snprintf(title, sizeof title, "decode: time per token vs context N (log-log), d %d, H %d, kv heads %d, %d thread(s)%s",
+             d, o->H, Hkv, thr, dropped ? "; noisy rows left out" : "");
+    snprintf(path, sizeof path, "%s/decode.svg", o->out_dir);
+    write_loglog_svg(path, title, "N (tokens in the cache)", s, o->nk);
+    printf("wrote %s\n", path);
+  }
+  print_loadavg("at end");
+  printf("decode run: %.1f s wall\n", now() - t_start);
+  free(rs);
+  return 0;
+}
+
+/* Options in two passes: --decode and --quick pick the defaults, then every
+ * other flag overrides them, whatever the order. */
+static int parse_options(int argc, char **argv, options *o) {
+  static const int Ls[] = {1024, 2048, 4096, 8192, 16384}, Ns[] = {4096, 16384, 65536, 262144};
+  static const combiner_kind kinds[] = {COMBINER_DENSE, COMBINER_FIXED, COMBINER_AXIAL, COMBINER_MIXTURE,
+                                        COMBINER_LOGSPARSE};
+  int a;
+  memset(o, 0, sizeof *o);
+  for (a = 1; a < argc; ++a) {
+    o->decode |= !strcmp(argv[a], "--decode");
+    o->quick |= !strcmp(argv[a], "--quick");
+  }
+  memcpy(o->Ls, Ls, sizeof Ls); o->nL = 5;
+  memcpy(o->Ns, Ns, sizeof Ns); o->nN = 4;
+  memcpy(o->kinds, kinds, sizeof kinds); o->nk = 5;
+  o->causals[0] = 1; o->causals[1] = 0; o->nc = 2;
+  o->ds[0] = 64; o->nd = 1;
+  o->kvs[0] = 8; o->kvs[1] = 2; o->nkv = 2;
+  o->threads[0] = 1; o->threads[1] = 2; o->nt = 2;
+  o->H = 8; o->reps = 5; o->dense_max = o->decode ? 1 << 30 : 16384;
+  o->steps = 0; o->rounds = 3; o->chunk = 4096;
+  o->out_dir = "bench/results";
+  if (o->quick) {
+    o->nL = 2; o->Ls[0] = 256; o->Ls[1] = 512; o->nkv = 1; o->kvs[0] = 2; o->nt = 1; o->threads[0] = 1;
+    o->reps = 3; o->H = 2;
+    o->nN = 2; o->Ns[0] = 256; o->Ns[1] = 1024;
+  }
+  for (a = 1; a < argc; ++a) {
+    const char *v = a + 1 < argc ? argv[a + 1] : "";
+    if (!strcmp(argv[a], "--decode") || !strcmp(argv[a], "--quick")) continue;
+    if (a + 1 >= argc) break;
+    ++a;
+    if (!strcmp(argv[a - 1], "--L")) o->nL = parse_list(v, o->Ls);
+    else if (!strcmp(argv[a - 1], "--N")) o->nN = parse_list(v, o->Ns);
+    else if (!strcmp(argv[a - 1], "--causal")) o->nc = parse_list(v, o->causals);
+    else if (!strcmp(argv[a - 1], "--d")) o->nd = parse_list(v, o->ds);
+    else if (!strcmp(argv[a - 1], "--kv")) o->nkv = parse_list(v, o->kvs);
+    else if (!strcmp(argv[a - 1], "--threads")) o->nt = parse_list(v, o->threads);
+    else if (!strcmp(argv[a - 1], "--heads")) o->H = atoi(v);
+    else if (!strcmp(argv[a - 1], "--reps")) o->reps = atoi(v);
+    else if (!strcmp(argv[a - 1], "--dense-max-L") || !strcmp(argv[a - 1], "--dense-max-N")) o->dense_max = atoi(v);
+    else if (!strcmp(argv[a - 1], "--steps")) o->steps = atoi(v);
+    else if (!strcmp(argv[a - 1], "--rounds")) o->rounds = atoi(v);
+    else if (!strcmp(argv[a - 1], "--chunk")) o->chunk = atoi(v);
+    else if (!strcmp(argv[a - 1], "--out")) o->out_dir = v;
+    else if (!strcmp(argv[a - 1], "--kinds")) {
+      o->nk = 0;
+      while (*v && o->nk < 6) {
+        if (!strncmp(v, "dense", 5)) o->kinds[o->nk++] = COMBINER_DENSE;
+        else if (!strncmp(v, "fixed", 5)) o->kinds[o->nk++] = COMBINER_FIXED;
+        else if (!strncmp(v, "axial", 5)) o->kinds[o->nk++] = COMBINER_AXIAL;
+        else if (!strncmp(v, "mixture", 7)) o->kinds[o->nk++] = COMBINER_MIXTURE;
+        else if (!strncmp(v, "logsparse", 9)) o->kinds[o->nk++] = COMBINER_LOGSPARSE;
+        while (*v && *v != ',') ++v;
+        if (*v == ',') ++v;
+      }
+    } else {
+      --a;
+      break;
+    }
+  }
+  if (a < argc || o->nk < 1 || o->rounds < 1 || o->chunk < 1 || o->steps < 0) {
+    fprintf(stderr, "usage: see the comment at the top of bench/combiner_bench.c\n");
+    return 0;
+  }
+  if (o->decode) {     /* DENSE first: every other kind's row prints its speed-up over it */
+    int k, j;
+    for (k = 1; k < o->nk; ++k)
+      if (o->kinds[k] == COMBINER_DENSE) {
+        for (j = k; j > 0; --j) o->kinds[j] = o->kinds[j - 1];
+        o->kinds[0] = COMBINER_DENSE;
+      }
+  }
+  return 1;
+}
+
 int main(int argc, char **argv) {
-  int Ls[MAXV] = {1024, 2048, 4096, 8192, 16384}, nL = 5;
-  int causals[MAXV] = {1, 0}, nc = 2, ds[MAXV] = {64}, nd = 1, kvs[MAXV] = {8, 2}, nkv = 2;
-  int threads[MAXV] = {1, 2}, nt = 2, H = 8, reps = 5, dense_max = 16384;
-  combiner_kind kinds[6] = {COMBINER_DENSE, COMBINER_FIXED, COMBINER_AXIAL, COMBINER_MIXTURE, COMBINER_LOGSPARSE};
-  int nk = 5, a, li, ci, di, ki, ti, kvi, n = 0, maxt = 1;
-  const char *out_dir = "bench/results";
+  options opt;
+  int *Ls, nL, *causals, nc, *ds, nd, *kvs, nkv, *threads, nt, H, reps, dense_max;
+  combiner_kind *kinds;
+  int nk, li, ci, di, ki, ti, kvi, n = 0, maxt = 1;
+  const char *out_dir;
   result *rs;
   double peak1, peakN, attainable = 0.0;
   char path[512];
   FILE *csv;
-  for (a = 1; a < argc; ++a) {
-    const char *v = a + 1 < argc ? argv[a + 1] : "";
-    if (!strcmp(argv[a], "--L")) { nL = parse_list(v, Ls); ++a; }
-    else if (!strcmp(argv[a], "--causal")) { nc = parse_list(v, causals); ++a; }
-    else if (!strcmp(argv[a], "--d")) { nd = parse_list(v, ds); ++a; }
-    else if (!strcmp(argv[a], "--kv")) { nkv = parse_list(v, kvs); ++a; }
-    else if (!strcmp(argv[a], "--threads")) { nt = parse_list(v, threads); ++a; }
-    else if (!strcmp(argv[a], "--heads")) { H = atoi(v); ++a; }
-    else if (!strcmp(argv[a], "--reps")) { reps = atoi(v); ++a; }
-    else if (!strcmp(argv[a], "--dense-max-L")) { dense_max = atoi(v); ++a; }
-    else if (!strcmp(argv[a], "--out")) { out_dir = v; ++a; }
-    else if (!strcmp(argv[a], "--kinds")) {
-      nk = 0;
-      while (*v && nk < 6) {
-        if (!strncmp(v, "dense", 5)) kinds[nk++] = COMBINER_DENSE;
-        else if (!strncmp(v, "fixed", 5)) kinds[nk++] = COMBINER_FIXED;
-        else if (!strncmp(v, "axial", 5)) kinds[nk++] = COMBINER_AXIAL;
-        else if (!strncmp(v, "mixture", 7)) kinds[nk++] = COMBINER_MIXTURE;
-        else if (!strncmp(v, "logsparse", 9)) kinds[nk++] = COMBINER_LOGSPARSE;
-        while (*v && *v != ',') ++v;
-        if (*v == ',') ++v;
-      }
-      ++a;
-    } else if (!strcmp(argv[a], "--quick")) {
-      nL = 2; Ls[0] = 256; Ls[1] = 512; nkv = 1; kvs[0] = 2; nt = 1; threads[0] = 1; reps = 3; H = 2;
-    } else {
-      fprintf(stderr, "usage: see the comment at the top of bench/combiner_bench.c\n");
-      return 2;
-    }
-  }
+  if (!parse_options(argc, argv, &opt)) return 2;
+  if (opt.decode) return run_decode(&opt);
+  Ls = opt.Ls; nL = opt.nL; causals = opt.causals; nc = opt.nc; ds = opt.ds; nd = opt.nd; kvs = opt.kvs;
+  nkv = opt.nkv; threads = opt.threads; nt = opt.nt; H = opt.H; reps = opt.reps; dense_max = opt.dense_max;
+  kinds = opt.kinds; nk = opt.nk; out_dir = opt.out_dir;
   for (ti = 0; ti < nt; ++ti) maxt = threads[ti] > maxt ? threads[ti] : maxt;
   peak1 = fma_peak_gflops(1);
   peakN = maxt > 1 ? fma_peak_gflops(maxt) : peak1;

@@ -2397,6 +2397,7 @@ static void combiner__scaled_copy(float *dst, const float *src, float scale, int
 struct combiner_cache {
   unsigned magic;
   int length, max_len;
+  int triggered;           /* positions [0, triggered) have run their triggers on today's data */
   combiner_config cfg;     /* resolved; seq_len = max_len; layouts of the appended tensors */
   combiner__problem p;     /* L = max_len; q, k, v describe the stored arrays; count = entries per head */
   size_t section;          /* entries per head and section */
@@ -2489,6 +2490,7 @@ typedef struct combiner__cjob {
   float *kc, *vc, *qc;     /* Mixture's column-major copies */
   ptrdiff_t section;       /* entries per head and section */
   ptrdiff_t first, count;  /* the appended positions */
+  ptrdiff_t triggered;     /* positions below this skip their triggers */
   float *out;
   combiner__tensor o;
   const float *q;          /* the caller's queries (DENSE reads them there) */
@@ -2688,7 +2690,7 @@ static void combiner__cache_unit(const combiner__cjob *jb, ptrdiff_t unit, const
   }
 #endif
   for (i = jb->first; i < jb->first + jb->count; ++i) {
-    combiner__cache_triggers(jb, sc, (int)unit, i);
+    if (i >= jb->triggered) combiner__cache_triggers(jb, sc, (int)unit, i);
     if (jb->out) combiner__cache_query(jb, sc, (int)unit, i);
   }
 }
@@ -2697,12 +2699,16 @@ static void combiner__cache_unit(const combiner__cjob *jb, ptrdiff_t unit, const
 static void combiner__cache_run(const combiner__cjob *jb, unsigned char *base, size_t stride) {
   const combiner__problem *p = jb->c.p;
   const ptrdiff_t units = p->kind == COMBINER_DENSE ? p->Hkv : p->H;
-  double per = p->kind == COMBINER_DENSE ? (double)jb->first + (double)jb->count
-             : (double)p->m + (double)p->L / p->m + 64.0;
-  double work = (double)jb->count * p->H * per * ((double)p->d + p->dv);
+  /* terms a token touches per head, roughly (see the README's table): a
+   * team costs microseconds to wake, more than a small token's work */
+  const double m = p->m, n = (double)p->L / p->m, lg = log2((double)p->L + 1.0);
+  const double per = p->kind == COMBINER_DENSE ? (double)jb->first + (double)jb->count
+                   : p->kind == COMBINER_FIXED ? m + n : p->kind == COMBINER_AXIAL ? 2.0 * m + n
+                   : p->kind == COMBINER_MIXTURE ? 3.0 * m + 5.0 * n : 3.0 * lg;
+  const double work = (double)jb->count * p->H * per * ((double)p->d + p->dv);
   (void)work; (void)stride;
 #ifdef COMBINER__OPENMP
-  if (p->threads > 1 && units > 1 && work >= 1e5) {
+  if (p->threads > 1 && units > 1 && work >= 1.5e5) {
 #pragma omp parallel num_threads(p->threads)
     {
       unsigned csr = combiner__denormals_off();
@@ -3189,6 +3195,11 @@ COMBINER_API combiner_status combiner_cache_config(const combiner_cache *cache, 
 
 COMBINER_API combiner_status combiner_cache_truncate(combiner_cache *cache, int length) {
   if (!combiner__cache_ok(cache) || length < 0 || length > cache->length) return COMBINER_ERR_INVALID_ARGUMENT;
+  /* What position `length` computed at its triggers came from earlier
+   * positions only (Mixture's regions ending at it include it): still valid,
+   * so re-appending there does not redo, say, Logsparse's O(N) top block. */
+  if (cache->triggered > length)
+    cache->triggered = cache->p.kind == COMBINER_MIXTURE ? length : length + 1;
   cache->length = length;
   return COMBINER_OK;
 }
@@ -3232,6 +3243,7 @@ COMBINER_API combiner_status combiner_cache_append(combiner_cache *cache, int co
   jb.section = (ptrdiff_t)cache->section;
   jb.first = cache->length;
   jb.count = count;
+  jb.triggered = cache->triggered;
   jb.out = out;
   jb.o = to;
   jb.q = q;
@@ -3261,6 +3273,7 @@ COMBINER_API combiner_status combiner_cache_append(combiner_cache *cache, int co
     combiner__cache_run(&jb, (unsigned char *)(void *)combiner__cache_floats(cache, cache->off[COMBINER__CSCRATCH]),
                         cache->scratch_stride);
   cache->length += count;
+  cache->triggered = cache->length;
   return COMBINER_OK;
 }
 
