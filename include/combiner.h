@@ -112,6 +112,12 @@
  *   as one combiner_attention over the whole sequence with the cache's
  *   block (block 0 means ceil(sqrt(max_len))).
  *
+ * INTROSPECTION
+ *   combiner_attention_matrix() gives the effective matrix A (out = A v) that
+ *   the kernels compute for your q and k, combiner_support_map() how each
+ *   query reaches each position (directly, through which region, or not):
+ *   O(L^2), for debugging, pictures and checking a port.
+ *
  * combiner.h does NOT
  *   - start threads of its own (it uses OpenMP when you compile with it);
  *   - allocate when you pass a workspace;
