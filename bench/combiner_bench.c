@@ -47,6 +47,23 @@
 
 #define MAXV 16
 
+/* what this build runs, for the tables' headers */
+static const char *simd_name(void) {
+#if defined(__AVX512F__) && !defined(COMBINER_NO_SIMD)
+  return "AVX-512 kernels";
+#else
+  return "scalar/auto-vectorized kernels";
+#endif
+}
+
+static const char *openmp_name(void) {
+#ifdef _OPENMP
+  return "OpenMP";
+#else
+  return "no OpenMP";
+#endif
+}
+
 static double now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -645,17 +662,7 @@ static int run_decode(const options *o) {
   if (!rs) return 1;
   for (ti = 0; ti < o->nt; ++ti) maxt = o->threads[ti] > maxt ? o->threads[ti] : maxt;
   printf("combiner-bench --decode: per-token latency of combiner_cache_append(1 token) at context N (%s; %s)\n",
-#if defined(__AVX512F__) && !defined(COMBINER_NO_SIMD)
-         "AVX-512 kernels",
-#else
-         "scalar/auto-vectorized kernels",
-#endif
-#ifdef _OPENMP
-         "OpenMP"
-#else
-         "no OpenMP"
-#endif
-  );
+         simd_name(), openmp_name());
   print_loadavg("at start (other jobs share these cores: wall times include their preemptions)");
   printf("memory read bandwidth (%d MiB buffer):", o->quick ? 64 : 1024);
   for (ti = 0; ti < o->nt; ++ti) {
@@ -871,17 +878,7 @@ int main(int argc, char **argv) {
   peak1 = fma_peak_gflops(1);
   peakN = maxt > 1 ? fma_peak_gflops(maxt) : peak1;
   printf("combiner-bench: FMA peak %.1f GFLOP/s on 1 thread, %.1f on %d (%s); %s\n", peak1, peakN, maxt,
-#if defined(__AVX512F__) && !defined(COMBINER_NO_SIMD)
-         "AVX-512 kernels",
-#else
-         "scalar/auto-vectorized kernels",
-#endif
-#ifdef _OPENMP
-         "OpenMP"
-#else
-         "no OpenMP"
-#endif
-  );
+         simd_name(), openmp_name());
   rs = (result *)calloc((size_t)(nL * nc * nd * nkv * nt * nk + 1), sizeof(result));
   if (!rs) return 1;
   {   /* attainable: our dense kernel on a large GEMM-shaped (bidirectional) problem */

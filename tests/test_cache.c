@@ -21,35 +21,7 @@
 #include <limits.h>
 #include <pthread.h>
 
-/* kinds this build carries (the suite also builds this file with some
- * compiled out: those must answer COMBINER_ERR_UNSUPPORTED) */
-static int kind_compiled(combiner_kind kind) {
-  switch (kind) {
-#ifdef COMBINER_NO_FIXED
-    case COMBINER_FIXED: return 0;
-#endif
-#ifdef COMBINER_NO_AXIAL
-    case COMBINER_AXIAL: return 0;
-#endif
-#ifdef COMBINER_NO_MIXTURE
-    case COMBINER_MIXTURE: return 0;
-#endif
-#ifdef COMBINER_NO_DENSE
-    case COMBINER_DENSE: return 0;
-#endif
-#ifdef COMBINER_NO_LOGSPARSE
-    case COMBINER_LOGSPARSE: return 0;
-#endif
-    default: return 1;
-  }
-}
-
-static int ceil_sqrt(int n) {
-  int m = 1;
-  while ((long long)m * m < n) ++m;
-  return m;
-}
-
+#include "test_kinds.h"
 /* ------------------------------------------------------------------------ */
 /* A problem: one sequence of max_len tokens and the cache config           */
 /* ------------------------------------------------------------------------ */

@@ -34,6 +34,7 @@
 
 #define COMBINER_IMPLEMENTATION
 #include "combiner.h"
+#include "../test_kinds.h"
 
 typedef struct reader { const uint8_t *p; size_t n, i; } reader;
 
@@ -60,33 +61,6 @@ static void *xmalloc(size_t n) {
   void *p = malloc(n ? n : 1);
   if (!p) abort();
   return p;
-}
-
-static int kind_compiled(int kind) {
-  switch (kind) {
-#ifdef COMBINER_NO_FIXED
-    case COMBINER_FIXED: return 0;
-#endif
-#ifdef COMBINER_NO_AXIAL
-    case COMBINER_AXIAL: return 0;
-#endif
-#ifdef COMBINER_NO_MIXTURE
-    case COMBINER_MIXTURE: return 0;
-#endif
-#ifdef COMBINER_NO_DENSE
-    case COMBINER_DENSE: return 0;
-#endif
-#ifdef COMBINER_NO_LOGSPARSE
-    case COMBINER_LOGSPARSE: return 0;
-#endif
-    default: return 1;
-  }
-}
-
-static int ceil_sqrt(int n) {
-  int m = 1;
-  while ((long long)m * m < n) ++m;
-  return m;
 }
 
 static uint32_t bits_of(float f) {
