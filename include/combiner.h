@@ -1509,7 +1509,7 @@ static float combiner__dot(const float *a, const float *b, int n) {
   return s;
 }
 
-static void combiner__axpy(float *y, float a, const float *x, int n) {
+COMBINER__SHARED void combiner__axpy(float *y, float a, const float *x, int n) {
   int i = 0;
 #if defined(COMBINER__AVX512)
   const __m512 av = _mm512_set1_ps(a);
@@ -1519,45 +1519,201 @@ static void combiner__axpy(float *y, float a, const float *x, int n) {
   for (; i < n; ++i) y[i] += a * x[i];
 }
 
-/* att(q, len <= 16 keys) without the tile machinery, whose fixed cost per
- * call dominates for the many tiny blocks of Logsparse's low levels. */
-static void combiner__attend_few(const combiner__problem *p, const float *q, const combiner__seq *k,
-                                 const combiner__seq *v, float *out) {
-  float logit[16], mx = -INFINITY, sum = 0.0f;
-  int j, len = k->count;
-  COMBINER_ASSERT(len >= 1 && len <= 16);
-  for (j = 0; j < len; ++j) {
-    logit[j] = p->scale * combiner__dot(q, k->base + (ptrdiff_t)j * k->stride, p->d);
-    mx = (logit[j] > mx || logit[j] != logit[j]) ? logit[j] : mx;
-  }
-  memset(out, 0, (size_t)p->dv * sizeof(float));
-  for (j = 0; j < len; ++j) {
-    float w = combiner__exp(logit[j] - mx);
-    sum += w;
-    combiner__axpy(out, w, v->base + (ptrdiff_t)j * v->stride, p->dv);
-  }
-  for (j = 0; j < p->dv; ++j) out[j] /= sum;
+/* One query against a sequence, for decode: the tile primitive wastes 15 of
+ * its 16 query lanes on a single query, so decode has its own. The query is
+ * pre-scaled; the state is SPEC 2's joint softmax, online. */
+typedef struct combiner__dstate {
+  float mx, sum;
+  float *acc;      /* dv: unnormalized output */
+  float *acc2;     /* d: unnormalized expected key (Axial WSUM), or NULL */
+} combiner__dstate;
+
+static void combiner__dstate_begin(combiner__dstate *st, float *acc, float *acc2, int dv, int d) {
+  st->mx = -INFINITY;
+  st->sum = 0.0f;
+  st->acc = acc;
+  st->acc2 = acc2;
+  memset(acc, 0, (size_t)dv * sizeof(float));
+  if (acc2) memset(acc2, 0, (size_t)d * sizeof(float));
 }
 
-/* Fixed-style abstraction of `len` positions from `first` (SPEC 3): key =
- * pool of k, value = att(pool of q of head h, the same positions). */
-COMBINER__SHARED void combiner__block_summary(const combiner__ctx *c, const combiner__scratch *sc,
-    int h, ptrdiff_t first, int len, float *key, float *val) {
-  const combiner__problem *p = c->p;
-  int g = h / p->group;
-  combiner__seq qs = combiner__seq_of(sc->qbuf, p->d, 1);
-  combiner__seq ks = combiner__keys(c, g, first, 1, len), vs = combiner__values(c, g, first, 1, len);
-  combiner__states st = combiner__tile_states(sc->tile[1], p->dv, NULL, p->d);
-  combiner__pool_rows(key, ks.base, ks.stride, len, p->d, p->pool);
-  combiner__pool_rows(sc->qbuf, combiner__q(c, first, h), p->q.ts, len, p->d, p->pool);
-  if (len <= 16) {
-    combiner__attend_few(p, sc->qbuf, &ks, &vs, val);
-    return;
+#if defined(COMBINER__AVX512)
+/* s[r] = q . k_r for nk <= 16 keys: one accumulator per key, then a
+ * transposing reduction tree (unpack ps, unpack pd, two lane shuffles) that
+ * leaves key r's sum in lane r. */
+static void combiner__dscores16(const float *q, const float *k0, ptrdiff_t ks, int nk, int d, float *s) {
+  __m512 a[16], t[8], u[4], v[2], w;
+  const float *kr[16];
+  int r, x;
+  for (r = 0; r < 16; ++r) {
+    a[r] = _mm512_setzero_ps();
+    kr[r] = k0 + (ptrdiff_t)(r < nk ? r : 0) * ks;
   }
-  combiner__states_begin(&st, 1, p->dv, p->d);
-  combiner__pack_queries(p, sc, &qs, 1);
-  combiner__attend(p, sc, 1, &ks, &vs, COMBINER__ALL, 0, &st);
-  combiner__states_finish(&st, 1, p->dv, val, p->dv);
+  for (x = 0; x + 16 <= d; x += 16) {
+    const __m512 qv = _mm512_loadu_ps(q + x);
+    for (r = 0; r < 16; ++r) a[r] = _mm512_fmadd_ps(_mm512_loadu_ps(kr[r] + x), qv, a[r]);
+  }
+  if (x < d) {
+    const __mmask16 mk = (__mmask16)((1u << (d - x)) - 1u);
+    const __m512 qv = _mm512_maskz_loadu_ps(mk, q + x);
+    for (r = 0; r < 16; ++r) a[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, kr[r] + x), qv, a[r]);
+  }
+  for (r = 0; r < 8; ++r)
+    t[r] = _mm512_add_ps(_mm512_mask_unpacklo_ps(a[2 * r], 0xFFFF, a[2 * r], a[2 * r + 1]),
+                         _mm512_mask_unpackhi_ps(a[2 * r], 0xFFFF, a[2 * r], a[2 * r + 1]));
+  for (r = 0; r < 4; ++r) {
+    const __m512d lo = _mm512_castps_pd(t[2 * r]), hi = _mm512_castps_pd(t[2 * r + 1]);
+    u[r] = _mm512_add_ps(_mm512_castpd_ps(_mm512_mask_unpacklo_pd(lo, 0xFF, lo, hi)),
+                         _mm512_castpd_ps(_mm512_mask_unpackhi_pd(lo, 0xFF, lo, hi)));
+  }
+  for (r = 0; r < 2; ++r)
+    v[r] = _mm512_add_ps(_mm512_mask_shuffle_f32x4(u[2 * r], 0xFFFF, u[2 * r], u[2 * r + 1], 0x88),
+                         _mm512_mask_shuffle_f32x4(u[2 * r], 0xFFFF, u[2 * r], u[2 * r + 1], 0xdd));
+  w = _mm512_add_ps(_mm512_mask_shuffle_f32x4(v[0], 0xFFFF, v[0], v[1], 0x88),
+                    _mm512_mask_shuffle_f32x4(v[0], 0xFFFF, v[0], v[1], 0xdd));
+  _mm512_mask_storeu_ps(s, (__mmask16)((1u << nk) - 1u), w);
+}
+#endif
+
+/* s[j] = q . k_{j0+j}, j < nk */
+static void combiner__dscores(const float *q, const combiner__seq *k, int j0, int nk, int d, float *s) {
+  int j = 0;
+#if defined(COMBINER__AVX512)
+  for (; j < nk; j += 16)
+    combiner__dscores16(q, k->base + (ptrdiff_t)(j0 + j) * k->stride, k->stride, nk - j < 16 ? nk - j : 16, d, s + j);
+#endif
+  for (; j < nk; ++j) s[j] = combiner__dot(q, k->base + (ptrdiff_t)(j0 + j) * k->stride, d);
+}
+
+/* acc += sum_j w[j] * x_{j0+j} (rows of width n) */
+static void combiner__dpv(float *acc, const float *w, const combiner__seq *xs, int j0, int nk, int n) {
+  int j, y = 0;
+#if defined(COMBINER__AVX512)
+  for (; y + 64 <= n; y += 64) {     /* four accumulators stay in registers */
+    __m512 a0 = _mm512_loadu_ps(acc + y), a1 = _mm512_loadu_ps(acc + y + 16);
+    __m512 a2 = _mm512_loadu_ps(acc + y + 32), a3 = _mm512_loadu_ps(acc + y + 48);
+    for (j = 0; j < nk; ++j) {
+      const float *xj = xs->base + (ptrdiff_t)(j0 + j) * xs->stride + y;
+      const __m512 b = _mm512_set1_ps(w[j]);
+      a0 = _mm512_fmadd_ps(b, _mm512_loadu_ps(xj), a0);
+      a1 = _mm512_fmadd_ps(b, _mm512_loadu_ps(xj + 16), a1);
+      a2 = _mm512_fmadd_ps(b, _mm512_loadu_ps(xj + 32), a2);
+      a3 = _mm512_fmadd_ps(b, _mm512_loadu_ps(xj + 48), a3);
+    }
+    _mm512_storeu_ps(acc + y, a0); _mm512_storeu_ps(acc + y + 16, a1);
+    _mm512_storeu_ps(acc + y + 32, a2); _mm512_storeu_ps(acc + y + 48, a3);
+  }
+  for (; y < n; y += 16) {
+    const __mmask16 mk = n - y >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - y)) - 1u);
+    __m512 a0 = _mm512_maskz_loadu_ps(mk, acc + y);
+    for (j = 0; j < nk; ++j)
+      a0 = _mm512_fmadd_ps(_mm512_set1_ps(w[j]),
+                           _mm512_maskz_loadu_ps(mk, xs->base + (ptrdiff_t)(j0 + j) * xs->stride + y), a0);
+    _mm512_mask_storeu_ps(acc + y, mk, a0);
+  }
+#else
+  for (j = 0; j < nk; ++j)           /* zero weights skipped, as in the tile path */
+    if (w[j] != 0.0f) combiner__axpy(acc, w[j], xs->base + (ptrdiff_t)(j0 + j) * xs->stride, n);
+  (void)y;
+#endif
+}
+
+/* st += the terms (k_j, v_j) of one pre-scaled query q, 64 keys at a time;
+ * s: 64 floats of scratch. */
+static void combiner__dattend(const combiner__problem *p, const float *q, const combiner__seq *k,
+                              const combiner__seq *v, combiner__dstate *st, float *s) {
+  int j0, j;
+  for (j0 = 0; j0 < k->count; j0 += COMBINER__CHUNK) {
+    const int nk = k->count - j0 < COMBINER__CHUNK ? k->count - j0 : COMBINER__CHUNK;
+    float cm = st->mx, sub, add = 0.0f;
+    combiner__dscores(q, k, j0, nk, p->d, s);
+#if defined(COMBINER__AVX512)
+    {
+      __m512 vm = _mm512_set1_ps(cm);
+      __mmask16 nan = 0;
+      float lanes[16];
+      for (j = 0; j < nk; j += 16) {
+        const __mmask16 mk = nk - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (nk - j)) - 1u);
+        const __m512 x = _mm512_mask_loadu_ps(vm, mk, s + j);
+        nan |= _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+        vm = _mm512_mask_max_ps(vm, 0xFFFF, vm, x);
+      }
+      _mm512_storeu_ps(lanes, vm);
+      for (j = 0; j < 16; ++j) cm = lanes[j] > cm ? lanes[j] : cm;
+      if (nan) cm = NAN;
+    }
+#else
+    for (j = 0; j < nk; ++j) cm = (s[j] > cm || s[j] != s[j]) ? s[j] : cm;
+#endif
+    if (cm != st->mx) {
+      const float f = combiner__exp(st->mx - cm);          /* 0 when the old max is -inf */
+      if (st->sum != 0.0f) {
+        st->sum *= f;
+        combiner__scale_row(st->acc, f, p->dv);
+        if (st->acc2) combiner__scale_row(st->acc2, f, p->d);
+      }
+      st->mx = cm;
+    }
+    sub = cm == -INFINITY ? 0.0f : cm;
+#if defined(COMBINER__AVX512)
+    {
+      const __m512 vs = _mm512_set1_ps(sub);
+      __m512 va = _mm512_setzero_ps();
+      float lanes[16];
+      for (j = 0; j < nk; j += 16) {
+        const __mmask16 mk = nk - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (nk - j)) - 1u);
+        const __m512 e = _mm512_maskz_mov_ps(mk, combiner__exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, s + j), vs)));
+        _mm512_mask_storeu_ps(s + j, mk, e);
+        va = _mm512_add_ps(va, e);
+      }
+      _mm512_storeu_ps(lanes, va);
+      for (j = 0; j < 16; ++j) add += lanes[j];
+    }
+#else
+    for (j = 0; j < nk; ++j) s[j] = combiner__exp(s[j] - sub);
+    for (j = 0; j < nk; ++j) add += s[j];
+#endif
+    st->sum += add;
+    combiner__dpv(st->acc, s, v, j0, nk, p->dv);
+    if (st->acc2) combiner__dpv(st->acc2, s, k, j0, nk, p->d);
+  }
+}
+
+/* out[y] = acc[y] / sum */
+static void combiner__dstate_finish(const combiner__dstate *st, float *out, int dv) {
+  combiner__states s;
+  float mx = st->mx, sum = st->sum;
+  s.mx = &mx; s.sum = &sum; s.acc = st->acc; s.ms = 1; s.as = dv; s.acc2 = NULL; s.a2s = 0;
+  combiner__states_finish(&s, 1, dv, out, dv);
+}
+
+/* dst = scale * src */
+static void combiner__scaled_copy(float *dst, const float *src, float scale, int n) {
+  int x;
+  for (x = 0; x < n; ++x) dst[x] = scale * src[x];
+}
+
+/* Fixed-style abstraction of a region (SPEC 3, and SPEC 5's regions with max
+ * or mean): key = pool of its keys, value = att(pool of its queries, region).
+ * Queries at q0, q0 + qs, ...; keys and values as given. */
+static void combiner__dregion(const combiner__problem *p, const combiner__scratch *sc, const float *q0,
+    ptrdiff_t qs, const combiner__seq *ks, const combiner__seq *vs, float *key, float *val) {
+  float *qp = sc->qbuf + p->d;
+  combiner__dstate st;
+  combiner__pool_rows(key, ks->base, ks->stride, ks->count, p->d, p->pool);
+  combiner__pool_rows(qp, q0, qs, ks->count, p->d, p->pool);
+  combiner__scale_row(qp, p->scale, p->d);
+  combiner__dstate_begin(&st, sc->tile[1], NULL, p->dv, p->d);
+  combiner__dattend(p, qp, ks, vs, &st, sc->s);
+  combiner__dstate_finish(&st, val, p->dv);
+}
+
+/* The same for `len` consecutive positions from `first` (a block). */
+COMBINER__SHARED void combiner__dblock(const combiner__ctx *c, const combiner__scratch *sc, int h, ptrdiff_t first,
+                             int len, float *key, float *val) {
+  const int g = h / c->p->group;
+  combiner__seq ks = combiner__keys(c, g, first, 1, len), vs = combiner__values(c, g, first, 1, len);
+  combiner__dregion(c->p, sc, combiner__q(c, first, h), c->p->q.ts, &ks, &vs, key, val);
 }
 
 COMBINER__SHARED int combiner__row_len(const combiner__problem *p, int t) {
@@ -1728,7 +1884,7 @@ static void combiner__axial_summary_unit(const combiner__ctx *c, ptrdiff_t unit,
     }
   }
   if ((size_t)p->L < p->count && t.r == p->n - 1 && q0 == 0)
-    combiner__block_summary(c, sc, h, first, t.len, combiner__wkey(c, h, p->L), combiner__wval(c, h, p->L));
+    combiner__dblock(c, sc, h, first, t.len, combiner__wkey(c, h, p->L), combiner__wval(c, h, p->L));
 }
 
 /* Pass 1, unit (head h, row r, tile): the direct terms, own row (causal: up
@@ -1974,7 +2130,7 @@ static void combiner__logsparse_blocks(const combiner__ctx *c, const combiner__s
   ptrdiff_t base = (ptrdiff_t)s * (ptrdiff_t)(p->count / (size_t)(p->causal ? 1 : 2)) + combiner__log_offset(L, l);
   for (b = b0; b < b1; ++b) {
     ptrdiff_t first = s == 0 ? b << l : L - ((b + 1) << l);
-    combiner__block_summary(c, sc, h, first, 1 << l, combiner__wkey(c, h, base + b), combiner__wval(c, h, base + b));
+    combiner__dblock(c, sc, h, first, 1 << l, combiner__wkey(c, h, base + b), combiner__wval(c, h, base + b));
   }
 }
 
@@ -2226,180 +2382,6 @@ static void combiner__ctx_init(combiner__ctx *c, const combiner__problem *p,
 /* Decode cache                                                             */
 /* ------------------------------------------------------------------------ */
 
-/* One query against a sequence, for decode: the tile primitive wastes 15 of
- * its 16 query lanes on a single query, so decode has its own. The query is
- * pre-scaled; the state is SPEC 2's joint softmax, online. */
-typedef struct combiner__dstate {
-  float mx, sum;
-  float *acc;      /* dv: unnormalized output */
-  float *acc2;     /* d: unnormalized expected key (Axial WSUM), or NULL */
-} combiner__dstate;
-
-static void combiner__dstate_begin(combiner__dstate *st, float *acc, float *acc2, int dv, int d) {
-  st->mx = -INFINITY;
-  st->sum = 0.0f;
-  st->acc = acc;
-  st->acc2 = acc2;
-  memset(acc, 0, (size_t)dv * sizeof(float));
-  if (acc2) memset(acc2, 0, (size_t)d * sizeof(float));
-}
-
-#if defined(COMBINER__AVX512)
-/* s[r] = q . k_r for nk <= 16 keys: one accumulator per key, then a
- * transposing reduction tree (unpack ps, unpack pd, two lane shuffles) that
- * leaves key r's sum in lane r. */
-static void combiner__dscores16(const float *q, const float *k0, ptrdiff_t ks, int nk, int d, float *s) {
-  __m512 a[16], t[8], u[4], v[2], w;
-  const float *kr[16];
-  int r, x;
-  for (r = 0; r < 16; ++r) {
-    a[r] = _mm512_setzero_ps();
-    kr[r] = k0 + (ptrdiff_t)(r < nk ? r : 0) * ks;
-  }
-  for (x = 0; x + 16 <= d; x += 16) {
-    const __m512 qv = _mm512_loadu_ps(q + x);
-    for (r = 0; r < 16; ++r) a[r] = _mm512_fmadd_ps(_mm512_loadu_ps(kr[r] + x), qv, a[r]);
-  }
-  if (x < d) {
-    const __mmask16 mk = (__mmask16)((1u << (d - x)) - 1u);
-    const __m512 qv = _mm512_maskz_loadu_ps(mk, q + x);
-    for (r = 0; r < 16; ++r) a[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, kr[r] + x), qv, a[r]);
-  }
-  for (r = 0; r < 8; ++r)
-    t[r] = _mm512_add_ps(_mm512_mask_unpacklo_ps(a[2 * r], 0xFFFF, a[2 * r], a[2 * r + 1]),
-                         _mm512_mask_unpackhi_ps(a[2 * r], 0xFFFF, a[2 * r], a[2 * r + 1]));
-  for (r = 0; r < 4; ++r) {
-    const __m512d lo = _mm512_castps_pd(t[2 * r]), hi = _mm512_castps_pd(t[2 * r + 1]);
-    u[r] = _mm512_add_ps(_mm512_castpd_ps(_mm512_mask_unpacklo_pd(lo, 0xFF, lo, hi)),
-                         _mm512_castpd_ps(_mm512_mask_unpackhi_pd(lo, 0xFF, lo, hi)));
-  }
-  for (r = 0; r < 2; ++r)
-    v[r] = _mm512_add_ps(_mm512_mask_shuffle_f32x4(u[2 * r], 0xFFFF, u[2 * r], u[2 * r + 1], 0x88),
-                         _mm512_mask_shuffle_f32x4(u[2 * r], 0xFFFF, u[2 * r], u[2 * r + 1], 0xdd));
-  w = _mm512_add_ps(_mm512_mask_shuffle_f32x4(v[0], 0xFFFF, v[0], v[1], 0x88),
-                    _mm512_mask_shuffle_f32x4(v[0], 0xFFFF, v[0], v[1], 0xdd));
-  _mm512_mask_storeu_ps(s, (__mmask16)((1u << nk) - 1u), w);
-}
-#endif
-
-/* s[j] = q . k_{j0+j}, j < nk */
-static void combiner__dscores(const float *q, const combiner__seq *k, int j0, int nk, int d, float *s) {
-  int j = 0;
-#if defined(COMBINER__AVX512)
-  for (; j < nk; j += 16)
-    combiner__dscores16(q, k->base + (ptrdiff_t)(j0 + j) * k->stride, k->stride, nk - j < 16 ? nk - j : 16, d, s + j);
-#endif
-  for (; j < nk; ++j) s[j] = combiner__dot(q, k->base + (ptrdiff_t)(j0 + j) * k->stride, d);
-}
-
-/* acc += sum_j w[j] * x_{j0+j} (rows of width n) */
-static void combiner__dpv(float *acc, const float *w, const combiner__seq *xs, int j0, int nk, int n) {
-  int j, y = 0;
-#if defined(COMBINER__AVX512)
-  for (; y + 64 <= n; y += 64) {     /* four accumulators stay in registers */
-    __m512 a0 = _mm512_loadu_ps(acc + y), a1 = _mm512_loadu_ps(acc + y + 16);
-    __m512 a2 = _mm512_loadu_ps(acc + y + 32), a3 = _mm512_loadu_ps(acc + y + 48);
-    for (j = 0; j < nk; ++j) {
-      const float *xj = xs->base + (ptrdiff_t)(j0 + j) * xs->stride + y;
-      const __m512 b = _mm512_set1_ps(w[j]);
-      a0 = _mm512_fmadd_ps(b, _mm512_loadu_ps(xj), a0);
-      a1 = _mm512_fmadd_ps(b, _mm512_loadu_ps(xj + 16), a1);
-      a2 = _mm512_fmadd_ps(b, _mm512_loadu_ps(xj + 32), a2);
-      a3 = _mm512_fmadd_ps(b, _mm512_loadu_ps(xj + 48), a3);
-    }
-    _mm512_storeu_ps(acc + y, a0); _mm512_storeu_ps(acc + y + 16, a1);
-    _mm512_storeu_ps(acc + y + 32, a2); _mm512_storeu_ps(acc + y + 48, a3);
-  }
-  for (; y < n; y += 16) {
-    const __mmask16 mk = n - y >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - y)) - 1u);
-    __m512 a0 = _mm512_maskz_loadu_ps(mk, acc + y);
-    for (j = 0; j < nk; ++j)
-      a0 = _mm512_fmadd_ps(_mm512_set1_ps(w[j]),
-                           _mm512_maskz_loadu_ps(mk, xs->base + (ptrdiff_t)(j0 + j) * xs->stride + y), a0);
-    _mm512_mask_storeu_ps(acc + y, mk, a0);
-  }
-#else
-  for (j = 0; j < nk; ++j)           /* zero weights skipped, as in the tile path */
-    if (w[j] != 0.0f) combiner__axpy(acc, w[j], xs->base + (ptrdiff_t)(j0 + j) * xs->stride, n);
-  (void)y;
-#endif
-}
-
-/* st += the terms (k_j, v_j) of one pre-scaled query q, 64 keys at a time;
- * s: 64 floats of scratch. */
-static void combiner__dattend(const combiner__problem *p, const float *q, const combiner__seq *k,
-                              const combiner__seq *v, combiner__dstate *st, float *s) {
-  int j0, j;
-  for (j0 = 0; j0 < k->count; j0 += COMBINER__CHUNK) {
-    const int nk = k->count - j0 < COMBINER__CHUNK ? k->count - j0 : COMBINER__CHUNK;
-    float cm = st->mx, sub, add = 0.0f;
-    combiner__dscores(q, k, j0, nk, p->d, s);
-#if defined(COMBINER__AVX512)
-    {
-      __m512 vm = _mm512_set1_ps(cm);
-      __mmask16 nan = 0;
-      float lanes[16];
-      for (j = 0; j < nk; j += 16) {
-        const __mmask16 mk = nk - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (nk - j)) - 1u);
-        const __m512 x = _mm512_mask_loadu_ps(vm, mk, s + j);
-        nan |= _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
-        vm = _mm512_mask_max_ps(vm, 0xFFFF, vm, x);
-      }
-      _mm512_storeu_ps(lanes, vm);
-      for (j = 0; j < 16; ++j) cm = lanes[j] > cm ? lanes[j] : cm;
-      if (nan) cm = NAN;
-    }
-#else
-    for (j = 0; j < nk; ++j) cm = (s[j] > cm || s[j] != s[j]) ? s[j] : cm;
-#endif
-    if (cm != st->mx) {
-      const float f = combiner__exp(st->mx - cm);          /* 0 when the old max is -inf */
-      if (st->sum != 0.0f) {
-        st->sum *= f;
-        combiner__scale_row(st->acc, f, p->dv);
-        if (st->acc2) combiner__scale_row(st->acc2, f, p->d);
-      }
-      st->mx = cm;
-    }
-    sub = cm == -INFINITY ? 0.0f : cm;
-#if defined(COMBINER__AVX512)
-    {
-      const __m512 vs = _mm512_set1_ps(sub);
-      __m512 va = _mm512_setzero_ps();
-      float lanes[16];
-      for (j = 0; j < nk; j += 16) {
-        const __mmask16 mk = nk - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (nk - j)) - 1u);
-        const __m512 e = _mm512_maskz_mov_ps(mk, combiner__exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, s + j), vs)));
-        _mm512_mask_storeu_ps(s + j, mk, e);
-        va = _mm512_add_ps(va, e);
-      }
-      _mm512_storeu_ps(lanes, va);
-      for (j = 0; j < 16; ++j) add += lanes[j];
-    }
-#else
-    for (j = 0; j < nk; ++j) s[j] = combiner__exp(s[j] - sub);
-    for (j = 0; j < nk; ++j) add += s[j];
-#endif
-    st->sum += add;
-    combiner__dpv(st->acc, s, v, j0, nk, p->dv);
-    if (st->acc2) combiner__dpv(st->acc2, s, k, j0, nk, p->d);
-  }
-}
-
-/* out[y] = acc[y] / sum */
-static void combiner__dstate_finish(const combiner__dstate *st, float *out, int dv) {
-  combiner__states s;
-  float mx = st->mx, sum = st->sum;
-  s.mx = &mx; s.sum = &sum; s.acc = st->acc; s.ms = 1; s.as = dv; s.acc2 = NULL; s.a2s = 0;
-  combiner__states_finish(&s, 1, dv, out, dv);
-}
-
-/* dst = scale * src */
-static void combiner__scaled_copy(float *dst, const float *src, float scale, int n) {
-  int x;
-  for (x = 0; x < n; ++x) dst[x] = scale * src[x];
-}
-
 struct combiner_cache {
   unsigned magic;
   int length, max_len;
@@ -2417,29 +2399,6 @@ enum { COMBINER__CQ = 0, COMBINER__CK, COMBINER__CV, COMBINER__CQC, COMBINER__CK
        COMBINER__CKEYS, COMBINER__CVALS, COMBINER__CSCRATCH };
 
 #define COMBINER__CACHE_MAGIC 0x436f6d62u
-
-/* Fixed-style abstraction of a region (SPEC 3, and SPEC 5's regions with max
- * or mean): key = pool of its keys, value = att(pool of its queries, region).
- * Queries at q0, q0 + qs, ...; keys and values as given. */
-static void combiner__dregion(const combiner__problem *p, const combiner__scratch *sc, const float *q0,
-    ptrdiff_t qs, const combiner__seq *ks, const combiner__seq *vs, float *key, float *val) {
-  float *qp = sc->qbuf + p->d;
-  combiner__dstate st;
-  combiner__pool_rows(key, ks->base, ks->stride, ks->count, p->d, p->pool);
-  combiner__pool_rows(qp, q0, qs, ks->count, p->d, p->pool);
-  combiner__scale_row(qp, p->scale, p->d);
-  combiner__dstate_begin(&st, sc->tile[1], NULL, p->dv, p->d);
-  combiner__dattend(p, qp, ks, vs, &st, sc->s);
-  combiner__dstate_finish(&st, val, p->dv);
-}
-
-/* The same for `len` consecutive positions from `first` (a block). */
-COMBINER__SHARED void combiner__dblock(const combiner__ctx *c, const combiner__scratch *sc, int h, ptrdiff_t first,
-                             int len, float *key, float *val) {
-  const int g = h / c->p->group;
-  combiner__seq ks = combiner__keys(c, g, first, 1, len), vs = combiner__values(c, g, first, 1, len);
-  combiner__dregion(c->p, sc, combiner__q(c, first, h), c->p->q.ts, &ks, &vs, key, val);
-}
 
 #if COMBINER__HAS_AXIAL
 /* Axial cell (t, u) at position e = t*m + u: R = att(q_e, row t) and its
