@@ -87,9 +87,10 @@
  *   of that size, or NULL to let the call allocate and free it once.
  *
  * KERNELS
- *   One primitive does all the work: a tile of up to 64 queries (transposed
+ *   Two primitives do all the work: a tile of up to 64 queries (transposed
  *   once) against 64 keys at a time read in place from any sequence (a row, a
- *   column, the summaries): scores, online softmax, P*V. Compiled for
+ *   column, the summaries): scores, online softmax, P*V; and its one-query
+ *   form for decode steps and pooled-query block summaries. Compiled for
  *   AVX-512 (e.g. -march=native) its hot loops use intrinsics; the
  *   portable C path is always there and is what COMBINER_NO_SIMD selects.
  *   combiner_flops(cfg) gives the work of a call for throughput figures.
