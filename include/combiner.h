@@ -1742,8 +1742,9 @@ typedef struct combiner__rowtile {
  * row's end (the short last row has fewer tiles). */
 COMBINER__SHARED int combiner__row_unit(const combiner__problem *p, ptrdiff_t unit, combiner__rowtile *t) {
   int tiles = combiner__tiles(combiner__cols(p));
-  t->h = (int)(unit / tiles / p->n);
-  t->r = (int)(unit / tiles % p->n);
+  t->h = (int)(unit % p->H);
+  unit /= p->H;
+  t->r = (int)(unit / tiles);
   t->g = t->h / p->group;
   t->len = combiner__row_len(p, t->r);
   t->q0 = (int)(unit % tiles) * COMBINER__BQ;
@@ -1820,15 +1821,14 @@ static void combiner__fixed_summary_unit(const combiner__ctx *c, ptrdiff_t unit,
     for (hh = 0; hh < hn; ++hh) {
       int h = h0 + hh, g = h / p->group;
       float *qp = sc->qbuf + (ptrdiff_t)hh * p->d;
-      combiner__seq qs = combiner__seq_of(qp, p->d, 1);
       combiner__seq ks = combiner__keys(c, g, first, 1, len), vs = combiner__values(c, g, first, 1, len);
-      combiner__states st = combiner__tile_states(sc->tile[1], p->dv, NULL, p->d);
+      combiner__dstate st;
       combiner__pool_read(qp, qp, p->d, p->pool, len);
       combiner__pool_read(combiner__wkey(c, h, t), combiner__wkey(c, h, t), p->d, p->pool, len);
-      combiner__pack_queries(p, sc, &qs, 1);
-      combiner__states_begin(&st, 1, p->dv, p->d);
-      combiner__attend(p, sc, 1, &ks, &vs, COMBINER__ALL, 0, &st);
-      combiner__states_finish(&st, 1, p->dv, combiner__wval(c, h, t), p->dv);
+      combiner__scale_row(qp, p->scale, p->d);
+      combiner__dstate_begin(&st, sc->tile[1], NULL, p->dv, p->d);
+      combiner__dattend(p, qp, &ks, &vs, &st, sc->s);
+      combiner__dstate_finish(&st, combiner__wval(c, h, t), p->dv);
     }
   }
 }
