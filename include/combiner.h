@@ -636,7 +636,8 @@ static int combiner__overlap(const void *a, size_t a_floats, const void *b, size
 typedef struct combiner__scratch {
   float *qt;        /* d x BQ: the query tile, transposed and scaled */
   float *s;         /* BK x BQ: scores (transposed), then probabilities */
-  float *loc;       /* 3 x BQ: running max, sum and rescale of the tile */
+  float *s2;        /* BK x BQ: the same scores for a second softmax state */
+  float *loc;       /* 6 x BQ: running max, sum and rescale of two states */
   float *qbuf;      /* BQ x d: pooled queries of a tile */
   float *run;       /* 2 x d: running pools of q and k */
   float *acc2;      /* BQ x d: expected keys (Axial WSUM) */
@@ -645,11 +646,11 @@ typedef struct combiner__scratch {
 
 /* Lays out (base != NULL) or sizes the scratch; returns its floats, 0 on overflow. */
 static size_t combiner__scratch_parts(const combiner__problem *p, combiner__scratch *sc, float *base) {
-  size_t d = (size_t)p->d, dv = (size_t)p->dv, parts[8], off = 0;
+  size_t d = (size_t)p->d, dv = (size_t)p->dv, parts[9], off = 0;
   int i;
-  float **dst[8];
+  float **dst[9];
   dst[0] = &sc->qt; dst[1] = &sc->s; dst[2] = &sc->qbuf; dst[3] = &sc->run; dst[4] = &sc->acc2;
-  dst[5] = &sc->tile[0]; dst[6] = &sc->tile[1]; dst[7] = &sc->loc;
+  dst[5] = &sc->tile[0]; dst[6] = &sc->tile[1]; dst[7] = &sc->loc; dst[8] = &sc->s2;
   if (!combiner__mul(d, COMBINER__BQ, &parts[0]) || !combiner__mul(d, COMBINER__BQ, &parts[2]) ||
       !combiner__mul(dv, COMBINER__BQ, &parts[5]) || !combiner__add(parts[5], (size_t)2 * COMBINER__BQ, &parts[5]))
     return 0;
@@ -657,8 +658,9 @@ static size_t combiner__scratch_parts(const combiner__problem *p, combiner__scra
   parts[3] = 2 * d;
   parts[4] = parts[2];
   parts[6] = parts[5];
-  parts[7] = (size_t)3 * COMBINER__BQ;
-  for (i = 0; i < 8; ++i) {
+  parts[7] = (size_t)6 * COMBINER__BQ;
+  parts[8] = parts[1];
+  for (i = 0; i < 9; ++i) {
     size_t n = combiner__round_up(parts[i], COMBINER__ALIGN / sizeof(float));
     if (base) *dst[i] = base + off;
     if (n < parts[i] || !combiner__add(off, n, &off)) return 0;
@@ -1301,42 +1303,78 @@ static void combiner__accumulate(const float *s, int nq, int nk, const combiner_
   }
 }
 
-/* The one attention primitive: the nq queries packed in sc->qt (see
+/* Folds one chunk's scores (s: nk keys x the tile's lanes) into st under
+ * (mask, rel): softmax, rescale of the old terms, values (and expected
+ * keys). loc: the state's running max, sum and rescale lanes. */
+static void combiner__fold(const combiner__problem *p, float *s, float *loc, int nq, int nk,
+                           const combiner__seq *k, const combiner__seq *v, int j0, int mask,
+                           ptrdiff_t rel, const combiner__states *st) {
+  float *mloc = loc, *sloc = loc + COMBINER__BQ, *f = loc + (ptrdiff_t)2 * COMBINER__BQ;
+  int i;
+  combiner__softmax_chunk(s, nk, combiner__lanes(nq), mask, rel, mloc, sloc, f);
+  for (i = 0; i < nq; ++i) {
+    if (f[i] != 1.0f) {
+      combiner__scale_row(st->acc + i * st->as, f[i], p->dv);
+      if (st->acc2) combiner__scale_row(st->acc2 + i * st->a2s, f[i], p->d);
+    }
+  }
+  combiner__accumulate(s, nq, nk, v, j0, p->dv, st->acc, st->as, mask, rel);
+  if (st->acc2) combiner__accumulate(s, nq, nk, k, j0, p->d, st->acc2, st->a2s, mask, rel);
+}
+
+/* The running max and sum lanes of a state, in (out = 0) or out (1). */
+static void combiner__loc_move(float *loc, const combiner__states *st, int nq, int out) {
+  int i;
+  for (i = 0; i < combiner__lanes(nq); ++i) {
+    if (out) {
+      if (i < nq) { st->mx[i * st->ms] = loc[i]; st->sum[i * st->ms] = loc[COMBINER__BQ + i]; }
+    } else {
+      loc[i] = i < nq ? st->mx[i * st->ms] : 0.0f;
+      loc[COMBINER__BQ + i] = i < nq ? st->sum[i * st->ms] : 0.0f;
+    }
+  }
+}
+
+/* The attention primitive: the nq queries packed in sc->qt (see
  * combiner__pack_queries) attend every key of k with value v, under `mask`
  * with offset `diag` (query i sees key j iff ALL; CAUSAL j <= i + diag; SKIP
- * j != i + diag), folding the terms into st. A BK-key chunk at a time:
- * scores, softmax, rescale, values. */
+ * j != i + diag), folding the terms into st; and, when st2 is given, into a
+ * second state under (mask2, diag2) from the same scores (Axial: a row's
+ * abstraction and its causal direct terms). A BK-key chunk at a time:
+ * scores, then per state softmax, rescale, values. */
+static void combiner__attend2(const combiner__problem *p, const combiner__scratch *sc, int nq,
+                              const combiner__seq *k, const combiner__seq *v, int mask, ptrdiff_t diag,
+                              const combiner__states *st, int mask2, ptrdiff_t diag2,
+                              const combiner__states *st2) {
+  float *loc2 = sc->loc + (ptrdiff_t)3 * COMBINER__BQ;
+  int j0;
+  COMBINER_ASSERT(nq >= 1 && nq <= COMBINER__BQ);
+  if (k->count <= 0) return;
+  combiner__loc_move(sc->loc, st, nq, 0);
+  if (st2) combiner__loc_move(loc2, st2, nq, 0);
+  for (j0 = 0; j0 < k->count; j0 += COMBINER__BK) {
+    int nk = k->count - j0 < COMBINER__BK ? k->count - j0 : COMBINER__BK;
+    ptrdiff_t rel = diag - j0, rel2 = diag2 - j0, below = PTRDIFF_MAX;
+    const int use1 = !(mask == COMBINER__CAUSAL && nq - 1 + rel < 0);    /* some query sees this far */
+    const int use2 = st2 && !(mask2 == COMBINER__CAUSAL && nq - 1 + rel2 < 0);
+    if (!use1 && !use2) break;
+    if ((!use1 || mask == COMBINER__CAUSAL) && (!use2 || mask2 == COMBINER__CAUSAL))
+      below = !use1 ? rel2 : !use2 ? rel : rel > rel2 ? rel : rel2;   /* lanes no state needs */
+    combiner__scores(k, j0, nk, sc->qt, p->d, combiner__lanes(nq), sc->s, below);
+    if (use2) {
+      if (use1) memcpy(sc->s2, sc->s, (size_t)nk * COMBINER__BQ * sizeof(float));
+      combiner__fold(p, use1 ? sc->s2 : sc->s, loc2, nq, nk, k, v, j0, mask2, rel2, st2);
+    }
+    if (use1) combiner__fold(p, sc->s, sc->loc, nq, nk, k, v, j0, mask, rel, st);
+  }
+  combiner__loc_move(sc->loc, st, nq, 1);
+  if (st2) combiner__loc_move(loc2, st2, nq, 1);
+}
+
 static void combiner__attend(const combiner__problem *p, const combiner__scratch *sc, int nq,
                              const combiner__seq *k, const combiner__seq *v, int mask,
                              ptrdiff_t diag, const combiner__states *st) {
-  const int nl = combiner__lanes(nq);
-  float *mloc = sc->loc, *sloc = sc->loc + COMBINER__BQ, *f = sc->loc + (ptrdiff_t)2 * COMBINER__BQ;
-  int i, j0;
-  COMBINER_ASSERT(nq >= 1 && nq <= COMBINER__BQ);
-  if (k->count <= 0) return;
-  for (i = 0; i < nl; ++i) {
-    mloc[i] = i < nq ? st->mx[i * st->ms] : 0.0f;
-    sloc[i] = i < nq ? st->sum[i * st->ms] : 0.0f;
-  }
-  for (j0 = 0; j0 < k->count; j0 += COMBINER__BK) {
-    int nk = k->count - j0 < COMBINER__BK ? k->count - j0 : COMBINER__BK;
-    ptrdiff_t rel = diag - j0;
-    if (mask == COMBINER__CAUSAL && nq - 1 + rel < 0) break;   /* no query sees this far */
-    combiner__scores(k, j0, nk, sc->qt, p->d, nl, sc->s, mask == COMBINER__CAUSAL ? rel : PTRDIFF_MAX);
-    combiner__softmax_chunk(sc->s, nk, nl, mask, rel, mloc, sloc, f);
-    for (i = 0; i < nq; ++i) {
-      if (f[i] != 1.0f) {
-        combiner__scale_row(st->acc + i * st->as, f[i], p->dv);
-        if (st->acc2) combiner__scale_row(st->acc2 + i * st->a2s, f[i], p->d);
-      }
-    }
-    combiner__accumulate(sc->s, nq, nk, v, j0, p->dv, st->acc, st->as, mask, rel);
-    if (st->acc2) combiner__accumulate(sc->s, nq, nk, k, j0, p->d, st->acc2, st->a2s, mask, rel);
-  }
-  for (i = 0; i < nq; ++i) {
-    st->mx[i * st->ms] = mloc[i];
-    st->sum[i * st->ms] = sloc[i];
-  }
+  combiner__attend2(p, sc, nq, k, v, mask, diag, st, COMBINER__ALL, 0, NULL);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1353,6 +1391,7 @@ typedef struct combiner__ctx {
   size_t state_floats;
   unsigned char *scratch;
   size_t scratch_stride;
+  int whole;                     /* one call (not two-phase): steps may fuse */
 } combiner__ctx;
 
 typedef void (*combiner__unit_fn)(const combiner__ctx *c, ptrdiff_t unit, const combiner__scratch *sc);
@@ -1913,7 +1952,8 @@ static void combiner__fixed_causal_unit(const combiner__ctx *c, ptrdiff_t unit, 
  * t), with its key (WSUM: expected key under the same weights; SELF:
  * k[t][c]); the short last row of a bidirectional call also gets its
  * fixed-style abstraction at entry L. */
-static void combiner__axial_summary_unit(const combiner__ctx *c, ptrdiff_t unit, const combiner__scratch *sc) {
+static void combiner__axial_row_tile(const combiner__ctx *c, ptrdiff_t unit, const combiner__scratch *sc,
+                                     int with_direct) {
   const combiner__problem *p = c->p;
   int wsum = p->axial_key == COMBINER_AXIAL_KEY_WSUM, i, x, h, g, q0, nq;
   ptrdiff_t first;
@@ -1928,7 +1968,17 @@ static void combiner__axial_summary_unit(const combiner__ctx *c, ptrdiff_t unit,
   st = combiner__tile_states(sc->tile[0], p->dv, wsum ? sc->acc2 : NULL, p->d);
   combiner__states_begin(&st, nq, p->dv, p->d);
   combiner__pack_queries(p, sc, &qs, nq);
-  combiner__attend(p, sc, nq, &ks, &vs, COMBINER__ALL, 0, &st);
+  if (with_direct && p->causal) {
+    combiner__states dir = combiner__saved_states(c, 0, h, first + q0, 1);
+    combiner__states_begin(&dir, nq, p->dv, p->d);
+    combiner__attend2(p, sc, nq, &ks, &vs, COMBINER__ALL, 0, &st, COMBINER__CAUSAL, q0, &dir);
+  } else {
+    combiner__attend(p, sc, nq, &ks, &vs, COMBINER__ALL, 0, &st);
+    if (with_direct) {   /* bidirectional: the direct terms are this very softmax */
+      combiner__states dir = combiner__saved_states(c, 0, h, first + q0, 1);
+      combiner__states_copy(&dir, &st, nq, p->dv);
+    }
+  }
   combiner__states_finish(&st, nq, p->dv, combiner__wval(c, h, first + q0), p->dv);
   for (i = 0; i < nq; ++i) {
     float *key = combiner__wkey(c, h, first + q0 + i);
@@ -1940,6 +1990,17 @@ static void combiner__axial_summary_unit(const combiner__ctx *c, ptrdiff_t unit,
   }
   if ((size_t)p->L < p->count && t.r == p->n - 1 && q0 == 0)
     combiner__dblock(c, sc, h, first, t.len, combiner__wkey(c, h, p->L), combiner__wval(c, h, p->L));
+}
+
+static void combiner__axial_summary_unit(const combiner__ctx *c, ptrdiff_t unit, const combiner__scratch *sc) {
+  combiner__axial_row_tile(c, unit, sc, 0);
+}
+
+/* The same and, from the same scores, pass 1 below (one call: one read of
+ * the row's q, k, v and one QK^T; bidirectional, the direct terms are the
+ * abstraction's own softmax). */
+static void combiner__axial_summary_rows_unit(const combiner__ctx *c, ptrdiff_t unit, const combiner__scratch *sc) {
+  combiner__axial_row_tile(c, unit, sc, 1);
 }
 
 /* Pass 1, unit (head h, row r, tile): the direct terms, own row (causal: up
@@ -2303,11 +2364,11 @@ typedef struct combiner__step {
 
 #define COMBINER__MAX_STEPS 3
 
-static int combiner__steps(const combiner__problem *p, combiner__step *s) {
+static int combiner__steps(const combiner__problem *p, int whole, combiner__step *s) {
   ptrdiff_t row_tiles = (ptrdiff_t)p->H * p->n * combiner__tiles(combiner__cols(p));
   ptrdiff_t col_tiles = (ptrdiff_t)p->H * combiner__cols(p) * combiner__tiles(p->n);
   int n = 0;
-  (void)row_tiles; (void)col_tiles;
+  (void)row_tiles; (void)col_tiles; (void)whole;
   switch (p->kind) {
 #if COMBINER__HAS_FIXED
     case COMBINER_FIXED:
@@ -2317,8 +2378,12 @@ static int combiner__steps(const combiner__problem *p, combiner__step *s) {
 #endif
 #if COMBINER__HAS_AXIAL
     case COMBINER_AXIAL:
-      s[n].fn = combiner__axial_summary_unit; s[n++].units = row_tiles;
-      s[n].fn = combiner__axial_rows_unit; s[n++].units = row_tiles;
+      if (whole) {          /* a call that keeps its abstractions: rows fused in */
+        s[n].fn = combiner__axial_summary_rows_unit; s[n++].units = row_tiles;
+      } else {
+        s[n].fn = combiner__axial_summary_unit; s[n++].units = row_tiles;
+        s[n].fn = combiner__axial_rows_unit; s[n++].units = row_tiles;
+      }
       s[n].fn = combiner__axial_cols_unit; s[n++].units = col_tiles;
       break;
 #endif
@@ -2351,13 +2416,13 @@ static int combiner__steps(const combiner__problem *p, combiner__step *s) {
 /* Runs steps [first, last) (last < 0: to the end) on the call's threads. */
 static void combiner__run_steps(const combiner__ctx *c, int first, int last) {
   combiner__step s[COMBINER__MAX_STEPS];
-  int n = combiner__steps(c->p, s), i;
+  int n = combiner__steps(c->p, c->whole, s), i;
   if (last < 0 || last > n) last = n;
 #if COMBINER__HAS_FIXED
   /* A whole causal Fixed call in one pass, a share of the heads per
    * thread, when there are heads for every thread (same bits as the two
    * steps). */
-  if (c->p->kind == COMBINER_FIXED && c->p->causal && first == 0 && last == n &&
+  if (c->p->kind == COMBINER_FIXED && c->p->causal && c->whole &&
       c->p->H >= combiner__run_threads(c->p)) {
     combiner__run(c, combiner__run_threads(c->p), combiner__fixed_causal_unit);
     return;
@@ -2441,6 +2506,7 @@ static void combiner__ctx_init(combiner__ctx *c, const combiner__problem *p,
   c->state_floats = w->state_floats;
   c->scratch = base + w->scratch;
   c->scratch_stride = w->scratch_stride;
+  c->whole = 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -3090,6 +3156,7 @@ COMBINER_API combiner_status combiner_attention(const combiner_config *cfg,
     return COMBINER_ERR_INVALID_ARGUMENT;
   if ((st = combiner__acquire(&w, workspace, workspace_size, &base, &owned)) != COMBINER_OK) return st;
   combiner__ctx_init(&c, &p, &w, base, q, k, v, out);
+  c.whole = 1;
   combiner__run_steps(&c, 0, -1);
   if (owned) COMBINER_FREE(owned);
   return COMBINER_OK;
@@ -3099,7 +3166,7 @@ COMBINER_API int combiner_step_count(const combiner_config *cfg) {
   combiner__problem p;
   combiner__step s[COMBINER__MAX_STEPS];
   if (combiner__resolve(cfg, &p) != COMBINER_OK) return 0;
-  return combiner__steps(&p, s);
+  return combiner__steps(&p, 1, s);
 }
 
 COMBINER_API size_t combiner_part_workspace_size(const combiner_config *cfg, int nth) {
@@ -3123,7 +3190,7 @@ COMBINER_API combiner_status combiner_attention_part(const combiner_config *cfg,
   combiner_status st;
   int steps;
   if ((st = combiner__resolve(cfg, &p)) != COMBINER_OK) return st;
-  steps = combiner__steps(&p, s);
+  steps = combiner__steps(&p, 1, s);
   if (!out || !workspace || nth < 1 || ith < 0 || ith >= nth || step < 0 || step >= steps)
     return COMBINER_ERR_INVALID_ARGUMENT;
   if ((st = combiner__check_buffers(&p, q, k, v, out, NULL, NULL, 0, 0)) != COMBINER_OK) return st;
@@ -3133,6 +3200,7 @@ COMBINER_API combiner_status combiner_attention_part(const combiner_config *cfg,
     return COMBINER_ERR_INVALID_ARGUMENT;
   if ((st = combiner__acquire(&w, workspace, workspace_size, &base, &owned)) != COMBINER_OK) return st;
   combiner__ctx_init(&c, &p, &w, base, q, k, v, out);
+  c.whole = 1;
   combiner__run_slice(&c, s[step].fn, s[step].units, ith, nth, ith);
   return COMBINER_OK;
 }
