@@ -2093,13 +2093,13 @@ static void combiner__mixture_summary_unit(const combiner__ctx *c, ptrdiff_t uni
   int cols = combiner__cols(p);
   ptrdiff_t col_units = (ptrdiff_t)p->H * cols;
   if (unit < col_units) {
-    int h = (int)(unit / cols), col = (int)(unit % cols), rows = combiner__col_len(p, col);
+    int h = (int)(unit % p->H), col = (int)(unit / p->H), rows = combiner__col_len(p, col);
     ptrdiff_t m = p->m;
     combiner__mixture_walk(c, sc, h, col, m, rows, COMBINER__COL_PREFIX);
     if (!p->causal)
       combiner__mixture_walk(c, sc, h, (rows - 1) * m + col, -m, rows, COMBINER__COL_SUFFIX);
   } else {
-    int h = (int)((unit - col_units) / p->n), t = (int)((unit - col_units) % p->n);
+    int h = (int)((unit - col_units) % p->H), t = (int)((unit - col_units) / p->H);
     int len = combiner__row_len(p, t);
     ptrdiff_t first = (ptrdiff_t)t * p->m;
     combiner__mixture_walk(c, sc, h, first, 1, len, COMBINER__ROW_PREFIX);
