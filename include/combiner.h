@@ -637,6 +637,10 @@ typedef struct combiner__scratch {
   float *qt;        /* d x BQ: the query tile, transposed and scaled */
   float *s;         /* BK x BQ: scores (transposed), then probabilities */
   float *s2;        /* BK x BQ: the same scores for a second softmax state */
+  float *vpack;     /* BK x dv: a chunk's values, contiguous. Rows 2^k bytes
+                       apart (token-major, e.g. 8 heads x 64 floats = 2 KiB)
+                       fall into a few L1 sets: a 64-row chunk cannot stay
+                       in L1 while P.V reads it once per 6 query rows. */
   float *loc;       /* 6 x BQ: running max, sum and rescale of two states */
   float *qbuf;      /* BQ x d: pooled queries of a tile */
   float *run;       /* 2 x d: running pools of q and k */
@@ -646,11 +650,11 @@ typedef struct combiner__scratch {
 
 /* Lays out (base != NULL) or sizes the scratch; returns its floats, 0 on overflow. */
 static size_t combiner__scratch_parts(const combiner__problem *p, combiner__scratch *sc, float *base) {
-  size_t d = (size_t)p->d, dv = (size_t)p->dv, parts[9], off = 0;
+  size_t d = (size_t)p->d, dv = (size_t)p->dv, parts[10], off = 0;
   int i;
-  float **dst[9];
+  float **dst[10];
   dst[0] = &sc->qt; dst[1] = &sc->s; dst[2] = &sc->qbuf; dst[3] = &sc->run; dst[4] = &sc->acc2;
-  dst[5] = &sc->tile[0]; dst[6] = &sc->tile[1]; dst[7] = &sc->loc; dst[8] = &sc->s2;
+  dst[5] = &sc->tile[0]; dst[6] = &sc->tile[1]; dst[7] = &sc->loc; dst[8] = &sc->s2; dst[9] = &sc->vpack;
   if (!combiner__mul(d, COMBINER__BQ, &parts[0]) || !combiner__mul(d, COMBINER__BQ, &parts[2]) ||
       !combiner__mul(dv, COMBINER__BQ, &parts[5]) || !combiner__add(parts[5], (size_t)2 * COMBINER__BQ, &parts[5]))
     return 0;
@@ -660,7 +664,8 @@ static size_t combiner__scratch_parts(const combiner__problem *p, combiner__scra
   parts[6] = parts[5];
   parts[7] = (size_t)6 * COMBINER__BQ;
   parts[8] = parts[1];
-  for (i = 0; i < 9; ++i) {
+  parts[9] = parts[5] - (size_t)2 * COMBINER__BQ;   /* BK x dv (BK == BQ) */
+  for (i = 0; i < 10; ++i) {
     size_t n = combiner__round_up(parts[i], COMBINER__ALIGN / sizeof(float));
     if (base) *dst[i] = base + off;
     if (n < parts[i] || !combiner__add(off, n, &off)) return 0;
@@ -1307,7 +1312,7 @@ static void combiner__accumulate(const float *s, int nq, int nk, const combiner_
  * (mask, rel): softmax, rescale of the old terms, values (and expected
  * keys). loc: the state's running max, sum and rescale lanes. */
 static void combiner__fold(const combiner__problem *p, float *s, float *loc, int nq, int nk,
-                           const combiner__seq *k, const combiner__seq *v, int j0, int mask,
+                           const combiner__seq *k, const combiner__seq *v, int j0, int vj0, int mask,
                            ptrdiff_t rel, const combiner__states *st) {
   float *mloc = loc, *sloc = loc + COMBINER__BQ, *f = loc + (ptrdiff_t)2 * COMBINER__BQ;
   int i;
@@ -1318,7 +1323,7 @@ static void combiner__fold(const combiner__problem *p, float *s, float *loc, int
       if (st->acc2) combiner__scale_row(st->acc2 + i * st->a2s, f[i], p->d);
     }
   }
-  combiner__accumulate(s, nq, nk, v, j0, p->dv, st->acc, st->as, mask, rel);
+  combiner__accumulate(s, nq, nk, v, vj0, p->dv, st->acc, st->as, mask, rel);
   if (st->acc2) combiner__accumulate(s, nq, nk, k, j0, p->d, st->acc2, st->a2s, mask, rel);
 }
 
@@ -1347,7 +1352,9 @@ static void combiner__attend2(const combiner__problem *p, const combiner__scratc
                               const combiner__states *st, int mask2, ptrdiff_t diag2,
                               const combiner__states *st2) {
   float *loc2 = sc->loc + (ptrdiff_t)3 * COMBINER__BQ;
-  int j0;
+  combiner__seq vc;
+  const combiner__seq *vp;
+  int j0, vj0;
   COMBINER_ASSERT(nq >= 1 && nq <= COMBINER__BQ);
   if (k->count <= 0) return;
   combiner__loc_move(sc->loc, st, nq, 0);
@@ -1361,11 +1368,22 @@ static void combiner__attend2(const combiner__problem *p, const combiner__scratc
     if ((!use1 || mask == COMBINER__CAUSAL) && (!use2 || mask2 == COMBINER__CAUSAL))
       below = !use1 ? rel2 : !use2 ? rel : rel > rel2 ? rel : rel2;   /* lanes no state needs */
     combiner__scores(k, j0, nk, sc->qt, p->d, combiner__lanes(nq), sc->s, below);
+    if (v->stride != p->dv && nq > 6 && k->count >= 4 * COMBINER__BK) {   /* see combiner__scratch */
+      int j;
+      for (j = 0; j < nk; ++j)
+        memcpy(sc->vpack + (ptrdiff_t)j * p->dv, v->base + (ptrdiff_t)(j0 + j) * v->stride, (size_t)p->dv * sizeof(float));
+      vc = combiner__seq_of(sc->vpack, p->dv, nk);
+      vp = &vc;
+      vj0 = 0;
+    } else {
+      vp = v;
+      vj0 = j0;
+    }
     if (use2) {
       if (use1) memcpy(sc->s2, sc->s, (size_t)nk * COMBINER__BQ * sizeof(float));
-      combiner__fold(p, use1 ? sc->s2 : sc->s, loc2, nq, nk, k, v, j0, mask2, rel2, st2);
+      combiner__fold(p, use1 ? sc->s2 : sc->s, loc2, nq, nk, k, vp, j0, vj0, mask2, rel2, st2);
     }
-    if (use1) combiner__fold(p, sc->s, sc->loc, nq, nk, k, v, j0, mask, rel, st);
+    if (use1) combiner__fold(p, sc->s, sc->loc, nq, nk, k, vp, j0, vj0, mask, rel, st);
   }
   combiner__loc_move(sc->loc, st, nq, 1);
   if (st2) combiner__loc_move(loc2, st2, nq, 1);

@@ -171,7 +171,7 @@ static void workspace_formula(void) {
         CHECK(combiner_query_summaries(&cfg, &info) == COMBINER_OK, "query");
         sets = wkinds[ki] == COMBINER_AXIAL ? 1 : wkinds[ki] == COMBINER_MIXTURE ? (avg ? 2 : 1) : 0;
         scratch = r16(d * 64) + 2 * r16(64 * 64) + r16(64 * d) + r16(2 * d) + r16(64 * d) +
-                  2 * r16(2 * 64 + 64 * dv) + r16(6 * 64);
+                  2 * r16(2 * 64 + 64 * dv) + r16(6 * 64) + r16(64 * dv);
 #if defined(_OPENMP) && !defined(COMBINER_NO_OPENMP)
         scratch *= T;                 /* one scratch per OpenMP thread */
 #endif
