@@ -31,6 +31,7 @@
 #define _POSIX_C_SOURCE 199309L
 #define COMBINER_IMPLEMENTATION
 #include "combiner.h"
+#include "bench_common.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -45,7 +46,6 @@
 #  include <omp.h>
 #endif
 
-#define MAXV 16
 
 /* what this build runs, for the tables' headers */
 static const char *simd_name(void) {
@@ -64,22 +64,6 @@ static const char *openmp_name(void) {
 #endif
 }
 
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int parse_list(const char *s, int *out) {
-  int n = 0;
-  while (*s && n < MAXV) {
-    out[n++] = atoi(s);
-    while (*s && *s != ',') ++s;
-    if (*s == ',') ++s;
-  }
-  return n;
-}
-
 static double cpu_now(void) {   /* CPU time of the whole process: every thread */
   struct timespec ts;
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
@@ -90,11 +74,6 @@ static long peak_rss_kib(void) {
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   return ru.ru_maxrss;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
 }
 
 /* ---- peak: 12 independent FMA chains (enough to cover the FMA latency on
@@ -162,17 +141,6 @@ typedef struct result {
   size_t workspace;
   long rss_kib;
 } result;
-
-static float *random_buffer(size_t n, unsigned *seed) {
-  float *p = (float *)malloc(n * sizeof(float));
-  size_t i;
-  if (!p) { fprintf(stderr, "out of memory (%zu floats)\n", n); exit(1); }
-  for (i = 0; i < n; ++i) {
-    *seed = *seed * 1664525u + 1013904223u;
-    p[i] = (float)((*seed >> 8) * (2.0 / 16777216.0) - 1.0);
-  }
-  return p;
-}
 
 static result run_one(combiner_kind kind, int L, int causal, int d, int H, int Hkv, int threads,
                       int reps, const float *q, const float *k, const float *v, float *o) {

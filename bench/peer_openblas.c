@@ -67,6 +67,7 @@
 #define _POSIX_C_SOURCE 199309L
 #define COMBINER_IMPLEMENTATION
 #include "combiner.h"
+#include "bench_common.h"
 
 #include <cblas.h>
 
@@ -77,7 +78,6 @@
 #include <string.h>
 #include <time.h>
 
-#define MAXV 16
 #define TOL 1e-4
 
 static FILE *out_file;   /* --out: a copy of everything printed on stdout */
@@ -95,44 +95,11 @@ static void emit(const char *fmt, ...) {
   fflush(stdout);
 }
 
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void pause_s(double s) {
   struct timespec ts;
   ts.tv_sec = (time_t)s;
   ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
   nanosleep(&ts, NULL);
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static int parse_list(const char *s, int *out) {
-  int n = 0;
-  while (*s && n < MAXV) {
-    out[n++] = atoi(s);
-    while (*s && *s != ',') ++s;
-    if (*s == ',') ++s;
-  }
-  return n;
-}
-
-/* combiner-bench's data: the same generator and seed */
-static float *random_buffer(size_t n, unsigned *seed) {
-  float *p = (float *)malloc(n * sizeof(float));
-  size_t i;
-  if (!p) { fprintf(stderr, "out of memory (%zu floats)\n", n); exit(1); }
-  for (i = 0; i < n; ++i) {
-    *seed = *seed * 1664525u + 1013904223u;
-    p[i] = (float)((*seed >> 8) * (2.0 / 16777216.0) - 1.0);
-  }
-  return p;
 }
 
 /* ---- the peer ---- */
