@@ -1463,7 +1463,7 @@ static void combiner__run_slice(const combiner__ctx *c, combiner__unit_fn fn, pt
 }
 
 /* Threads a call runs its units on. */
-static int combiner__run_threads(const combiner__problem *p) {
+COMBINER__SHARED int combiner__run_threads(const combiner__problem *p) {
 #ifdef COMBINER__OPENMP
   if (p->threads > 1 && combiner__worth_threads(p)) return p->threads;
 #endif
@@ -2401,6 +2401,7 @@ static int combiner__steps(const combiner__problem *p, int whole, combiner__step
   ptrdiff_t col_tiles = (ptrdiff_t)p->H * combiner__cols(p) * combiner__tiles(p->n);
   int n = 0;
   (void)row_tiles; (void)col_tiles; (void)whole;
+  memset(s, 0, COMBINER__MAX_STEPS * sizeof *s);
   switch (p->kind) {
 #if COMBINER__HAS_FIXED
     case COMBINER_FIXED:
@@ -2588,7 +2589,7 @@ static void combiner__axial_decode_cell(const combiner__ctx *c, const combiner__
 #endif
 
 /* st += summary entries first, first+step, ... (count of them) of head h */
-static void combiner__dsummaries(const combiner__ctx *c, const combiner__scratch *sc, const float *q, int h,
+COMBINER__SHARED void combiner__dsummaries(const combiner__ctx *c, const combiner__scratch *sc, const float *q, int h,
                                  ptrdiff_t first, ptrdiff_t step, ptrdiff_t count, combiner__dstate *st) {
   combiner__seq ks, vs;
   if (count <= 0) return;
@@ -2598,7 +2599,7 @@ static void combiner__dsummaries(const combiner__ctx *c, const combiner__scratch
 }
 
 /* st += the keys of kv head g at positions first .. first+count-1 */
-static void combiner__ddirect(const combiner__ctx *c, const combiner__scratch *sc, const float *q, int g,
+COMBINER__SHARED void combiner__ddirect(const combiner__ctx *c, const combiner__scratch *sc, const float *q, int g,
                               ptrdiff_t first, ptrdiff_t count, combiner__dstate *st) {
   combiner__seq ks, vs;
   if (count <= 0) return;
@@ -2700,7 +2701,7 @@ static void combiner__cache_query(const combiner__cjob *jb, const combiner__scra
   const int g = h / p->group;
   float *q = sc->qbuf, *out = combiner__cache_out(jb, i, h);
   combiner__dstate st;
-  (void)n; (void)S;
+  (void)n; (void)S; (void)r; (void)u; (void)g;   /* unused when only some kinds are compiled in */
   combiner__scaled_copy(q, combiner__q(c, i, h), p->scale, p->d);
   combiner__dstate_begin(&st, sc->tile[0], NULL, p->dv, p->d);
   switch (p->kind) {
