@@ -15,7 +15,7 @@ FUZZ_SECONDS ?= 60
 # SIMD kernels are compiled where the build machine has them
 NATIVE := $(shell echo 'int main(void){return 0;}' | cc -march=native -x c - -o /dev/null 2>/dev/null && echo -march=native)
 
-.PHONY: all demo generate pictures bench test test-main test-clang test-noomp test-asan test-tsan test-fuzz lint clean
+.PHONY: all demo generate pictures bench test test-main test-clang test-avx2 test-noomp test-asan test-tsan test-fuzz lint clean
 
 all: build/CMakeCache.txt
 	$(CMAKE) --build build -j$(JOBS)
@@ -52,7 +52,7 @@ bench: build/CMakeCache.txt
 	./build/combiner-bench $(BENCH_ARGS)
 
 # The whole suite. Each step prints its own summary; any failure stops make.
-test: lint test-noomp test-asan test-tsan test-fuzz test-clang test-main
+test: lint test-noomp test-asan test-tsan test-fuzz test-clang test-avx2 test-main
 
 # gcc -O3, OpenMP: C tests for a generic x86-64 (portable path), the same
 # tests compiled as C++ with -march=native (SIMD path under g++)
@@ -67,6 +67,19 @@ test-clang:
 	  -DCMAKE_CXX_COMPILER=clang++ "-DCMAKE_C_FLAGS=-march=native" "-DCMAKE_CXX_FLAGS=-march=native"
 	$(CMAKE) --build build-clang -j$(JOBS)
 	$(CTEST) build-clang
+
+# gcc -O3 -march=haswell: the AVX2+FMA kernels (what a CPU without AVX-512
+# runs), C tests only; skipped on a machine that cannot run AVX2+FMA
+AVX2_OK := $(shell printf '%s\n' 'int main(void){__builtin_cpu_init();return !(__builtin_cpu_supports("avx2")&&__builtin_cpu_supports("fma"));}' | cc -x c - -o /tmp/combiner-avx2-probe 2>/dev/null && /tmp/combiner-avx2-probe && echo yes)
+test-avx2:
+ifeq ($(AVX2_OK),yes)
+	$(CMAKE) -S . -B build-avx2 -DCMAKE_BUILD_TYPE=Release "-DCMAKE_C_FLAGS=-march=haswell" \
+	  -DCOMBINER_TESTS_AS_CXX=OFF -DCOMBINER_BUILD_EXAMPLES=OFF -DCOMBINER_NATIVE=OFF
+	$(CMAKE) --build build-avx2 -j$(JOBS)
+	$(CTEST) build-avx2
+else
+	@echo "test-avx2: this machine cannot run AVX2+FMA code; skipped"
+endif
 
 # gcc -O0 for a generic x86-64 (valgrind 3.19 has no AVX-512), compiled with
 # -fopenmp but COMBINER_NO_OPENMP and COMBINER_NO_SIMD set, plus valgrind
@@ -128,4 +141,4 @@ lint:
 	@echo "lint: cppcheck and clang-tidy clean"
 
 clean:
-	rm -rf build build-clang build-noomp build-asan build-tsan build-fuzz
+	rm -rf build build-clang build-avx2 build-noomp build-asan build-tsan build-fuzz

@@ -11,6 +11,19 @@
 
 #define MAXV 16   /* values per list flag (--L 1024,2048,...) */
 
+/* the kernels this build of combiner.h runs (its own selection rule) */
+static const char *simd_name(void) {
+#if defined(COMBINER_NO_SIMD)
+  return "portable C kernels (COMBINER_NO_SIMD)";
+#elif defined(__AVX512F__)
+  return "AVX-512 kernels";
+#elif defined(__AVX2__) && defined(__FMA__)
+  return "AVX2+FMA kernels";
+#else
+  return "portable C kernels";
+#endif
+}
+
 static double now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -48,14 +48,6 @@
 
 
 /* what this build runs, for the tables' headers */
-static const char *simd_name(void) {
-#if defined(__AVX512F__) && !defined(COMBINER_NO_SIMD)
-  return "AVX-512 kernels";
-#else
-  return "scalar/auto-vectorized kernels";
-#endif
-}
-
 static const char *openmp_name(void) {
 #ifdef _OPENMP
   return "OpenMP";

@@ -299,19 +299,13 @@ static void print_blas_libraries(void) {
 }
 
 static const char *combiner_build(void) {
-#if defined(__AVX512F__) && !defined(COMBINER_NO_SIMD)
-#  ifdef _OPENMP
-  return "AVX-512 kernels, OpenMP";
-#  else
-  return "AVX-512 kernels, no OpenMP";
-#  endif
+  static char buf[96];
+#ifdef _OPENMP
+  snprintf(buf, sizeof buf, "%s, OpenMP", simd_name());
 #else
-#  ifdef _OPENMP
-  return "scalar/auto-vectorized kernels, OpenMP";
-#  else
-  return "scalar/auto-vectorized kernels, no OpenMP";
-#  endif
+  snprintf(buf, sizeof buf, "%s, no OpenMP", simd_name());
 #endif
+  return buf;
 }
 
 /* ---- correctness ---- */

@@ -91,8 +91,10 @@
  *   once) against 64 keys at a time read in place from any sequence (a row, a
  *   column, the summaries): scores, online softmax, P*V; and its one-query
  *   form for decode steps and pooled-query block summaries. Compiled for
- *   AVX-512 (e.g. -march=native) its hot loops use intrinsics; the
- *   portable C path is always there and is what COMBINER_NO_SIMD selects.
+ *   AVX-512 (e.g. -march=native) its hot loops use intrinsics; for AVX2 +
+ *   FMA without AVX-512 (e.g. -march=haswell) the tile's scores, softmax
+ *   and P*V do; the portable C path is always there and is what
+ *   COMBINER_NO_SIMD selects.
  *   combiner_flops(cfg) gives the work of a call for throughput figures.
  *
  * TWO PHASES
@@ -141,7 +143,8 @@
  *   any thread count. They can differ across compilers and flags.
  *
  * VERSION HISTORY
- *   0.2.0  Decode cache (combiner_cache_*), COMBINER_ERR_CACHE_FULL.
+ *   0.2.0  Decode cache (combiner_cache_*), COMBINER_ERR_CACHE_FULL; AVX2
+ *          micro-kernels; faster prefill (AXIAL runs 2 steps).
  *   0.1.0  Fixed, Axial, Mixture, Logsparse and Dense; causal and
  *          bidirectional; two-phase API; split calls; tiled kernels with
  *          AVX-512 micro-kernels; combiner_flops; float64-reference test
@@ -413,6 +416,9 @@ COMBINER_API combiner_status combiner_cache_config(const combiner_cache *cache, 
 #if !defined(COMBINER_NO_SIMD) && defined(__AVX512F__)
 #  include <immintrin.h>
 #  define COMBINER__AVX512 1
+#elif !defined(COMBINER_NO_SIMD) && defined(__AVX2__) && defined(__FMA__)
+#  include <immintrin.h>
+#  define COMBINER__AVX2 1
 #endif
 
 #define COMBINER__HAS_FIXED 1
@@ -1005,6 +1011,12 @@ static void combiner__pack_queries(const combiner__problem *p, const combiner__s
  * compiled; these replace the hot loops of combiner__attend when the
  * compiler targets AVX-512 (e.g. -march=native on this class of machine) and
  * COMBINER_NO_SIMD is not defined. Same math, different summation order. */
+#if defined(COMBINER__AVX512) || defined(COMBINER__AVX2)
+/* For the P.V kernels: probability of row r of a block of R (0 past R). */
+#define COMBINER__AP(r) p##r = r < R ? pj[r] : 0.0f
+COMBINER__SHARED ptrdiff_t combiner__clampk(ptrdiff_t j, int nk) { return j < 0 ? 0 : j > nk ? nk : j; }
+#endif
+
 #if defined(COMBINER__AVX512)
 
 /* (Horizontal sums go through memory: GCC 12's own reduce intrinsics use
@@ -1145,7 +1157,6 @@ static void combiner__softmax_chunk_simd(float *s, int nk, int nl, int mask, ptr
 #define COMBINER__ASTORE(r) if (r < R) { float *o = acc + (ptrdiff_t)(i0 + r) * as + y0; \
     _mm512_storeu_ps(o, a##r##0); _mm512_storeu_ps(o + 16, a##r##1); \
     _mm512_storeu_ps(o + 32, a##r##2); _mm512_storeu_ps(o + 48, a##r##3); }
-#define COMBINER__AP(r) p##r = r < R ? pj[r] : 0.0f
 
 /* Keys [ja, jb) for a full block of six rows, no zero checks. */
 #define COMBINER__AFAST(ja, jb)                                                \
@@ -1171,8 +1182,6 @@ static void combiner__softmax_chunk_simd(float *s, int nk, int nl, int mask, ptr
     COMBINER__AROW(0, 1) COMBINER__AROW(1, 1) COMBINER__AROW(2, 1)            \
     COMBINER__AROW(3, 1) COMBINER__AROW(4, 1) COMBINER__AROW(5, 1)            \
   }
-
-static ptrdiff_t combiner__clampk(ptrdiff_t j, int nk) { return j < 0 ? 0 : j > nk ? nk : j; }
 
 /* acc rows += P v, six query rows x a 64-wide slice of the value width at a
  * time (24 accumulators; per key 4 value loads, 6 broadcasts, 24 FMAs). The
@@ -1228,6 +1237,188 @@ static void combiner__accumulate_simd(const float *s, int nq, int nk, const comb
 
 #endif /* COMBINER__AVX512 */
 
+/* ---- SIMD micro-kernels (AVX2 + FMA) -------------------------------------
+ * For x86-64 without AVX-512 (e.g. -march=haswell or znver3): the same
+ * three hot loops as above in 8-wide registers (the register tiles are
+ * 6 keys x 16 query lanes and 6 query rows x 16 value floats: 12
+ * accumulators of the 16 ymm registers). Same math, different summation
+ * order; the rest stays on the portable path. */
+#if defined(COMBINER__AVX2)
+
+/* e^x, 8 lanes: combiner__exp's reduction and polynomial; 2^n built in the
+ * exponent bits (x >= -87 keeps n >= -126, a normal float). */
+static __m256 combiner__exp8(__m256 x) {
+  const __m256 lo = _mm256_set1_ps(-87.0f);
+  __m256 xc = _mm256_max_ps(lo, x);                    /* NaN in x stays NaN */
+  __m256 t = _mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f));
+  __m256 n = _mm256_min_ps(_mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
+                           _mm256_set1_ps(127.0f));
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), xc);
+  __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+  __m256i e;
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
+  y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  y = _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+  return _mm256_andnot_ps(_mm256_cmp_ps(x, lo, _CMP_LT_OQ), y);   /* 0 below -87 */
+}
+
+/* sT[j][lanes] = k_j . qt[.][lanes], six keys x 16 lanes per register tile. */
+#define COMBINER__YROW(r)                                                      \
+  { const __m256 b = _mm256_broadcast_ss(kr[r] + x);                           \
+    a##r##0 = _mm256_fmadd_ps(b, q0, a##r##0); a##r##1 = _mm256_fmadd_ps(b, q1, a##r##1); }
+#define COMBINER__YSTORE(r)                                                    \
+  if (r < R) { float *o = s + (ptrdiff_t)(j + r) * COMBINER__BQ + v;           \
+    _mm256_storeu_ps(o, a##r##0); _mm256_storeu_ps(o + 8, a##r##1); }
+
+static void combiner__scores_avx2(const combiner__seq *k, int j0, int nk, const float *qt, int d,
+                                  int nl, float *s, ptrdiff_t masked_below) {
+  int j, x, r, v;
+  for (j = 0; j < nk; j += 6) {
+    const int R = nk - j < 6 ? nk - j : 6;
+    const ptrdiff_t blind = j - masked_below;          /* lanes below see none of these keys */
+    const int vfirst = blind <= 0 ? 0 : blind >= nl ? nl : (int)(blind / 16) * 16;
+    const float *kr[6];
+    for (r = 0; r < 6; ++r) kr[r] = k->base + (ptrdiff_t)(j0 + j + (r < R ? r : 0)) * k->stride;
+    for (v = vfirst; v < nl; v += 16) {
+      __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00;
+      __m256 a30 = a00, a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00;
+      for (x = 0; x < d; ++x) {
+        const float *qx = qt + (ptrdiff_t)x * COMBINER__BQ + v;
+        const __m256 q0 = _mm256_loadu_ps(qx), q1 = _mm256_loadu_ps(qx + 8);
+        COMBINER__YROW(0) COMBINER__YROW(1) COMBINER__YROW(2)
+        COMBINER__YROW(3) COMBINER__YROW(4) COMBINER__YROW(5)
+      }
+      COMBINER__YSTORE(0) COMBINER__YSTORE(1) COMBINER__YSTORE(2)
+      COMBINER__YSTORE(3) COMBINER__YSTORE(4) COMBINER__YSTORE(5)
+    }
+  }
+}
+
+/* The softmax of one chunk, 8 query lanes at a time (see the AVX-512 one). */
+static void combiner__softmax_chunk_avx2(float *s, int nk, int nl, int mask, ptrdiff_t rel,
+                                         float *mloc, float *sloc, float *f) {
+  const __m256 ninf = _mm256_set1_ps(-INFINITY);
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  int v, j;
+  for (v = 0; v < nl; v += 8) {
+    const __m256i idx = _mm256_add_epi32(lane, _mm256_set1_epi32(v));
+    __m256 cm = ninf, mold = _mm256_loadu_ps(mloc + v), mnew, msub, fv, psum = _mm256_setzero_ps();
+    __m256 nan = _mm256_setzero_ps();
+    for (j = 0; j < nk; ++j) {
+      float *row = s + (ptrdiff_t)j * COMBINER__BQ + v;
+      __m256 x = _mm256_loadu_ps(row);
+      if (mask == COMBINER__CAUSAL) {         /* lane i sees key j iff i >= j - rel */
+        x = _mm256_blendv_ps(x, ninf, _mm256_castsi256_ps(
+                _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(j - rel)), idx)));
+        _mm256_storeu_ps(row, x);
+      } else if (mask == COMBINER__SKIP) {
+        x = _mm256_blendv_ps(x, ninf, _mm256_castsi256_ps(
+                _mm256_cmpeq_epi32(idx, _mm256_set1_epi32((int)(j - rel)))));
+        _mm256_storeu_ps(row, x);
+      }
+      nan = _mm256_or_ps(nan, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+      cm = _mm256_max_ps(cm, x);
+    }
+    cm = _mm256_blendv_ps(cm, _mm256_set1_ps(NAN), nan);
+    mnew = _mm256_max_ps(cm, mold);
+    mnew = _mm256_blendv_ps(mnew, mold, _mm256_cmp_ps(mold, mold, _CMP_UNORD_Q));
+    fv = _mm256_blendv_ps(combiner__exp8(_mm256_sub_ps(mold, mnew)), _mm256_set1_ps(1.0f),
+                          _mm256_cmp_ps(mnew, mold, _CMP_EQ_OQ));
+    _mm256_storeu_ps(f, fv);
+    msub = _mm256_andnot_ps(_mm256_cmp_ps(mnew, ninf, _CMP_EQ_OQ), mnew);
+    for (j = 0; j < nk; ++j) {
+      float *row = s + (ptrdiff_t)j * COMBINER__BQ + v;
+      __m256 pv = combiner__exp8(_mm256_sub_ps(_mm256_loadu_ps(row), msub));
+      _mm256_storeu_ps(row, pv);
+      psum = _mm256_add_ps(psum, pv);
+    }
+    _mm256_storeu_ps(sloc + v, _mm256_fmadd_ps(_mm256_loadu_ps(sloc + v), fv, psum));
+    _mm256_storeu_ps(mloc + v, mnew);
+    f += 8;
+  }
+}
+
+/* acc rows += P v, six query rows x 16 value floats per register tile; the
+ * same fast / careful split of the keys as the AVX-512 kernel. */
+#define COMBINER__BZERO(r) __m256 a##r##0 = _mm256_setzero_ps(), a##r##1 = a##r##0; float p##r = 0.0f
+#define COMBINER__BLOAD(r) if (r < R) { const float *o = acc + (ptrdiff_t)(i0 + r) * as + y0; \
+    a##r##0 = _mm256_loadu_ps(o); a##r##1 = _mm256_loadu_ps(o + 8); }
+#define COMBINER__BROW(r, careful) if (!(careful) || p##r != 0.0f) { const __m256 b = _mm256_set1_ps(p##r); \
+    a##r##0 = _mm256_fmadd_ps(b, v0, a##r##0); a##r##1 = _mm256_fmadd_ps(b, v1, a##r##1); }
+#define COMBINER__BSTORE(r) if (r < R) { float *o = acc + (ptrdiff_t)(i0 + r) * as + y0; \
+    _mm256_storeu_ps(o, a##r##0); _mm256_storeu_ps(o + 8, a##r##1); }
+#define COMBINER__BFAST(ja, jb)                                                \
+  for (j = (ja); j < (jb); ++j) {                                              \
+    const float *pj = s + (ptrdiff_t)j * COMBINER__BQ + i0;                    \
+    const float *vj = v->base + (ptrdiff_t)(j0 + j) * v->stride + y0;          \
+    const __m256 v0 = _mm256_loadu_ps(vj), v1 = _mm256_loadu_ps(vj + 8);       \
+    p0 = pj[0]; p1 = pj[1]; p2 = pj[2]; p3 = pj[3]; p4 = pj[4]; p5 = pj[5];    \
+    COMBINER__BROW(0, 0) COMBINER__BROW(1, 0) COMBINER__BROW(2, 0)            \
+    COMBINER__BROW(3, 0) COMBINER__BROW(4, 0) COMBINER__BROW(5, 0)            \
+  }
+#define COMBINER__BCAREFUL(ja, jb)                                             \
+  for (j = (ja); j < (jb); ++j) {                                              \
+    const float *pj = s + (ptrdiff_t)j * COMBINER__BQ + i0;                    \
+    const float *vj = v->base + (ptrdiff_t)(j0 + j) * v->stride + y0;          \
+    __m256 v0, v1;                                                             \
+    COMBINER__AP(0); COMBINER__AP(1); COMBINER__AP(2); COMBINER__AP(3); COMBINER__AP(4); COMBINER__AP(5); \
+    if (p0 == 0.0f && p1 == 0.0f && p2 == 0.0f && p3 == 0.0f && p4 == 0.0f && p5 == 0.0f) continue; \
+    v0 = _mm256_loadu_ps(vj); v1 = _mm256_loadu_ps(vj + 8);                     \
+    COMBINER__BROW(0, 1) COMBINER__BROW(1, 1) COMBINER__BROW(2, 1)            \
+    COMBINER__BROW(3, 1) COMBINER__BROW(4, 1) COMBINER__BROW(5, 1)            \
+  }
+
+static void combiner__accumulate_avx2(const float *s, int nq, int nk, const combiner__seq *v, int j0,
+                                      int w, float *acc, ptrdiff_t as, int mask, ptrdiff_t rel) {
+  int y0, i0, j;
+  for (y0 = 0; y0 + 16 <= w; y0 += 16) {
+    for (i0 = 0; i0 < nq; i0 += 6) {
+      const int R = nq - i0 < 6 ? nq - i0 : 6;
+      ptrdiff_t ca = nk, cb = nk, end = nk;          /* careful keys [ca, cb), none past end */
+      COMBINER__BZERO(0); COMBINER__BZERO(1); COMBINER__BZERO(2);
+      COMBINER__BZERO(3); COMBINER__BZERO(4); COMBINER__BZERO(5);
+      COMBINER__BLOAD(0) COMBINER__BLOAD(1) COMBINER__BLOAD(2)
+      COMBINER__BLOAD(3) COMBINER__BLOAD(4) COMBINER__BLOAD(5)
+      if (mask == COMBINER__CAUSAL) {                 /* row i sees j <= i + rel */
+        ca = combiner__clampk(i0 + rel + 1, nk);
+        cb = end = combiner__clampk(i0 + R + rel, nk);
+      } else if (mask == COMBINER__SKIP) {            /* row i skips j == i + rel */
+        ca = combiner__clampk(i0 + rel, nk);
+        cb = combiner__clampk(i0 + R + rel, nk);
+      }
+      if (R == 6) {
+        COMBINER__BFAST(0, ca)
+        COMBINER__BCAREFUL(ca, cb)
+        COMBINER__BFAST(cb, end)
+      } else {
+        COMBINER__BCAREFUL(0, end)
+      }
+      COMBINER__BSTORE(0) COMBINER__BSTORE(1) COMBINER__BSTORE(2)
+      COMBINER__BSTORE(3) COMBINER__BSTORE(4) COMBINER__BSTORE(5)
+    }
+  }
+  if (y0 < w) {                          /* the last < 16 floats of each row */
+    int i, y;
+    for (i = 0; i < nq; ++i) {
+      float *a = acc + (ptrdiff_t)i * as;
+      for (j = 0; j < nk; ++j) {
+        const float pij = s[(ptrdiff_t)j * COMBINER__BQ + i];
+        const float *vj = v->base + (ptrdiff_t)(j0 + j) * v->stride;
+        if (pij == 0.0f) continue;
+        for (y = y0; y < w; ++y) a[y] += pij * vj[y];
+      }
+    }
+  }
+}
+
+#endif /* COMBINER__AVX2 */
+
 /* sT[j][i] = k_{j0+j} . qt[.][i] (the transposed QK^T tile) for i < nl;
  * lanes i < j - masked_below may be left stale (the softmax masks them). */
 static void combiner__scores(const combiner__seq *k, int j0, int nk, const float *qt, int d, int nl,
@@ -1235,6 +1426,9 @@ static void combiner__scores(const combiner__seq *k, int j0, int nk, const float
   int i, j, x;
 #if defined(COMBINER__AVX512)
   combiner__scores_simd(k, j0, nk, qt, d, nl, s, masked_below);
+  return;
+#elif defined(COMBINER__AVX2)
+  combiner__scores_avx2(k, j0, nk, qt, d, nl, s, masked_below);
   return;
 #endif
   (void)masked_below;
@@ -1260,6 +1454,9 @@ static void combiner__softmax_chunk(float *s, int nk, int nl, int mask, ptrdiff_
   int i, j;
 #if defined(COMBINER__AVX512)
   combiner__softmax_chunk_simd(s, nk, nl, mask, rel, mloc, sloc, f);
+  return;
+#elif defined(COMBINER__AVX2)
+  combiner__softmax_chunk_avx2(s, nk, nl, mask, rel, mloc, sloc, f);
   return;
 #endif
   for (i = 0; i < nl; ++i) cm[i] = -INFINITY;
@@ -1295,6 +1492,9 @@ static void combiner__accumulate(const float *s, int nq, int nk, const combiner_
   int i, j, y;
 #if defined(COMBINER__AVX512)
   combiner__accumulate_simd(s, nq, nk, v, j0, w, acc, as, mask, rel);
+  return;
+#elif defined(COMBINER__AVX2)
+  combiner__accumulate_avx2(s, nq, nk, v, j0, w, acc, as, mask, rel);
   return;
 #endif
   (void)mask; (void)rel;
