@@ -852,7 +852,7 @@ typedef struct combiner__states {
 } combiner__states;
 
 /* States in a scratch tile (contiguous). */
-static combiner__states combiner__tile_states(float *tile, int dv, float *acc2, int d) {
+COMBINER__SHARED combiner__states combiner__tile_states(float *tile, int dv, float *acc2, int d) {
   combiner__states st;
   st.mx = tile;
   st.sum = tile + COMBINER__BQ;
@@ -2519,21 +2519,23 @@ static ptrdiff_t combiner__logsparse_summary_units(const combiner__problem *p) {
 }
 
 /* Gathers one term (a key row and its value row) into the unit's buffers,
- * attending the batch when it is full. */
+ * attending the batch (single-query primitive, query q pre-scaled) when it
+ * is full. */
 typedef struct combiner__gather {
   float *keys, *vals;
+  const float *q;
   int n;
 } combiner__gather;
 
 static void combiner__gather_flush(const combiner__problem *p, const combiner__scratch *sc,
-                                   combiner__gather *gt, const combiner__states *st) {
+                                   combiner__gather *gt, combiner__dstate *st) {
   combiner__seq ks = combiner__seq_of(gt->keys, p->d, gt->n), vs = combiner__seq_of(gt->vals, p->dv, gt->n);
-  if (gt->n) combiner__attend(p, sc, 1, &ks, &vs, COMBINER__ALL, 0, st);
+  if (gt->n) combiner__dattend(p, gt->q, &ks, &vs, st, sc->s);
   gt->n = 0;
 }
 
 static void combiner__gather_add(const combiner__problem *p, const combiner__scratch *sc, combiner__gather *gt,
-                                 const combiner__states *st, const float *key, const float *val) {
+                                 combiner__dstate *st, const float *key, const float *val) {
   memcpy(gt->keys + (ptrdiff_t)gt->n * p->d, key, (size_t)p->d * sizeof(float));
   memcpy(gt->vals + (ptrdiff_t)gt->n * p->dv, val, (size_t)p->dv * sizeof(float));
   if (++gt->n == COMBINER__BQ) combiner__gather_flush(p, sc, gt, st);
@@ -2551,15 +2553,15 @@ static void combiner__logsparse_combine_unit(const combiner__ctx *c, ptrdiff_t u
   int nq = p->L - q0 < COMBINER__BQ ? p->L - q0 : COMBINER__BQ;
   ptrdiff_t L = p->L, section = (ptrdiff_t)(p->count / (size_t)(p->causal ? 1 : 2));
   combiner__gather gt;
+  combiner__dstate st;
   gt.keys = sc->qbuf;
   gt.vals = sc->tile[1];
+  gt.q = sc->qt;
   gt.n = 0;
   for (i = 0; i < nq; ++i) {
     ptrdiff_t pos = q0 + i, rev = L - 1 - pos;
-    combiner__seq qs = combiner__queries(c, h, pos, 1, 1);
-    combiner__states st = combiner__tile_states(sc->tile[0], p->dv, NULL, p->d);
-    combiner__states_begin(&st, 1, p->dv, p->d);
-    combiner__pack_queries(p, sc, &qs, 1);
+    combiner__scaled_copy(sc->qt, combiner__q(c, pos, h), p->scale, p->d);
+    combiner__dstate_begin(&st, sc->tile[0], NULL, p->dv, p->d);
     combiner__gather_add(p, sc, &gt, &st, combiner__k(c, pos, g), combiner__v(c, pos, g));
     if (pos & 1) combiner__gather_add(p, sc, &gt, &st, combiner__k(c, pos - 1, g), combiner__v(c, pos - 1, g));
     for (l = 1; ((ptrdiff_t)1 << l) <= pos; ++l)
@@ -2576,7 +2578,7 @@ static void combiner__logsparse_combine_unit(const combiner__ctx *c, ptrdiff_t u
         }
     }
     combiner__gather_flush(p, sc, &gt, &st);
-    combiner__states_finish(&st, 1, p->dv, combiner__out(c, pos, h), p->o.ts);
+    combiner__dstate_finish(&st, combiner__out(c, pos, h), p->dv);
   }
 }
 
