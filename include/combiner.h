@@ -1015,6 +1015,21 @@ static void combiner__pack_queries(const combiner__problem *p, const combiner__s
 /* For the P.V kernels: probability of row r of a block of R (0 past R). */
 #define COMBINER__AP(r) p##r = r < R ? pj[r] : 0.0f
 COMBINER__SHARED ptrdiff_t combiner__clampk(ptrdiff_t j, int nk) { return j < 0 ? 0 : j > nk ? nk : j; }
+
+/* The keys of a block of R query rows from row i0 under the mask: [ca, cb)
+ * may be masked for some of the rows (the careful loop checks each row's
+ * probability), the rest is seen by every row, and no key from `end` on is
+ * seen by any (causal). Untouched when ALL: everything is seen. */
+COMBINER__SHARED void combiner__pv_ranges(int mask, ptrdiff_t rel, int i0, int R, int nk,
+                                          ptrdiff_t *ca, ptrdiff_t *cb, ptrdiff_t *end) {
+  if (mask == COMBINER__CAUSAL) {                 /* row i sees j <= i + rel */
+    *ca = combiner__clampk(i0 + rel + 1, nk);
+    *cb = *end = combiner__clampk(i0 + R + rel, nk);
+  } else if (mask == COMBINER__SKIP) {            /* row i skips j == i + rel */
+    *ca = combiner__clampk(i0 + rel, nk);
+    *cb = combiner__clampk(i0 + R + rel, nk);
+  }
+}
 #endif
 
 #if defined(COMBINER__AVX512)
@@ -1200,13 +1215,7 @@ static void combiner__accumulate_simd(const float *s, int nq, int nk, const comb
       COMBINER__AZERO(3); COMBINER__AZERO(4); COMBINER__AZERO(5);
       COMBINER__ALOAD(0) COMBINER__ALOAD(1) COMBINER__ALOAD(2)
       COMBINER__ALOAD(3) COMBINER__ALOAD(4) COMBINER__ALOAD(5)
-      if (mask == COMBINER__CAUSAL) {                 /* row i sees j <= i + rel */
-        ca = combiner__clampk(i0 + rel + 1, nk);
-        cb = end = combiner__clampk(i0 + R + rel, nk);
-      } else if (mask == COMBINER__SKIP) {            /* row i skips j == i + rel */
-        ca = combiner__clampk(i0 + rel, nk);
-        cb = combiner__clampk(i0 + R + rel, nk);
-      }
+      combiner__pv_ranges(mask, rel, i0, R, nk, &ca, &cb, &end);
       if (R == 6) {
         COMBINER__AFAST(0, ca)
         COMBINER__ACAREFUL(ca, cb)
@@ -1385,13 +1394,7 @@ static void combiner__accumulate_avx2(const float *s, int nq, int nk, const comb
       COMBINER__BZERO(3); COMBINER__BZERO(4); COMBINER__BZERO(5);
       COMBINER__BLOAD(0) COMBINER__BLOAD(1) COMBINER__BLOAD(2)
       COMBINER__BLOAD(3) COMBINER__BLOAD(4) COMBINER__BLOAD(5)
-      if (mask == COMBINER__CAUSAL) {                 /* row i sees j <= i + rel */
-        ca = combiner__clampk(i0 + rel + 1, nk);
-        cb = end = combiner__clampk(i0 + R + rel, nk);
-      } else if (mask == COMBINER__SKIP) {            /* row i skips j == i + rel */
-        ca = combiner__clampk(i0 + rel, nk);
-        cb = combiner__clampk(i0 + R + rel, nk);
-      }
+      combiner__pv_ranges(mask, rel, i0, R, nk, &ca, &cb, &end);
       if (R == 6) {
         COMBINER__BFAST(0, ca)
         COMBINER__BCAREFUL(ca, cb)
