@@ -1140,7 +1140,9 @@ static void combiner__softmax_chunk_simd(float *s, int nk, int nl, int mask, ptr
       cm = _mm512_mask_max_ps(cm, 0xFFFF, cm, x);
     }
     cm = _mm512_mask_blend_ps(nan, cm, _mm512_set1_ps(NAN));
-    mnew = _mm512_mask_max_ps(cm, 0xFFFF, cm, mold);                   /* NaN in cm wins */
+    /* (a NaN in cm gives mold here, unlike the portable path; the lane's NaN
+     * probabilities still carry it into the sum and the output) */
+    mnew = _mm512_mask_max_ps(cm, 0xFFFF, cm, mold);
     mnew = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(mold, mold, _CMP_UNORD_Q), mnew, mold);
     _mm512_storeu_ps(f, _mm512_mask_blend_ps(_mm512_cmp_ps_mask(mnew, mold, _CMP_EQ_OQ),
                                              combiner__exp16(_mm512_sub_ps(mold, mnew)), _mm512_set1_ps(1.0f)));
@@ -1335,7 +1337,7 @@ static void combiner__softmax_chunk_avx2(float *s, int nk, int nl, int mask, ptr
       cm = _mm256_max_ps(cm, x);
     }
     cm = _mm256_blendv_ps(cm, _mm256_set1_ps(NAN), nan);
-    mnew = _mm256_max_ps(cm, mold);
+    mnew = _mm256_max_ps(cm, mold);                 /* as above: NaN reaches the output via the sum */
     mnew = _mm256_blendv_ps(mnew, mold, _mm256_cmp_ps(mold, mold, _CMP_UNORD_Q));
     fv = _mm256_blendv_ps(combiner__exp8(_mm256_sub_ps(mold, mnew)), _mm256_set1_ps(1.0f),
                           _mm256_cmp_ps(mnew, mold, _CMP_EQ_OQ));
