@@ -1,6 +1,7 @@
 /* Every kernel against the independent float64 reference (tests/reference.c),
  * over SPEC's sizes: all kinds, causal and bidirectional, both pools, both
- * axial keys, both mixture normalizations, L in {1,2,7,16,61,64,200}, block
+ * axial keys, both mixture normalizations, L in {1,2,7,16,61,64,200} (and
+ * DENSE at 333, Logsparse at 1100), block
  * in {1,3,8,default,70,>=L}; head dims, head/kv-head counts, layouts, value
  * widths (wider, equal, narrower) and thread counts rotate through every
  * combination. Unused memory
@@ -102,6 +103,19 @@ int main(void) {
   for (causal = 0; causal < 2; ++causal)
     for (pool = 0; pool < 2; ++pool)
       run_case(&variants[6], 1100, 0, causal, (combiner_pool)pool, case_with(1, 2, (unsigned)(causal * 2 + pool)), &rng);
-  printf("test_kernels: %u configurations\n", n + 12 + 4);
+  /* DENSE past 256 keys: the tile packs each value chunk before P.V there
+   * (strided rows only); every head dim, GQA 4/1 and 4/2, both directions,
+   * layouts, value widths and 1/2 threads rotating; L = 333 is no multiple
+   * of the 64-key chunk */
+  {
+    unsigned di, hi, extra = 0;
+    for (di = 0; di < 3; ++di)
+      for (hi = 1; hi < 3; ++hi)
+        for (causal = 0; causal < 2; ++causal)
+          for (bi = 0; bi < 2; ++bi, ++extra)
+            run_case(&variants[5], 333, 0, causal, COMBINER_POOL_MAX,
+                     case_with(di, hi, (unsigned)(causal * 2 + bi)), &rng);
+    printf("test_kernels: %u configurations\n", n + 12 + 4 + extra);
+  }
   return TEST_SUMMARY();
 }
