@@ -54,26 +54,31 @@ bench: build/CMakeCache.txt
 # The whole suite. Each step prints its own summary; any failure stops make.
 test: lint test-noomp test-asan test-tsan test-fuzz test-clang test-avx2 test-main
 
-# gcc -O3, OpenMP: C tests for a generic x86-64 (portable path), the same
-# tests compiled as C++ with -march=native (SIMD path under g++)
+# Warnings are errors in every build of the matrix (COMBINER_WERROR); a plain
+# CMake build, what users type, keeps them warnings.
+WERROR = -DCOMBINER_WERROR=ON
+
+# gcc -O3, OpenMP: the plain CMake configuration (tests, examples and bench
+# with -march=native: the SIMD kernels of this machine), C and C++
 test-main:
-	$(CMAKE) -S . -B build -DCMAKE_BUILD_TYPE=Release "-DCMAKE_CXX_FLAGS=$(NATIVE)"
+	$(CMAKE) -S . -B build -DCMAKE_BUILD_TYPE=Release $(WERROR)
 	$(CMAKE) --build build -j$(JOBS)
 	$(CTEST) build
 
-# clang -O3 -march=native, OpenMP (libomp), C and C++
+# clang -O3, OpenMP (libomp): C tests for a generic x86-64 (the portable
+# kernels, optimized), the same tests as C++ with -march=native (SIMD kernels)
 test-clang:
 	$(CMAKE) -S . -B build-clang -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=clang \
-	  -DCMAKE_CXX_COMPILER=clang++ "-DCMAKE_C_FLAGS=-march=native" "-DCMAKE_CXX_FLAGS=-march=native"
+	  -DCMAKE_CXX_COMPILER=clang++ -DCOMBINER_NATIVE=OFF "-DCMAKE_CXX_FLAGS=$(NATIVE)" $(WERROR)
 	$(CMAKE) --build build-clang -j$(JOBS)
 	$(CTEST) build-clang
 
 # gcc -O3 -march=haswell: the AVX2+FMA kernels (what a CPU without AVX-512
 # runs), C tests only; skipped on a machine that cannot run AVX2+FMA
-AVX2_OK := $(shell printf '%s\n' 'int main(void){__builtin_cpu_init();return !(__builtin_cpu_supports("avx2")&&__builtin_cpu_supports("fma"));}' | cc -x c - -o /tmp/combiner-avx2-probe 2>/dev/null && /tmp/combiner-avx2-probe && echo yes)
+AVX2_OK := $(shell t=$$(mktemp) && printf '%s\n' 'int main(void){__builtin_cpu_init();return !(__builtin_cpu_supports("avx2")&&__builtin_cpu_supports("fma"));}' | cc -x c - -o $$t 2>/dev/null && $$t && echo yes; rm -f $$t)
 test-avx2:
 ifeq ($(AVX2_OK),yes)
-	$(CMAKE) -S . -B build-avx2 -DCMAKE_BUILD_TYPE=Release "-DCMAKE_C_FLAGS=-march=haswell" \
+	$(CMAKE) -S . -B build-avx2 -DCMAKE_BUILD_TYPE=Release $(WERROR) "-DCMAKE_C_FLAGS=-march=haswell" \
 	  -DCOMBINER_TESTS_AS_CXX=OFF -DCOMBINER_BUILD_EXAMPLES=OFF -DCOMBINER_NATIVE=OFF
 	$(CMAKE) --build build-avx2 -j$(JOBS)
 	$(CTEST) build-avx2
@@ -85,7 +90,7 @@ endif
 # -fopenmp but COMBINER_NO_OPENMP and COMBINER_NO_SIMD set, plus valgrind
 # memcheck on a small subset
 test-noomp:
-	$(CMAKE) -S . -B build-noomp -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_C_FLAGS=-O0" \
+	$(CMAKE) -S . -B build-noomp -DCMAKE_BUILD_TYPE=Debug $(WERROR) "-DCMAKE_C_FLAGS=-O0" \
 	  "-DCOMBINER_EXTRA_DEFINES=COMBINER_NO_OPENMP;COMBINER_NO_SIMD" -DCOMBINER_TESTS_AS_CXX=OFF \
 	  -DCOMBINER_VALGRIND=ON -DCOMBINER_NATIVE=OFF
 	$(CMAKE) --build build-noomp -j$(JOBS)
@@ -94,7 +99,7 @@ test-noomp:
 # clang AddressSanitizer + UndefinedBehaviorSanitizer, OpenMP on, SIMD kernels
 # (-march=native) where the machine has them
 test-asan:
-	$(CMAKE) -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \
+	$(CMAKE) -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug $(WERROR) -DCMAKE_C_COMPILER=clang \
 	  -DCMAKE_CXX_COMPILER=clang++ -DCOMBINER_TESTS_AS_CXX=OFF -DCOMBINER_BUILD_EXAMPLES=OFF \
 	  "-DCMAKE_C_FLAGS=-O1 $(NATIVE) $(SAN)" "-DCMAKE_EXE_LINKER_FLAGS=$(SAN)"
 	$(CMAKE) --build build-asan -j$(JOBS)
@@ -103,7 +108,7 @@ test-asan:
 # clang ThreadSanitizer on concurrent calls (OpenMP off: its runtime is not
 # TSan-instrumented); also the COMBINER_NO_SIMD build on a SIMD-capable target
 test-tsan:
-	$(CMAKE) -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \
+	$(CMAKE) -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug $(WERROR) -DCMAKE_C_COMPILER=clang \
 	  -DCMAKE_CXX_COMPILER=clang++ -DCOMBINER_TESTS_AS_CXX=OFF -DCOMBINER_BUILD_EXAMPLES=OFF \
 	  -DCOMBINER_BUILD_BENCH=OFF -DCOMBINER_EXTRA_DEFINES=COMBINER_NO_SIMD \
 	  -DCOMBINER_OPENMP=OFF "-DCMAKE_C_FLAGS=-O1 $(NATIVE) -fsanitize=thread" \
@@ -112,7 +117,8 @@ test-tsan:
 	$(CTEST) build-tsan -R "^(concurrent|threads|parts|cache)$$"
 
 # libFuzzer with ASan+UBSan for FUZZ_SECONDS, from the seed corpus. A crash
-# leaves build-fuzz/crash-*: copy it to tests/fuzz/regressions/ so that
+# leaves build-fuzz/crash-* (cache: build-fuzz/cache-crash-*): copy it to
+# tests/fuzz/regressions/ (regressions_cache/) so that
 # fuzz_replay checks it from then on.
 test-fuzz:
 	mkdir -p build-fuzz/corpus

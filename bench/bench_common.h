@@ -1,27 +1,74 @@
 /* Helpers shared by the bench programs (combiner_bench.c, peer_openblas.c):
- * the clock, the list flags, the median's comparison and the input data,
- * so that every program times the same inputs the same way. Each program
- * defines _POSIX_C_SOURCE (clock_gettime) before including it. */
+ * the clock, the list flags, the median's comparison, the input data, the
+ * CPU model and the compiler, so that every program times the same inputs
+ * the same way and says where it ran. Each program defines _POSIX_C_SOURCE
+ * (clock_gettime) before including it. */
 #ifndef COMBINER_BENCH_COMMON_H
 #define COMBINER_BENCH_COMMON_H
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #define MAXV 16   /* values per list flag (--L 1024,2048,...) */
 
-/* the kernels this build of combiner.h runs (its own selection rule) */
-static const char *simd_name(void) {
-#if defined(COMBINER_NO_SIMD)
-  return "portable C kernels (COMBINER_NO_SIMD)";
-#elif defined(__AVX512F__)
-  return "AVX-512 kernels";
-#elif defined(__AVX2__) && defined(__FMA__)
-  return "AVX2+FMA kernels";
+/* The machine and the build, for the results' headers and CSV rows. The
+ * kernels are combiner_kernel_name()'s: each program defines
+ * COMBINER_IMPLEMENTATION itself, so it names the kernels this build runs. */
+
+/* the compiler that built this program, e.g. "gcc 12.2.0", "clang 14.0.6" */
+static const char *compiler_name(void) {
+#if defined(__cplusplus)
+#  define BENCH_LANG " (C++)"
 #else
-  return "portable C kernels";
+#  define BENCH_LANG ""
 #endif
+#if defined(__INTEL_LLVM_COMPILER) && defined(__VERSION__)
+  return __VERSION__ BENCH_LANG;
+#elif defined(__clang__)
+#  define BENCH_STR(x) #x
+#  define BENCH_XSTR(x) BENCH_STR(x)
+  return "clang " BENCH_XSTR(__clang_major__) "." BENCH_XSTR(__clang_minor__) "." BENCH_XSTR(__clang_patchlevel__)
+         BENCH_LANG;
+#  undef BENCH_XSTR
+#  undef BENCH_STR
+#elif defined(__GNUC__) && defined(__VERSION__)
+  return "gcc " __VERSION__ BENCH_LANG;
+#elif defined(__VERSION__)
+  return __VERSION__ BENCH_LANG;
+#else
+  return "unknown compiler" BENCH_LANG;
+#endif
+#undef BENCH_LANG
+}
+
+/* the CPU's model name: on Linux the first "model name" line of
+ * /proc/cpuinfo (x86 kernels write one; others may not), else "unknown CPU" */
+static const char *cpu_model(void) {
+  static char model[128];
+  if (!model[0]) {
+#if defined(__linux__)
+    char line[512];
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (f) {
+      while (fgets(line, sizeof line, f)) {
+        char *b, *e;
+        size_t len;
+        if (strncmp(line, "model name", 10) != 0 || (b = strchr(line, ':')) == NULL) continue;
+        for (++b; *b == ' ' || *b == '\t'; ++b) {}
+        for (e = b + strlen(b); e > b && (e[-1] == '\n' || e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t'); --e) {}
+        len = (size_t)(e - b) < sizeof model - 1 ? (size_t)(e - b) : sizeof model - 1;
+        memcpy(model, b, len);
+        model[len] = 0;
+        break;
+      }
+      fclose(f);
+    }
+#endif
+    if (!model[0]) strcpy(model, "unknown CPU");
+  }
+  return model;
 }
 
 static double now(void) {

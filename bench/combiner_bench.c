@@ -17,12 +17,18 @@
  * this build targets) on 1 and N threads, and our own DENSE on a large
  * bidirectional problem (a GEMM-shaped upper bound for attention). Results
  * go to DIR/bench.csv and DIR/time_vs_L.svg (log-log, with fitted slopes).
+ * The first line printed names the CPU (cpu_model()), the peak, the kernels
+ * (combiner_kernel_name()), the compiler and OpenMP; every CSV row carries
+ * the CPU (column cpu) and the peak of its thread count (peak_gflops, the
+ * divisor of pct_peak).
  *
  * Decode (--decode): per-token latency of combiner_cache_append at context
  * N, every kind beside DENSE (see "decode mode" below for the method: the
  * timed window, rounds, what is amortized); one cache at a time, a
  * configuration whose cache does not fit in memory is skipped with a note.
- * Results go to DIR/decode.csv and DIR/decode.svg; it prints the fitted
+ * Results go to DIR/decode.csv (each row with the CPU, column cpu, and the
+ * read bandwidth measured on its thread count, read_gbps: the divisor of the
+ * printed %bw) and DIR/decode.svg; it prints the fitted
  * slopes of log(time per token) vs log(N) and the PASS/MISS targets at
  * N = 65536. --steps S times S tokens per round for every kind (0: each
  * kind's own whole-period window); --quick is the CI smoke run (H 2, kv 2,
@@ -47,13 +53,25 @@
 #endif
 
 
-/* what this build runs, for the tables' headers */
+/* whether this build threads, for the tables' headers (the kernels:
+ * combiner_kernel_name(); the CPU and the compiler: bench_common.h) */
 static const char *openmp_name(void) {
 #ifdef _OPENMP
   return "OpenMP";
 #else
   return "no OpenMP";
 #endif
+}
+
+/* s as one CSV field: always quoted, inner quotes doubled (a CPU model may
+ * hold a comma) */
+static void csv_string(FILE *f, const char *s) {
+  fputc('"', f);
+  for (; *s; ++s) {
+    if (*s == '"') fputc('"', f);
+    fputc(*s, f);
+  }
+  fputc('"', f);
 }
 
 static double cpu_now(void) {   /* CPU time of the whole process: every thread */
@@ -621,8 +639,8 @@ static int run_decode(const options *o) {
   FILE *csv;
   if (!rs) return 1;
   for (ti = 0; ti < o->nt; ++ti) maxt = o->threads[ti] > maxt ? o->threads[ti] : maxt;
-  printf("combiner-bench --decode: per-token latency of combiner_cache_append(1 token) at context N (%s; %s)\n",
-         simd_name(), openmp_name());
+  printf("combiner-bench --decode on %s: per-token latency of combiner_cache_append(1 token) at context N "
+         "(%s kernels, %s; %s)\n", cpu_model(), combiner_kernel_name(), compiler_name(), openmp_name());
   print_loadavg("at start (other jobs share these cores: wall times include their preemptions)");
   printf("memory read bandwidth (%d MiB buffer):", o->quick ? 64 : 1024);
   for (ti = 0; ti < o->nt; ++ti) {
@@ -706,10 +724,13 @@ static int run_decode(const options *o) {
   if (csv) {
     fprintf(csv, "kind,kv_heads,threads,N,head_dim,heads,block,window,rounds,us_per_token_mean,us_mean_min,"
                  "us_mean_max,us_median,us_max,cpu_us_per_token,us_first,speedup_vs_dense,flop_ratio_vs_dense,terms_per_token,"
-                 "gflops,kv_gbps,cache_bytes,cache_bytes_per_token,fill_s,tries,noise\n");
+                 "gflops,kv_gbps,cache_bytes,cache_bytes_per_token,fill_s,tries,noise,cpu,read_gbps\n");
     for (i = 0; i < n; ++i) {
       const decode_result *r = &rs[i];
       const decode_result *dense = decode_find(rs, n, COMBINER_DENSE, r->N, r->d, r->Hkv, r->threads);
+      double row_bw = 0.0;     /* the read bandwidth measured on this row's thread count */
+      for (ti = 0; ti < o->nt; ++ti)
+        if (o->threads[ti] == r->threads) { row_bw = bw[ti]; break; }
       fprintf(csv, "%s,%d,%d,%d,%d,%d,%d,%d,%d,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,", combiner_kind_string(r->kind),
               r->Hkv, r->threads, r->N, r->d, r->H, r->block, r->window, r->rounds, 1e6 * r->mean, 1e6 * r->mean_lo,
               1e6 * r->mean_hi, 1e6 * r->median, 1e6 * r->max, 1e6 * r->cpu, 1e6 * r->first);
@@ -718,8 +739,10 @@ static int run_decode(const options *o) {
       fprintf(csv, "%.6g,%.4g,", r->terms_tok, r->flops_tok / r->mean * 1e-9);
       if (r->kv_bytes_tok > 0) fprintf(csv, "%.4g,", r->kv_bytes_tok / r->mean * 1e-9);
       else fprintf(csv, ",");
-      fprintf(csv, "%zu,%.1f,%.4f,%d,%s\n", r->cache_bytes, (double)r->cache_bytes / r->max_len, r->fill, r->tries,
+      fprintf(csv, "%zu,%.1f,%.4f,%d,%s,", r->cache_bytes, (double)r->cache_bytes / r->max_len, r->fill, r->tries,
               decode_noise(rs, n, r));
+      csv_string(csv, cpu_model());
+      fprintf(csv, ",%.4g\n", row_bw);
     }
     fclose(csv);
     printf("\nwrote %s\n", path);
@@ -837,8 +860,8 @@ int main(int argc, char **argv) {
   for (ti = 0; ti < nt; ++ti) maxt = threads[ti] > maxt ? threads[ti] : maxt;
   peak1 = fma_peak_gflops(1);
   peakN = maxt > 1 ? fma_peak_gflops(maxt) : peak1;
-  printf("combiner-bench: FMA peak %.1f GFLOP/s on 1 thread, %.1f on %d (%s); %s\n", peak1, peakN, maxt,
-         simd_name(), openmp_name());
+  printf("combiner-bench on %s: FMA peak %.1f GFLOP/s on 1 thread, %.1f on %d (%s kernels, %s; %s)\n",
+         cpu_model(), peak1, peakN, maxt, combiner_kernel_name(), compiler_name(), openmp_name());
   rs = (result *)calloc((size_t)(nL * nc * nd * nkv * nt * nk + 1), sizeof(result));
   if (!rs) return 1;
   {   /* attainable: our dense kernel on a large GEMM-shaped (bidirectional) problem */
@@ -885,13 +908,15 @@ int main(int argc, char **argv) {
   csv = fopen(path, "w");
   if (csv) {
     int i;
-    fprintf(csv, "kind,L,causal,head_dim,heads,kv_heads,threads,median_s,min_s,max_s,flops,gflops,pct_peak,workspace_bytes,peak_rss_kib\n");
+    fprintf(csv, "kind,L,causal,head_dim,heads,kv_heads,threads,median_s,min_s,max_s,flops,gflops,pct_peak,workspace_bytes,peak_rss_kib,cpu,peak_gflops\n");
     for (i = 0; i < n; ++i) {
       double peak = rs[i].threads > 1 ? peakN : peak1;
-      fprintf(csv, "%s,%d,%d,%d,%d,%d,%d,%.6g,%.6g,%.6g,%.6g,%.4g,%.4g,%zu,%ld\n", combiner_kind_string(rs[i].kind),
+      fprintf(csv, "%s,%d,%d,%d,%d,%d,%d,%.6g,%.6g,%.6g,%.6g,%.4g,%.4g,%zu,%ld,", combiner_kind_string(rs[i].kind),
               rs[i].L, rs[i].causal, rs[i].d, rs[i].H, rs[i].Hkv, rs[i].threads, rs[i].median, rs[i].lo, rs[i].hi,
               rs[i].flops, rs[i].flops / rs[i].median * 1e-9, 100 * rs[i].flops / rs[i].median * 1e-9 / peak,
               rs[i].workspace, rs[i].rss_kib);
+      csv_string(csv, cpu_model());
+      fprintf(csv, ",%.4g\n", peak);
     }
     fclose(csv);
     printf("\nwrote %s\n", path);

@@ -11,7 +11,8 @@
  * kernels in a constructor that runs when the library is loaded, before
  * main(): a setenv() in this program would come too late. A CPU that its
  * cpuid table does not know gets a generic SSE3 ("Prescott") kernel, several
- * times slower, without a word. The program prints the core that ran
+ * times slower, without a word. The program prints the CPU model, the
+ * kernels and compiler of combiner's build, the core that ran
  * (openblas_get_corename(), openblas_get_config()) and the BLAS/LAPACK
  * libraries mapped into the process, and warns on stderr when the core is
  * not an AVX-512 one. Link the real OpenBLAS (-lopenblas, pthreads or
@@ -299,11 +300,11 @@ static void print_blas_libraries(void) {
 }
 
 static const char *combiner_build(void) {
-  static char buf[96];
+  static char buf[192];
 #ifdef _OPENMP
-  snprintf(buf, sizeof buf, "%s, OpenMP", simd_name());
+  snprintf(buf, sizeof buf, "%s kernels, %s, OpenMP", combiner_kernel_name(), compiler_name());
 #else
-  snprintf(buf, sizeof buf, "%s, no OpenMP", simd_name());
+  snprintf(buf, sizeof buf, "%s kernels, %s, no OpenMP", combiner_kernel_name(), compiler_name());
 #endif
   return buf;
 }
@@ -413,6 +414,7 @@ int main(int argc, char **argv) {
   core = openblas_get_corename();
   coretype_env = getenv("OPENBLAS_CORETYPE");
   emit("peer-openblas: blocked exact attention on OpenBLAS cblas_sgemm vs combiner COMBINER_DENSE\n");
+  emit("CPU: %s\n", cpu_model());
   emit("OpenBLAS corename: %s (OPENBLAS_CORETYPE=%s)\n", core, coretype_env ? coretype_env : "(unset)");
   emit("OpenBLAS config:   %s\n", openblas_get_config());
   emit("OpenBLAS threading: %s, %d thread(s) available\n",

@@ -7,7 +7,6 @@ option(COMBINER_BUILD_CLI "Build the combiner-cli command-line tool" ${COMBINER_
 if(COMBINER_BUILD_CLI)
   add_executable(combiner-cli ${PROJECT_SOURCE_DIR}/tools/combiner_cli.c)
   combiner_target(combiner-cli)
-  combiner_native(combiner-cli)
   if(COMBINER_INSTALL)
     install(TARGETS combiner-cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
   endif()
@@ -17,7 +16,6 @@ if(COMBINER_BUILD_CLI)
     add_executable(test_cli ${PROJECT_SOURCE_DIR}/tests/cli/test_cli.c)
     target_include_directories(test_cli PRIVATE ${PROJECT_SOURCE_DIR}/tests)
     combiner_target(test_cli)
-    combiner_native(test_cli)      # the same kernels as the tool: outputs compare bitwise
     add_dependencies(test_cli combiner-cli)
 
     # Its .npy files live here (the test's working directory).

@@ -46,7 +46,6 @@ endif()
 if(COMBINER_BUILD_EXAMPLES)
   add_executable(combiner-pattern ${PROJECT_SOURCE_DIR}/examples/pattern.c)
   combiner_target(combiner-pattern)
-  combiner_native(combiner-pattern)
 
   if(COMBINER_BUILD_TESTS)
     add_test(NAME pattern

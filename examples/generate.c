@@ -639,14 +639,34 @@ static void print_report(const options *o, const generator *g, const results *r,
          per_second(steps, r->replay_seconds), r->same_after_truncate ? "same tokens, ok" : "FAILED");
 }
 
+/* The report of a finished run, from the config the caches ran. */
+static int report(const options *o, const generator *g, const results *r, const int *ids, const int *replay) {
+  combiner_config cfg;
+  char block[16];
+  int i;
+  const combiner_status st = combiner_cache_config(g->cache[0], &cfg);
+  if (st != COMBINER_OK) return fail("combiner_cache_config", st);
+  if (cfg.kind == COMBINER_DENSE || cfg.kind == COMBINER_LOGSPARSE) strcpy(block, "-");  /* no blocks */
+  else snprintf(block, sizeof block, "%d", cfg.block);
+  if (o->table) print_row(o, g, r, &cfg, block, ids);
+  else print_report(o, g, r, &cfg, block, ids);
+
+  if (!r->same_after_truncate) {
+    for (i = 0; i < o->tokens && ids[i] == replay[i]; ++i) {}
+    fprintf(stderr, "generate: after truncate, token %d is %d, was %d\n", i, replay[i], ids[i]);
+  }
+  if (!(r->check.worst <= CHECK_LIMIT))
+    fprintf(stderr, "generate: layer %d, rows [%d, %d) at length %d: cache outputs differ from "
+            "combiner_attention by %.3e > %.0e\n", r->check.layer, r->check.first, r->check.len, r->check.len,
+            r->check.worst, CHECK_LIMIT);
+  return r->check.worst <= CHECK_LIMIT && r->same_after_truncate ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
   options o;
   generator g;
   results r;
-  combiner_config cfg;
-  combiner_status st;
-  int *ids, *replay, rc, ok, i;
-  char block[16];
+  int *ids, *replay, rc;
   if (!parse_options(argc, argv, &o)) {
     usage(argv[0]);
     return 2;
@@ -659,26 +679,7 @@ int main(int argc, char **argv) {
   ids = (int *)malloc((size_t)o.tokens * sizeof(int));
   replay = (int *)malloc((size_t)o.tokens * sizeof(int));
   rc = ids && replay ? run(&o, &g, ids, replay, &r) : fail("ids", COMBINER_ERR_OUT_OF_MEMORY);
-  if (rc == 0 && (st = combiner_cache_config(g.cache[0], &cfg)) != COMBINER_OK)
-    rc = fail("combiner_cache_config", st);
-  if (rc != 0) {
-    free(ids); free(replay); generator_free(&g);
-    return rc;
-  }
-  if (cfg.kind == COMBINER_DENSE || cfg.kind == COMBINER_LOGSPARSE) strcpy(block, "-");  /* no blocks */
-  else snprintf(block, sizeof block, "%d", cfg.block);
-  if (o.table) print_row(&o, &g, &r, &cfg, block, ids);
-  else print_report(&o, &g, &r, &cfg, block, ids);
-
-  ok = r.check.worst <= CHECK_LIMIT && r.same_after_truncate;
-  if (!r.same_after_truncate) {
-    for (i = 0; i < o.tokens && ids[i] == replay[i]; ++i) {}
-    fprintf(stderr, "generate: after truncate, token %d is %d, was %d\n", i, replay[i], ids[i]);
-  }
-  if (!(r.check.worst <= CHECK_LIMIT))
-    fprintf(stderr, "generate: layer %d, rows [%d, %d) at length %d: cache outputs differ from "
-            "combiner_attention by %.3e > %.0e\n", r.check.layer, r.check.first, r.check.len, r.check.len,
-            r.check.worst, CHECK_LIMIT);
+  if (rc == 0) rc = report(&o, &g, &r, ids, replay);
   free(ids); free(replay); generator_free(&g);
-  return ok ? 0 : 1;
+  return rc;
 }

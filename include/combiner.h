@@ -34,9 +34,9 @@
  *                             NULL); define both or neither
  *   COMBINER_NO_OPENMP        ignore OpenMP even when compiled with -fopenmp
  *   COMBINER_KEEP_DENORMALS   do not flush denormals during a call (see NUMERICS)
- *   COMBINER_NO_SIMD          scalar code only. Today every kernel is portable
- *                             C that the compiler vectorizes; explicit SIMD
- *                             paths will honour this switch
+ *   COMBINER_NO_SIMD          no intrinsics: run the portable C kernels even
+ *                             when the compiler targets AVX-512 or AVX2 (see
+ *                             KERNELS; combiner_kernel_name() tells which run)
  *   COMBINER_DEFAULT_KIND     what COMBINER_KIND_DEFAULT means; one of
  *                             COMBINER_FIXED, COMBINER_AXIAL (the default when
  *                             undefined: the paper's strongest model),
@@ -82,9 +82,11 @@
  * MEMORY
  *   combiner_workspace_size(cfg) bytes: the abstractions of every head, the
  *   per-query softmax states that Axial and Mixture carry between their two
- *   passes, and ~(3*64*d + 128*dv + 4096) floats of scratch per thread;
- *   O(L*(d+dv)*H), never O(L^2) (exact formula in the README). Pass a buffer
- *   of that size, or NULL to let the call allocate and free it once.
+ *   passes, and 192*(d + dv) + 16*ceil(d/8) + 8832 floats of scratch per
+ *   thread (33,536 at d = dv = 64; one slot without OpenMP, nth slots for
+ *   split calls); O(L*(d+dv)*H), never O(L^2) (whole formula in the README).
+ *   Pass a buffer of that size, or NULL to let the call allocate and free it
+ *   once.
  *
  * KERNELS
  *   Two primitives do all the work: a tile of up to 64 queries (transposed
@@ -263,6 +265,9 @@ COMBINER_API combiner_status combiner_attention(const combiner_config *cfg,
 
 COMBINER_API const char *combiner_status_string(combiner_status s);
 COMBINER_API const char *combiner_kind_string(combiner_kind k);
+/* The kernels this translation unit was compiled to run: "AVX-512",
+ * "AVX2+FMA" or "portable C" (see KERNELS); for logs and benchmarks. */
+COMBINER_API const char *combiner_kernel_name(void);
 
 /* Validates cfg and writes it with every default made explicit (kind, value_dim,
  * num_kv_heads, block, scale, num_threads, strides): what will run. */
@@ -313,8 +318,12 @@ COMBINER_API combiner_status combiner_combine(const combiner_config *cfg,
  * The effective attention matrix of SPEC 6: matrix[h][i][j] (float[H][L][L])
  * with out_i = sum_j A[h][i][j] * v_j, for the given q and k (the output is
  * linear in v). Computed by the kernels themselves (value j = the j-th unit
- * vector), so A times v equals combiner_attention's output. Allocates
- * O(L*L*(Hkv + 1)) bytes with COMBINER_MALLOC; not for hot paths. */
+ * vector), so A times v equals combiner_attention's output. Allocates with
+ * COMBINER_MALLOC, live together, 4*Hkv*L*L + 1 bytes of unit vectors and
+ * the workspace of combiner_attention with value_dim = L: at most
+ *   4*L*L*(Hkv + 6*H) + 16*H*L*(d + 1) + T*(776*d + 768*L + 35384) + 256
+ * bytes, T = scratch slots (num_threads with OpenMP, else 1); e.g. 6.0 MB at
+ * L = 256, H = 4, Hkv = 1, d = 16 (bidirectional MIXTURE). Not for hot paths. */
 COMBINER_API combiner_status combiner_attention_matrix(const combiner_config *cfg,
     const float *q, const float *k, float *matrix);
 /* How query i reaches position j (SPEC 3-5b; the same for every head):
@@ -2760,7 +2769,7 @@ struct combiner_cache {
   combiner_config cfg;     /* resolved; seq_len = max_len; layouts of the appended tensors */
   combiner__problem p;     /* L = max_len; q, k, v describe the stored arrays; count = entries per head */
   size_t section;          /* entries per head and section */
-  size_t off[9];           /* byte offsets from the cache: see combiner__cache_part */
+  size_t off[9];           /* byte offsets from the cache of its parts (COMBINER__CQ..) */
   size_t scratch_stride;   /* bytes of scratch per thread */
   size_t bytes;            /* from the cache to the end of its last scratch slot */
 };
@@ -3264,6 +3273,16 @@ COMBINER_API const char *combiner_kind_string(combiner_kind k) {
     case COMBINER_LOGSPARSE: return "logsparse";
     default: return "unknown";
   }
+}
+
+COMBINER_API const char *combiner_kernel_name(void) {
+#if defined(COMBINER__AVX512)
+  return "AVX-512";
+#elif defined(COMBINER__AVX2)
+  return "AVX2+FMA";
+#else
+  return "portable C";
+#endif
 }
 
 COMBINER_API combiner_status combiner_resolve_config(const combiner_config *cfg,

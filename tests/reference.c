@@ -1,6 +1,6 @@
 /* tests/reference.c -- independent float64 reference of Combiner attention.
  *
- * Written directly from /work/shared/SPEC.md, as plainly as possible.
+ * Written directly from docs/SPEC.md, as plainly as possible.
  * For every head h and query position i we build the explicit list of terms
  * that enter the output softmax (SPEC section 2):
  *   - direct positions j:   logit s*q_i.k_j,     value v_j

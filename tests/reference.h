@@ -1,5 +1,5 @@
 /* tests/reference.h -- independent float64 reference of Combiner attention,
-   written directly from /work/shared/SPEC.md (sections 2-5b). Shares nothing
+   written directly from docs/SPEC.md (sections 2-5b). Shares nothing
    with include/combiner.h. Plain C99 (also compiles as C++). Slow on purpose:
    every abstraction is recomputed per query from its definition. */
 #ifndef COMBINER_TEST_REFERENCE_H

@@ -36,8 +36,11 @@ static int test_passed = 0, test_failed = 0;
     }                                                                  \
   } while (0)
 
+/* The kernel path first (AVX-512, AVX2+FMA or portable C), so that a log
+ * says which code the checks ran. */
 #define TEST_SUMMARY()                                                 \
-  (printf("%d passed, %d failed\n", test_passed, test_failed),         \
+  (printf("kernels: %s\n", combiner_kernel_name()),                    \
+   printf("%d passed, %d failed\n", test_passed, test_failed),         \
    (test_failed || !test_passed) ? 1 : 0)
 
 /* float32 kernels against a float64 evaluation: inf-norm relative error. */

@@ -39,6 +39,7 @@ int main(void) {
       else { ++failed; fprintf(stderr, "FAIL: %s should run: %s\n", combiner_kind_string(kinds[ki]), combiner_status_string(st)); }
     }
   }
+  printf("kernels: %s\n", combiner_kernel_name());
   printf("%d passed, %d failed\n", passed, failed);
   return failed || !passed;
 }

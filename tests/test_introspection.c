@@ -19,15 +19,26 @@
 
 static int malloc_fail_countdown = 0;   /* > 0: the n-th next allocation fails */
 static long malloc_live = 0;            /* allocations not yet freed */
+static size_t malloc_live_bytes = 0, malloc_peak_bytes = 0;
+/* Each block carries its size in a prefix as wide as malloc's alignment. */
+typedef union counting_prefix { size_t n; long double ld; void *p; long long ll; } counting_prefix;
 static void *counting_malloc(size_t n) {
-  void *p;
+  counting_prefix *p;
   if (malloc_fail_countdown > 0 && --malloc_fail_countdown == 0) return NULL;
-  p = malloc(n);
-  if (p) ++malloc_live;
-  return p;
+  p = (counting_prefix *)malloc(sizeof *p + n);
+  if (!p) return NULL;
+  p->n = n;
+  ++malloc_live;
+  malloc_live_bytes += n;
+  if (malloc_live_bytes > malloc_peak_bytes) malloc_peak_bytes = malloc_live_bytes;
+  return p + 1;
 }
-static void counting_free(void *p) {
-  if (p) --malloc_live;
+static void counting_free(void *q) {
+  counting_prefix *p = (counting_prefix *)q;
+  if (!p) return;
+  --p;
+  --malloc_live;
+  malloc_live_bytes -= p->n;
   free(p);
 }
 #define COMBINER_MALLOC(n) counting_malloc(n)
@@ -777,6 +788,52 @@ static void check_errors(test_rng *rng) {
   expect_matrix(&c, eq, ek, ematrix, COMBINER_OK, "allocator back");
 }
 
+/* The header's promise on combiner_attention_matrix's memory: at most
+ * 4*L*L*(Hkv + 6*H) + 16*H*L*(d + 1) + T*(776*d + 768*L + 35384) + 256 bytes
+ * live at once (T scratch slots), and nothing left allocated. */
+static void check_matrix_memory(test_rng *rng) {
+  static const int Ls[] = {1, 7, 16, 61, 100}, Hkvs[] = {1, 2, 4}, ds[] = {1, 5, 16, 64};
+  const int H = 4;
+  int kind, causal, avg, li, hi, di;
+  double worst = 0.0;
+  for (kind = COMBINER_FIXED; kind <= COMBINER_LOGSPARSE; ++kind)
+    for (causal = 0; causal < 2; ++causal)
+      for (avg = 0; avg < (kind == COMBINER_MIXTURE ? 2 : 1); ++avg)
+        for (li = 0; li < 5; ++li)
+          for (hi = 0; hi < 3; ++hi)
+            for (di = 0; di < 4; ++di) {
+              const size_t L = (size_t)Ls[li], Hkv = (size_t)Hkvs[hi], d = (size_t)ds[di];
+              combiner_config cfg = test_config((combiner_kind)kind, (int)L, (int)d, H, (int)Hkv, 0, causal);
+              float *q = (float *)test_alloc(L * H * d * sizeof(float));
+              float *k = (float *)test_alloc(L * Hkv * d * sizeof(float));
+              float *mat = (float *)test_alloc((size_t)H * L * L * sizeof(float));
+              size_t a, before, bound, T = 1;
+              combiner_status st;
+              long live = malloc_live;
+              cfg.mixture_norm = avg ? COMBINER_MIXTURE_AVERAGE : COMBINER_MIXTURE_JOINT;
+#if defined(_OPENMP) && !defined(COMBINER_NO_OPENMP)
+              T = (size_t)omp_get_max_threads();
+#endif
+              for (a = 0; a < L * H * d; ++a) q[a] = test_rng_float(rng);
+              for (a = 0; a < L * Hkv * d; ++a) k[a] = test_rng_float(rng);
+              before = malloc_live_bytes;
+              malloc_peak_bytes = before;
+              st = combiner_attention_matrix(&cfg, q, k, mat);
+              bound = 4 * L * L * (Hkv + 6 * (size_t)H) + 16 * (size_t)H * L * (d + 1) +
+                      T * (776 * d + 768 * L + 35384) + 256;
+              CHECK(st == COMBINER_OK && malloc_peak_bytes - before <= bound && malloc_live == live &&
+                        malloc_live_bytes == before,
+                    "attention_matrix memory, %s causal=%d avg=%d L=%zu Hkv=%zu d=%zu: status %s, peak %zu "
+                    "bytes, the header's bound %zu, %ld blocks left",
+                    combiner_kind_string(cfg.kind), causal, avg, L, Hkv, d, combiner_status_string(st),
+                    malloc_peak_bytes - before, bound, malloc_live - live);
+              if ((double)(malloc_peak_bytes - before) / (double)bound > worst)
+                worst = (double)(malloc_peak_bytes - before) / (double)bound;
+              free(q); free(k); free(mat);
+            }
+  printf("attention_matrix memory: peak / the header's bound at most %.4f\n", worst);
+}
+
 int main(void) {
   static const int lengths[] = {1, 2, 7, 16, 31, 33, 63, 64, 65};   /* 2^k - 1, 2^k, 2^k + 1 */
   static const int hkv_options[3] = {2, 1, 4};
@@ -828,6 +885,7 @@ int main(void) {
 
   check_logsparse_reaches_everything();
   check_errors(&rng);
+  check_matrix_memory(&rng);
 
   printf("matrix configs %d (fixed %d, axial %d, mixture %d, dense %d, logsparse %d; "
          "layouts %d/%d/%d; Hkv 1/2/4: %d/%d/%d); shared-abstraction groups %ld, pairs %ld\n",

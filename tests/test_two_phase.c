@@ -185,6 +185,31 @@ static void workspace_formula(void) {
       }
 }
 
+/* The header's MEMORY statement: 192*(d + dv) + 16*ceil(d/8) + 8832 floats
+ * of scratch per thread (slot), for every kind, width and direction. The
+ * split-call workspace has exactly nth slots, so one more part adds one. */
+static void header_scratch_statement(void) {
+  static const int ds[] = {1, 5, 16, 24, 63, 64, 65, 128}, dvs[] = {1, 7, 40, 64, 100, 128};
+  int kind, causal, di, dvi;
+  for (kind = COMBINER_FIXED; kind <= COMBINER_LOGSPARSE; ++kind)
+    for (causal = 0; causal < 2; ++causal)
+      for (di = 0; di < 8; ++di)
+        for (dvi = 0; dvi < 6; ++dvi) {
+          const int d = ds[di], dv = dvs[dvi];
+          combiner_config cfg = test_config((combiner_kind)kind, 333, d, 4, 2, 0, causal);
+          const size_t header = 4 * (size_t)(192 * (d + dv) + 16 * ((d + 7) / 8) + 8832);
+          size_t one, two, five;
+          cfg.value_dim = dv;
+          one = combiner_part_workspace_size(&cfg, 1);
+          two = combiner_part_workspace_size(&cfg, 2);
+          five = combiner_part_workspace_size(&cfg, 5);
+          CHECK(one > 0 && two - one == header && five - one == 4 * header,
+                "%s causal=%d d=%d dv=%d: a slot is %zu bytes, the header says %zu",
+                combiner_kind_string(cfg.kind), causal, d, dv, two - one, header);
+          if (d == 64 && dv == 64) CHECK(header == 4 * 33536, "the header's example: 33,536 floats at d = dv = 64");
+        }
+}
+
 int main(void) {
   static const int lengths[] = {1, 7, 61, 64};
   static const int blocks[] = {3, 8, 0, 100};
@@ -193,6 +218,7 @@ int main(void) {
   int which, causal, pool;
   summary_counts();
   workspace_formula();
+  header_scratch_statement();
   for (which = 0; which < 7; ++which)
     for (causal = 0; causal < 2; ++causal)
       for (li = 0; li < 4; ++li)

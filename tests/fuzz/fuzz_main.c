@@ -39,6 +39,7 @@ int main(int argc, char **argv) {
     printf("fuzz_replay: %ld files, %ld random inputs: %ld accepted and checked against the "
            "reference, %ld rejected and checked untouched\n", files, random_inputs, acc, rej);
   }
+  printf("kernels: %s\n", combiner_kernel_name());
   printf("%ld passed, 0 failed\n", files + random_inputs);
   return 0;
 }
