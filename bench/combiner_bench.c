@@ -528,7 +528,7 @@ static int decode_one(decode_result *r, combiner_kind kind, int N, int d, int H,
   cfg.num_threads = threads; cfg.block = block;
   r->kind = kind; r->N = N; r->d = d; r->H = H; r->Hkv = Hkv; r->threads = threads; r->window = W;
   r->rounds = rounds; r->max_len = N + 1 + W;
-  cfg.seq_len = r->max_len;                     /* ignored by the cache */
+  cfg.seq_len = r->max_len;                     /* the model's context (the block is explicit) */
   r->cache_bytes = combiner_cache_size(&cfg, r->max_len);
   if (r->cache_bytes == 0) {
     st = combiner_cache_init(&x.cache, &cfg, r->max_len, NULL, 0);

@@ -42,10 +42,12 @@
 #  include <omp.h>
 #endif
 
-/* The model: dim 256, 4 layers, 8 heads of 32 (2 kv heads), vocab 512. */
+/* The model: dim 256, 4 layers, 8 heads of 32 (2 kv heads), vocab 512, a
+ * context of 4096 positions (as llama2.c's config.seq_len): the context fixes
+ * the attention block, ceil(sqrt(4096)) = 64, whatever the caches hold. */
 enum {
   DIM = 256, HIDDEN = 768, LAYERS = 4, HEADS = 8, KV_HEADS = 2,
-  HEAD_DIM = DIM / HEADS, KV_DIM = KV_HEADS * HEAD_DIM, VOCAB = 512
+  HEAD_DIM = DIM / HEADS, KV_DIM = KV_HEADS * HEAD_DIM, VOCAB = 512, SEQ_LEN = 4096
 };
 #define WEIGHT_SEED 20240601u
 #define PROMPT_SEED 7u
@@ -230,6 +232,7 @@ static combiner_status caches_init(generator *g, int max_len, int threads) {
   int l;
   memset(&cfg, 0, sizeof cfg);
   cfg.kind = COMBINER_KIND_DEFAULT;   /* COMBINER_DEFAULT_KIND, chosen at compile time */
+  cfg.seq_len = SEQ_LEN;              /* the model's context: block 0 resolves from it */
   cfg.causal = 1;
   cfg.head_dim = HEAD_DIM;
   cfg.num_heads = HEADS;

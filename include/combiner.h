@@ -114,8 +114,15 @@
  *   and get their outputs; truncate to roll back. Every abstraction is
  *   computed once, when the first token that needs it arrives, so a token
  *   costs O((m + L/m)*d) per head instead of DENSE's O(L*d). Same outputs
- *   as one combiner_attention over the whole sequence with the cache's
- *   block (block 0 means ceil(sqrt(max_len))).
+ *   as one combiner_attention over the whole sequence with the same block.
+ *
+ * THE BLOCK IS THE MODEL'S
+ *   A trained model fixes its block m. Every entry point resolves block 0
+ *   the same way, from the model's context length: m = ceil(sqrt(seq_len)).
+ *   A cache's capacity (max_len) never decides it, so the same model and
+ *   tokens give the same outputs in caches of any size; a cache of a kind
+ *   with blocks (FIXED, AXIAL, MIXTURE) given neither seq_len nor block is
+ *   refused with COMBINER_ERR_NO_BLOCK.
  *
  * INTROSPECTION
  *   combiner_attention_matrix() gives the effective matrix A (out = A v) that
@@ -186,7 +193,8 @@ typedef enum combiner_status {
   COMBINER_ERR_OUT_OF_MEMORY,
   COMBINER_ERR_OVERFLOW,             /* sizes whose byte counts overflow    */
   COMBINER_ERR_UNSUPPORTED,          /* kind compiled out (COMBINER_NO_*)   */
-  COMBINER_ERR_CACHE_FULL            /* append would pass the cache's max_len */
+  COMBINER_ERR_CACHE_FULL,           /* append would pass the cache's max_len */
+  COMBINER_ERR_NO_BLOCK              /* block 0 and no seq_len: the block is the model's */
 } combiner_status;
 
 typedef enum combiner_kind {
@@ -352,9 +360,13 @@ COMBINER_API combiner_status combiner_support_map(const combiner_config *cfg, in
  * needs it arrives, so a token costs O((m + L/m)*d) per head (Logsparse
  * O(log L * d), DENSE O(L*d)); nothing is allocated after init.
  *
- * cfg as for combiner_attention, with causal != 0 (a cache is causal) and
- * seq_len ignored; block 0 means ceil(sqrt(max_len)), fixed for the cache's
- * life. q, k, v and out of an append use cfg's layouts for T tokens.
+ * cfg as for combiner_attention, with causal != 0 (a cache is causal);
+ * seq_len is the model's context length, which only resolves block 0 to
+ * ceil(sqrt(seq_len)) exactly as combiner_attention does (max_len may be
+ * smaller or larger). FIXED, AXIAL and MIXTURE need seq_len >= 1 or a
+ * block >= 1 (else COMBINER_ERR_NO_BLOCK); DENSE and LOGSPARSE have no
+ * block and may leave both 0. q, k, v and out of an append use cfg's
+ * layouts for T tokens.
  * The outputs equal combiner_attention on the whole sequence with
  * seq_len = combiner_cache_length() and the cache's block
  * (combiner_cache_config()), within float32 rounding; they do not depend on
@@ -382,7 +394,8 @@ COMBINER_API combiner_status combiner_cache_append(combiner_cache *cache, int co
 COMBINER_API combiner_status combiner_cache_truncate(combiner_cache *cache, int length);
 /* Positions held; -1 for NULL or a buffer that is not an initialized cache. */
 COMBINER_API int combiner_cache_length(const combiner_cache *cache);
-/* The resolved config the cache runs (seq_len = max_len, explicit block). */
+/* The resolved config the cache runs: seq_len = max_len, the block explicit
+ * (the model's: see THE BLOCK IS THE MODEL'S). */
 COMBINER_API combiner_status combiner_cache_config(const combiner_cache *cache, combiner_config *resolved);
 
 #ifdef __cplusplus
@@ -550,6 +563,19 @@ static int combiner__ceil_sqrt(int L) {
   return r;
 }
 
+/* The block belongs to the model (SPEC 7): an explicit block, else
+ * ceil(sqrt(seq_len)) of the model's context length; 0 when neither is
+ * given. Every entry point (one call, cache) resolves it here. */
+static int combiner__model_block(const combiner_config *cfg) {
+  if (cfg->block) return cfg->block;
+  return cfg->seq_len >= 1 ? combiner__ceil_sqrt(cfg->seq_len) : 0;
+}
+
+/* Whether a kind's math depends on the block (DENSE and LOGSPARSE ignore it). */
+static int combiner__kind_has_blocks(int kind) {
+  return kind == COMBINER_FIXED || kind == COMBINER_AXIAL || kind == COMBINER_MIXTURE;
+}
+
 static int combiner__kind_compiled(int kind) {
   return (kind == COMBINER_FIXED && COMBINER__HAS_FIXED) ||
          (kind == COMBINER_AXIAL && COMBINER__HAS_AXIAL) ||
@@ -603,7 +629,7 @@ static combiner_status combiner__resolve(const combiner_config *cfg, combiner__p
   p->Hkv = cfg->num_kv_heads ? cfg->num_kv_heads : cfg->num_heads;
   if (p->Hkv > p->H || p->H % p->Hkv != 0) return COMBINER_ERR_INVALID_ARGUMENT;
   p->group = p->H / p->Hkv;
-  p->m = cfg->block ? cfg->block : combiner__ceil_sqrt(p->L);
+  p->m = combiner__model_block(cfg);
   p->n = (p->L - 1) / p->m + 1;
   p->last = p->L - (p->n - 1) * p->m;
   p->causal = cfg->causal != 0;
@@ -3087,9 +3113,12 @@ static combiner_status combiner__cache_plan(const combiner_config *cfg, int max_
   combiner_status st;
   size_t rows[9], width[9], off, cells;
   int i;
-  if (!cfg || max_len < 1) return COMBINER_ERR_INVALID_ARGUMENT;
+  if (!cfg || max_len < 1 || cfg->seq_len < 0 || cfg->block < 0) return COMBINER_ERR_INVALID_ARGUMENT;
   memset(hdr, 0, sizeof *hdr);
   c2 = *cfg;
+  /* The model's block, from its context length, never from the capacity:
+   * the same tokens give the same outputs in a cache of any max_len. */
+  c2.block = combiner__model_block(cfg);
   c2.seq_len = max_len;
   memset(&c2.q_layout, 0, sizeof c2.q_layout);
   memset(&c2.k_layout, 0, sizeof c2.k_layout);
@@ -3107,6 +3136,7 @@ static combiner_status combiner__cache_plan(const combiner_config *cfg, int max_
   if ((st = combiner__resolve_tensor(&cfg->out_layout, 1, p->H, p->dv, &t)) != COMBINER_OK) return st;
   c2.out_layout.token_stride = t.ts; c2.out_layout.head_stride = t.hs;
   if (!combiner__kind_compiled(p->kind)) return COMBINER_ERR_UNSUPPORTED;
+  if (!c2.block && combiner__kind_has_blocks(p->kind)) return COMBINER_ERR_NO_BLOCK;
   c2.kind = (combiner_kind)p->kind;
   c2.value_dim = p->dv;
   c2.num_kv_heads = p->Hkv;
@@ -3259,6 +3289,9 @@ COMBINER_API const char *combiner_status_string(combiner_status s) {
     case COMBINER_ERR_UNSUPPORTED: return "unsupported: this kind was compiled out (COMBINER_NO_*)";
     case COMBINER_ERR_CACHE_FULL:
       return "cache full: the append would pass the max_len the cache was made for";
+    case COMBINER_ERR_NO_BLOCK:
+      return "no block: block 0 means ceil(sqrt(seq_len)) of the model's context length; set seq_len "
+             "or an explicit block (a buffer's capacity never decides the math)";
     default: return "unknown combiner_status";
   }
 }

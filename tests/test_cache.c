@@ -1,7 +1,8 @@
 /* The decode cache (SPEC 6, "decode equals prefill"): feeding a causal
  * sequence through combiner_cache_append one token at a time, in random
  * chunks or all at once gives the float64 reference's output of the whole
- * sequence (with the cache's block, resolved from max_len), the same bits
+ * sequence (with the model's block: block 0 resolves from seq_len, never
+ * from max_len, SPEC 7), the same bits
  * whatever the split and the thread count, and the one-call
  * combiner_attention's output within tolerance. Truncating (into a block, to
  * 0, to the current length) and appending other tokens equals a fresh cache
@@ -27,7 +28,7 @@
 /* ------------------------------------------------------------------------ */
 
 typedef struct problem {
-  combiner_config cfg;          /* as given to the caches: causal, seq_len arbitrary */
+  combiner_config cfg;          /* as given to the caches: causal, seq_len the model's context */
   int max_len, block;           /* block: what the contract says it resolves to */
   test_tensor q, k, v;          /* the sequence, max_len positions */
   test_tensor sq, sk, sv, so;   /* one append's staging buffers (same layouts) */
@@ -52,7 +53,11 @@ static problem problem_make(const variant *var, combiner_pool pool, int max_len,
   p.cfg.scale = scale;
   p.max_len = max_len;
   p.layout = layout;
-  p.block = block ? block : ceil_sqrt(max_len);
+  /* A cache with blocks needs the model's block: from seq_len when block is
+   * 0. Without either, DENSE and LOGSPARSE (no blocks) resolve the unused
+   * block from max_len. */
+  if (!block && seq_len < 1 && kind_has_blocks(var->kind)) p.cfg.seq_len = 2 * max_len + 3;
+  p.block = block ? block : p.cfg.seq_len >= 1 ? ceil_sqrt(p.cfg.seq_len) : ceil_sqrt(max_len);
   p.q = test_tensor_make(max_len, H, d, layout);
   p.k = test_tensor_make(max_len, Hkv, d, (layout + 1) % LAYOUT_COUNT);
   p.v = test_tensor_make(max_len, Hkv, dv, layout);
@@ -312,9 +317,11 @@ static shape shape_of(unsigned n, int L) {
   s.layout = (int)((mix >> 8) % LAYOUT_COUNT);
   dvs[0] = s.d + 3; dvs[1] = s.d; dvs[2] = s.d > 4 ? s.d - 4 : s.d + 1;
   s.dv = dvs[(mix >> 12) % 3];
-  /* max_len beyond the sequence: the block resolves from max_len, not L */
+  /* max_len beyond the sequence, and a model context (seq_len) that is
+   * neither: block 0 resolves from seq_len only (0: from 2*max_len + 3 for
+   * kinds with blocks, see problem_make) */
   s.extra = (mix >> 16) % 3 == 0 ? 0 : 1 + (int)((mix >> 18) % (unsigned)(L + 7));
-  s.seq_len = (mix >> 24) % 3 == 0 ? 0 : (mix >> 24) % 3 == 1 ? 1 : 1000003;   /* ignored */
+  s.seq_len = (mix >> 24) % 3 == 0 ? 0 : (mix >> 24) % 3 == 1 ? 1 + (int)((mix >> 20) % 3u) * L : 1000003;
   s.scale = (mix >> 27) % 4 == 0 ? 0.37f : 0.0f;
   return s;
 }
@@ -570,7 +577,9 @@ static void sizes(void) {
   c = small_config(); c.q_layout.head_stride = 3;
   CHECK(combiner_cache_size(&c, 10) == 0, "size: q heads overlapping (head_stride < width)");
   c = small_config(); c.seq_len = -7;
-  CHECK(combiner_cache_size(&c, 10) > 0, "size: seq_len is ignored (-7)");
+  CHECK(combiner_cache_size(&c, 10) == 0, "size: seq_len -7");
+  c = small_config(); c.block = 0; c.seq_len = 0;
+  CHECK(combiner_cache_size(&c, 10) == 0, "size: neither block nor seq_len");
   for (ki = 0; ki < sizeof kinds / sizeof kinds[0]; ++ki)
     for (block = 0; block < 8; block += 7) {
       size_t prev = 0;
@@ -578,6 +587,7 @@ static void sizes(void) {
       c = small_config();
       c.kind = kinds[ki];
       c.block = block;
+      c.seq_len = 100;   /* the model's context: block 0 is 10 at every max_len */
       if (!kind_compiled(kinds[ki])) continue;
       for (m = 1; m <= 300; ++m) {
         size_t sz = combiner_cache_size(&c, m);
@@ -632,7 +642,7 @@ static void init_errors(void) {
   CHECK(need > 0, "init: size");
   memset(buf, 0x5A, need + 64);
   memcpy(copy, buf, need + 64);
-  for (which = 0; which < 14; ++which) {
+  for (which = 0; which < 16; ++which) {
     combiner_status want = COMBINER_ERR_INVALID_ARGUMENT;
     const char *what = "";
     combiner_cache **pc = &cache;
@@ -657,6 +667,10 @@ static void init_errors(void) {
       case 10: what = "size 0"; bsize = 0; want = COMBINER_ERR_WORKSPACE_TOO_SMALL; break;
       case 11: what = "num_threads -1"; c.num_threads = -1; break;
       case 12: what = "scale NaN"; c.scale = NAN; break;
+      case 13: what = "seq_len -1"; c.seq_len = -1; break;
+      case 14: what = "no block and no seq_len"; c.block = 0; c.seq_len = 0; want = COMBINER_ERR_NO_BLOCK;
+               if (!kind_has_blocks(c.kind)) continue;
+               break;
       default: what = "buffer of another max_len"; max_len = 400;
                want = COMBINER_ERR_WORKSPACE_TOO_SMALL; break;
     }
@@ -667,22 +681,32 @@ static void init_errors(void) {
     CHECK(memcmp(buf, copy, need + 64) == 0, "init %s: buffer written on failure", what);
   }
   /* valid edge cases */
-  for (which = 0; which < 4; ++which) {
-    static const int seq_lens[4] = {0, -7, 5, INT_MAX};
+  for (which = 0; which < 4; ++which) {   /* an explicit block (3): seq_len only resolves block 0 */
+    static const int seq_lens[4] = {0, 5, 20, INT_MAX};
     c = small_config();
     c.seq_len = seq_lens[which];
     cache = NULL;
     st = combiner_cache_init(&cache, &c, 20, buf + which, need);
-    CHECK(st == COMBINER_OK && combiner_cache_length(cache) == 0, "init with seq_len %d (ignored): %s",
+    CHECK(st == COMBINER_OK && combiner_cache_length(cache) == 0, "init with seq_len %d and block 3: %s",
           seq_lens[which], combiner_status_string(st));
   }
-  c = small_config(); c.block = 0; c.kind = COMBINER_KIND_DEFAULT;
-  st = combiner_cache_init(&cache, &c, 20, buf, combiner_cache_size(&c, 20));
-  CHECK(st == COMBINER_OK, "init default kind and block: %s", combiner_status_string(st));
-  if (st == COMBINER_OK) {
-    combiner_config r;
-    CHECK(combiner_cache_config(cache, &r) == COMBINER_OK && r.block == 5 && r.seq_len == 20 &&
-          r.kind != COMBINER_KIND_DEFAULT, "default block of max_len 20 is 5, kind explicit");
+  for (which = 0; which < 2; ++which) {   /* block 0: the model's context (50), whatever max_len */
+    const int max_len = which ? 400 : 20;
+    unsigned char *room;
+    c = small_config(); c.block = 0; c.seq_len = 50; c.kind = COMBINER_KIND_DEFAULT;
+    room = (unsigned char *)test_alloc(combiner_cache_size(&c, max_len));
+    st = combiner_cache_init(&cache, &c, max_len, room, combiner_cache_size(&c, max_len));
+    CHECK(st == COMBINER_OK, "init default kind, block 0, seq_len 50, max_len %d: %s", max_len,
+          combiner_status_string(st));
+    if (st == COMBINER_OK) {
+      combiner_config r;
+      st = combiner_cache_config(cache, &r);
+      CHECK(st == COMBINER_OK, "max_len %d: cache_config: %s", max_len, combiner_status_string(st));
+      if (st == COMBINER_OK)
+        CHECK(r.block == 8 && r.seq_len == max_len && r.kind != COMBINER_KIND_DEFAULT,
+              "max_len %d: block 0 of a model with seq_len 50 is 8 (got %d), kind explicit", max_len, r.block);
+    }
+    free(room);
   }
   free(buf); free(copy);
 }

@@ -28,6 +28,17 @@ static int kind_compiled(int kind) {
   }
 }
 
+/* Kinds whose math has a block (SPEC 3-5); DENSE and LOGSPARSE have none.
+ * KIND_DEFAULT is COMBINER_DEFAULT_KIND (AXIAL when undefined). */
+static int kind_has_blocks(int kind) {
+#ifdef COMBINER_DEFAULT_KIND
+  if (kind == COMBINER_KIND_DEFAULT) kind = COMBINER_DEFAULT_KIND;
+#else
+  if (kind == COMBINER_KIND_DEFAULT) kind = COMBINER_AXIAL;
+#endif
+  return kind == COMBINER_FIXED || kind == COMBINER_AXIAL || kind == COMBINER_MIXTURE;
+}
+
 /* SPEC 2's default block: ceil(sqrt(n)) */
 static int ceil_sqrt(int n) {
   int m = 1;

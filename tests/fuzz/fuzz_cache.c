@@ -184,8 +184,8 @@ static combiner_status expected_init(plan *pl) {
   int Hkv, dv;
   pl->kind = kind;
   if (kind < COMBINER_FIXED || kind > COMBINER_LOGSPARSE) return COMBINER_ERR_INVALID_ARGUMENT;
-  if (pl->max_len < 1 || c->head_dim < 1 || c->value_dim < 0 || c->num_heads < 1 || c->num_kv_heads < 0 ||
-      c->block < 0 || c->num_threads < 0)
+  if (pl->max_len < 1 || c->seq_len < 0 || c->head_dim < 1 || c->value_dim < 0 || c->num_heads < 1 ||
+      c->num_kv_heads < 0 || c->block < 0 || c->num_threads < 0)
     return COMBINER_ERR_INVALID_ARGUMENT;
   if ((int)c->pool < 0 || (int)c->pool > 1 || (int)c->axial_key < 0 || (int)c->axial_key > 1 ||
       (int)c->mixture_norm < 0 || (int)c->mixture_norm > 1)
@@ -196,7 +196,9 @@ static combiner_status expected_init(plan *pl) {
   if (Hkv > c->num_heads || c->num_heads % Hkv) return COMBINER_ERR_INVALID_ARGUMENT;
   pl->Hkv = Hkv;
   pl->dv = dv;
-  pl->block = c->block ? c->block : ceil_sqrt(pl->max_len);
+  /* the model's block; DENSE and LOGSPARSE without one resolve an unused
+   * block from max_len */
+  pl->block = c->block ? c->block : ceil_sqrt(c->seq_len >= 1 ? c->seq_len : pl->max_len);
   pl->scale = c->scale != 0.0f ? c->scale : (float)(1.0 / sqrt((double)c->head_dim));
   if (pl->size_case == SIZE_OVERFLOW) return COMBINER_ERR_OVERFLOW;
   if (!c->causal) return COMBINER_ERR_INVALID_ARGUMENT;
@@ -206,6 +208,7 @@ static combiner_status expected_init(plan *pl) {
        !layout_accepts(&c->out_layout, 1, c->num_heads, dv)))
     return COMBINER_ERR_INVALID_ARGUMENT;
   if (!kind_compiled(kind)) return COMBINER_ERR_UNSUPPORTED;
+  if (!c->block && c->seq_len < 1 && kind_has_blocks(kind)) return COMBINER_ERR_NO_BLOCK;
   return COMBINER_OK;
 }
 
@@ -232,7 +235,7 @@ static void decode_plan(reader *r, plan *pl) {
   pl->max_len = b < 128 ? 1 + (int)(b % 24) : 1 + (int)((b * 7u + next_byte(r)) % 200);
   b = next_byte(r);
   switch (b % 6) {
-    case 0: case 1: c->block = 0; break;                              /* ceil(sqrt(max_len)) */
+    case 0: case 1: c->block = 0; break;                              /* ceil(sqrt(seq_len)) */
     case 2: c->block = 1; break;
     case 3:   /* one block, up to INT_MAX wide */
       c->block = (b >> 3) % 9 == 8 ? INT_MAX : pl->max_len + 1 + (int)(b >> 3) % 9;
@@ -263,7 +266,8 @@ static void decode_plan(reader *r, plan *pl) {
     c->v_layout = decode_layout(r, pl->max_len, Hkv, dv);
     c->out_layout = decode_layout(r, pl->max_len, c->num_heads, dv);
   }
-  c->seq_len = (int)next_byte(r) - 100;   /* ignored by the cache, whatever it is */
+  b = next_byte(r);   /* the model's context: resolves block 0 (SPEC 7); 0 = not given */
+  c->seq_len = b < 100 ? 0 : (int)b - 99;
   /* one in four inputs breaks one field on purpose */
   inv = next_byte(r);
   if ((inv & 3u) == 0) {

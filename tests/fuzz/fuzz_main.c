@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "combiner.h"   /* combiner_kernel_name(): the target defines the implementation */
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 void fuzz_counts(long *accepted, long *rejected);
 
