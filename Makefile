@@ -15,7 +15,7 @@ FUZZ_SECONDS ?= 60
 # SIMD kernels are compiled where the build machine has them
 NATIVE := $(shell echo 'int main(void){return 0;}' | cc -march=native -x c - -o /dev/null 2>/dev/null && echo -march=native)
 
-.PHONY: all demo generate pictures bench test test-main test-clang test-avx2 test-noomp test-asan test-tsan test-fuzz lint clean
+.PHONY: all demo generate pictures bench test test-main test-clang test-avx2 test-arm test-noomp test-asan test-tsan test-fuzz lint clean
 
 all: build/CMakeCache.txt
 	$(CMAKE) --build build -j$(JOBS)
@@ -52,7 +52,7 @@ bench: build/CMakeCache.txt
 	./build/combiner-bench $(BENCH_ARGS)
 
 # The whole suite. Each step prints its own summary; any failure stops make.
-test: lint test-noomp test-asan test-tsan test-fuzz test-clang test-avx2 test-main
+test: lint test-noomp test-asan test-tsan test-fuzz test-clang test-avx2 test-arm test-main
 
 # Warnings are errors in every build of the matrix (COMBINER_WERROR); a plain
 # CMake build, what users type, keeps them warnings.
@@ -84,6 +84,33 @@ ifeq ($(AVX2_OK),yes)
 	$(CTEST) build-avx2
 else
 	@echo "test-avx2: this machine cannot run AVX2+FMA code; skipped"
+endif
+
+# gcc -O3 for aarch64 (Debian's cross compiler), every program run under qemu
+# user-mode emulation (cmake/toolchain-aarch64.cmake): first with the NEON
+# kernels (armv8-a has NEON), C tests only, the header also compiled as C++;
+# then COMBINER_NO_SIMD, only the tests whose results go through the kernels.
+# Emulation is ~30x slower: no examples, fewer random fuzz inputs.
+# Skipped without the cross compilers or qemu-aarch64.
+ARM_OK := $(shell command -v aarch64-linux-gnu-gcc >/dev/null && command -v aarch64-linux-gnu-g++ >/dev/null && \
+  command -v qemu-aarch64 >/dev/null && echo yes)
+ARM_CMAKE = -DCMAKE_TOOLCHAIN_FILE=cmake/toolchain-aarch64.cmake -DCMAKE_BUILD_TYPE=Release $(WERROR) \
+  -DCOMBINER_NATIVE=OFF -DCOMBINER_TESTS_AS_CXX=OFF -DCOMBINER_BUILD_EXAMPLES=OFF -DCOMBINER_BUILD_BENCH=OFF \
+  -DCOMBINER_FUZZ_RANDOM=1000
+ARM_PORTABLE_TESTS = kernels|properties|two_phase|threads|numerics|parts|cache|introspection|concurrent|fuzz_replay|fuzz_cache_replay
+test-arm:
+ifeq ($(ARM_OK),yes)
+	$(CMAKE) -S . -B build-arm $(ARM_CMAKE)
+	$(CMAKE) --build build-arm -j$(JOBS)
+	aarch64-linux-gnu-g++ -x c++ -O3 -fopenmp -Wall -Wextra -Wno-missing-field-initializers -Werror \
+	  -Iinclude -c tests/only_kind.c -o build-arm/header_as_cxx.o
+	$(CTEST) build-arm
+	$(CMAKE) -S . -B build-arm-portable $(ARM_CMAKE) -DCOMBINER_EXTRA_DEFINES=COMBINER_NO_SIMD -DCOMBINER_BUILD_CLI=OFF
+	$(CMAKE) --build build-arm-portable -j$(JOBS) --target \
+	  $(foreach t,$(subst |, ,$(ARM_PORTABLE_TESTS)),$(if $(filter fuzz_%,$(t)),$(t),test_$(t)))
+	$(CTEST) build-arm-portable -R "^($(ARM_PORTABLE_TESTS))$$"
+else
+	@echo "test-arm: aarch64-linux-gnu-gcc/g++ or qemu-aarch64 missing; skipped"
 endif
 
 # gcc -O0 for a generic x86-64 (valgrind 3.19 has no AVX-512), compiled with

@@ -21,7 +21,10 @@ if(COMBINER_BUILD_CLI)
     # Its .npy files live here (the test's working directory).
     set(COMBINER_CLI_TEST_DIR ${CMAKE_CURRENT_BINARY_DIR}/cli-test-files)
     file(MAKE_DIRECTORY ${COMBINER_CLI_TEST_DIR})
-    add_test(NAME cli COMMAND test_cli $<TARGET_FILE:combiner-cli>
+    # In a cross build the tool runs under the emulator too: test_cli starts
+    # it through the shell, so it gets the emulator as its wrapper command.
+    string(REPLACE ";" " " COMBINER_CLI_EMULATOR "${CMAKE_CROSSCOMPILING_EMULATOR}")
+    add_test(NAME cli COMMAND test_cli $<TARGET_FILE:combiner-cli> ${COMBINER_CLI_EMULATOR}
       WORKING_DIRECTORY ${COMBINER_CLI_TEST_DIR})
     set_tests_properties(cli PROPERTIES ENVIRONMENT "OMP_WAIT_POLICY=passive")
 

@@ -113,7 +113,9 @@ endif()
 
 # Each way of consuming the library, end to end, on a fresh tree under
 # <build>/consumer/<test>: configure, build and run tests/consumer/main.c.
-if(COMBINER_BUILD_TESTS)
+# Not in a cross build: the consumer trees are configured for, and their
+# programs run on, the build machine.
+if(COMBINER_BUILD_TESTS AND NOT CMAKE_CROSSCOMPILING)
   set(combiner_consumer_variants consume_add_subdirectory consume_fetchcontent
     consume_copied_header)
   if(COMBINER_INSTALL)

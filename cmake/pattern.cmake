@@ -48,8 +48,11 @@ if(COMBINER_BUILD_EXAMPLES)
   combiner_target(combiner-pattern)
 
   if(COMBINER_BUILD_TESTS)
+    # In a cross build the program runs under the emulator (as LAUNCHER).
+    string(REPLACE ";" "|" COMBINER_PATTERN_EMULATOR "${CMAKE_CROSSCOMPILING_EMULATOR}")
     add_test(NAME pattern
       COMMAND ${CMAKE_COMMAND} -DPATTERN=$<TARGET_FILE:combiner-pattern>
+              "-DLAUNCHER=${COMBINER_PATTERN_EMULATOR}"
               -DDIR=${CMAKE_CURRENT_BINARY_DIR}/pattern-smoke -P ${CMAKE_CURRENT_LIST_FILE})
     set_tests_properties(pattern PROPERTIES ENVIRONMENT "OMP_WAIT_POLICY=passive")
     if(COMBINER_VALGRIND)   # every exit path frees everything

@@ -274,7 +274,7 @@ COMBINER_API combiner_status combiner_attention(const combiner_config *cfg,
 COMBINER_API const char *combiner_status_string(combiner_status s);
 COMBINER_API const char *combiner_kind_string(combiner_kind k);
 /* The kernels this translation unit was compiled to run: "AVX-512",
- * "AVX2+FMA" or "portable C" (see KERNELS); for logs and benchmarks. */
+ * "AVX2+FMA", "NEON" or "portable C" (see KERNELS); for logs and benchmarks. */
 COMBINER_API const char *combiner_kernel_name(void);
 
 /* Validates cfg and writes it with every default made explicit (kind, value_dim,
@@ -435,12 +435,16 @@ COMBINER_API combiner_status combiner_cache_config(const combiner_cache *cache, 
 #ifndef COMBINER_DEFAULT_KIND
 #  define COMBINER_DEFAULT_KIND COMBINER_AXIAL
 #endif
+/* The instruction set, chosen here once (see >>isa). */
 #if !defined(COMBINER_NO_SIMD) && defined(__AVX512F__)
 #  include <immintrin.h>
 #  define COMBINER__AVX512 1
 #elif !defined(COMBINER_NO_SIMD) && defined(__AVX2__) && defined(__FMA__)
 #  include <immintrin.h>
 #  define COMBINER__AVX2 1
+#elif !defined(COMBINER_NO_SIMD) && defined(__ARM_NEON) && defined(__aarch64__)
+#  include <arm_neon.h>
+#  define COMBINER__NEON 1
 #endif
 
 #define COMBINER__HAS_FIXED 1
@@ -772,9 +776,285 @@ static combiner_status combiner__layout(const combiner__problem *p, int with_sum
   return COMBINER_OK;
 }
 
-/* ------------------------------------------------------------------------ */
-/* Shared primitives: pooling, exp, the attention tile                      */
-/* ------------------------------------------------------------------------ */
+/* ======================================================================== */
+/* >>isa: the vector layer                                                  */
+/* ======================================================================== */
+/* Each instruction set is one section below that defines the same few
+ * operations on combiner__vf (COMBINER__VL float lanes) and combiner__vm (a
+ * lane predicate); the kernels in >>primitives are written once on top of
+ * them and contain no intrinsics. Without a section (COMBINER_NO_SIMD, or a
+ * CPU we have none for) they take their portable C loops, which the same
+ * tests cover. The choice is made once, at the top of the implementation
+ * (COMBINER__AVX512 / COMBINER__AVX2 / COMBINER__NEON, then COMBINER__VEC).
+ *
+ * ADDING AN ISA: one section here, guarded by its macro, defining
+ *   COMBINER__VL, COMBINER__NV (vectors per row of the 6-row register
+ *   tiles: 6*NV accumulators + NV + 1 must fit the register file),
+ *   combiner__vf, combiner__vm and the operations of the AVX2 section, with
+ *   the same semantics: vmax(a, b) = a > b ? a : b per lane (so a NaN in
+ *   either gives b), vexp as combiner__exp (same reduction and polynomial;
+ *   0 below -87, NaN stays NaN), vloadn / vstoren touch only lanes < n, and
+ *   vhsum adds lanes 0..VL-1 in order. Then add its detection at the top of
+ *   the implementation, a name in combiner_kernel_name, and a build of the
+ *   suite on it to `make test`. Optional extras (a register transpose for
+ *   the query pack, a 16-key score reduction) are ISA-specific speedups
+ *   with a portable fallback: COMBINER__TRANSPOSE16, COMBINER__DSCORES16. */
+
+#if defined(COMBINER__AVX512)
+/* ---- >>isa-avx512: 16 lanes, tiles of 6 x 4 vectors (32 zmm registers) ---- */
+#define COMBINER__VL 16
+#define COMBINER__NV 4
+typedef __m512 combiner__vf;
+typedef __mmask16 combiner__vm;
+static combiner__vf combiner__vzero(void) { return _mm512_setzero_ps(); }
+static combiner__vf combiner__vset1(float f) { return _mm512_set1_ps(f); }
+static combiner__vf combiner__vload(const float *p) { return _mm512_loadu_ps(p); }
+static void combiner__vstore(float *p, combiner__vf a) { _mm512_storeu_ps(p, a); }
+static combiner__vm combiner__vm_first(int n) {       /* lanes < n */
+  return n >= 16 ? (combiner__vm)0xFFFF : n <= 0 ? (combiner__vm)0 : (combiner__vm)((1u << n) - 1u);
+}
+static combiner__vf combiner__vloadn(const float *p, int n) { return _mm512_maskz_loadu_ps(combiner__vm_first(n), p); }
+static void combiner__vstoren(float *p, combiner__vf a, int n) { _mm512_mask_storeu_ps(p, combiner__vm_first(n), a); }
+static combiner__vf combiner__vadd(combiner__vf a, combiner__vf b) { return _mm512_add_ps(a, b); }
+static combiner__vf combiner__vsub(combiner__vf a, combiner__vf b) { return _mm512_sub_ps(a, b); }
+static combiner__vf combiner__vmul(combiner__vf a, combiner__vf b) { return _mm512_mul_ps(a, b); }
+static combiner__vf combiner__vfma(combiner__vf a, combiner__vf b, combiner__vf c) { return _mm512_fmadd_ps(a, b, c); }
+static combiner__vf combiner__vmax(combiner__vf a, combiner__vf b) { return _mm512_mask_max_ps(b, 0xFFFF, a, b); }
+static combiner__vm combiner__vm_lane(ptrdiff_t i) {   /* lane i alone (none if outside) */
+  return i >= 0 && i < 16 ? (combiner__vm)(1u << i) : (combiner__vm)0;
+}
+static combiner__vm combiner__vm_isnan(combiner__vf a) { return _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q); }
+static combiner__vm combiner__vm_eq(combiner__vf a, combiner__vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ); }
+static combiner__vm combiner__vm_or(combiner__vm a, combiner__vm b) { return (combiner__vm)(a | b); }
+static int combiner__vm_any(combiner__vm a) { return a != 0; }
+static combiner__vf combiner__vblend(combiner__vm m, combiner__vf a, combiner__vf b) { return _mm512_mask_blend_ps(m, a, b); }
+
+/* e^x as combiner__exp, 16 lanes: scalef builds 2^n */
+static combiner__vf combiner__vexp(combiner__vf x) {
+  const __m512 lo = _mm512_set1_ps(-87.0f);
+  __m512 xc = _mm512_mask_max_ps(x, 0xFFFF, lo, x);   /* NaN in x stays NaN */
+  __m512 t = _mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f));
+  __m512 n = _mm512_mask_roundscale_ps(t, 0xFFFF, t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
+  __m512 y = _mm512_set1_ps(1.9875691500e-4f);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.3981999507e-3f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(8.3334519073e-3f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.1665795894e-2f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.6666665459e-1f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(5.0000001201e-1f));
+  y = _mm512_fmadd_ps(y, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  y = _mm512_mask_scalef_ps(y, 0xFFFF, y, n);
+  return _mm512_maskz_mov_ps(~_mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ), y);   /* 0 below -87 */
+}
+
+/* dst[r][c] = scale * src[c][r] for a 16 x 16 block (rows `ss` / `ds` floats
+ * apart): unpack, unpack, two 128-bit lane shuffles. */
+#define COMBINER__TRANSPOSE16 1
+static void combiner__transpose16(const float *src, ptrdiff_t ss, float *dst, ptrdiff_t ds, float scale) {
+  const __m512 sv = _mm512_set1_ps(scale);
+  __m512 r[16], t[16];
+  int i;
+  for (i = 0; i < 16; ++i) r[i] = _mm512_mul_ps(_mm512_loadu_ps(src + i * ss), sv);
+  for (i = 0; i < 16; i += 2) {
+    t[i] = _mm512_mask_unpacklo_ps(r[i], 0xFFFF, r[i], r[i + 1]);
+    t[i + 1] = _mm512_mask_unpackhi_ps(r[i], 0xFFFF, r[i], r[i + 1]);
+  }
+  for (i = 0; i < 16; i += 4) {
+    r[i] = _mm512_castpd_ps(_mm512_mask_unpacklo_pd(_mm512_castps_pd(t[i]), 0xFF, _mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+    r[i + 1] = _mm512_castpd_ps(_mm512_mask_unpackhi_pd(_mm512_castps_pd(t[i]), 0xFF, _mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+    r[i + 2] = _mm512_castpd_ps(_mm512_mask_unpacklo_pd(_mm512_castps_pd(t[i + 1]), 0xFF, _mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+    r[i + 3] = _mm512_castpd_ps(_mm512_mask_unpackhi_pd(_mm512_castps_pd(t[i + 1]), 0xFF, _mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+  }
+  for (i = 0; i < 4; ++i) {
+    t[i] = _mm512_mask_shuffle_f32x4(r[i], 0xFFFF, r[i], r[i + 4], 0x88);
+    t[i + 4] = _mm512_mask_shuffle_f32x4(r[i], 0xFFFF, r[i], r[i + 4], 0xdd);
+    t[i + 8] = _mm512_mask_shuffle_f32x4(r[i + 8], 0xFFFF, r[i + 8], r[i + 12], 0x88);
+    t[i + 12] = _mm512_mask_shuffle_f32x4(r[i + 8], 0xFFFF, r[i + 8], r[i + 12], 0xdd);
+  }
+  for (i = 0; i < 8; ++i) {
+    r[i] = _mm512_mask_shuffle_f32x4(t[i], 0xFFFF, t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_mask_shuffle_f32x4(t[i], 0xFFFF, t[i], t[i + 8], 0xdd);
+  }
+  for (i = 0; i < 16; ++i) _mm512_storeu_ps(dst + i * ds, r[i]);
+}
+
+/* s[r] = q . k_r for nk <= 16 keys: one accumulator per key, then a
+ * transposing reduction tree (unpack ps, unpack pd, two lane shuffles) that
+ * leaves key r's sum in lane r. */
+#define COMBINER__DSCORES16 1
+static void combiner__dscores16(const float *q, const float *k0, ptrdiff_t ks, int nk, int d, float *s) {
+  __m512 a[16], t[8], u[4], v[2], w;
+  const float *kr[16];
+  int r, x;
+  for (r = 0; r < 16; ++r) {
+    a[r] = _mm512_setzero_ps();
+    kr[r] = k0 + (ptrdiff_t)(r < nk ? r : 0) * ks;
+  }
+  for (x = 0; x + 16 <= d; x += 16) {
+    const __m512 qv = _mm512_loadu_ps(q + x);
+    for (r = 0; r < 16; ++r) a[r] = _mm512_fmadd_ps(_mm512_loadu_ps(kr[r] + x), qv, a[r]);
+  }
+  if (x < d) {
+    const __mmask16 mk = combiner__vm_first(d - x);
+    const __m512 qv = _mm512_maskz_loadu_ps(mk, q + x);
+    for (r = 0; r < 16; ++r) a[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, kr[r] + x), qv, a[r]);
+  }
+  for (r = 0; r < 8; ++r)
+    t[r] = _mm512_add_ps(_mm512_mask_unpacklo_ps(a[2 * r], 0xFFFF, a[2 * r], a[2 * r + 1]),
+                         _mm512_mask_unpackhi_ps(a[2 * r], 0xFFFF, a[2 * r], a[2 * r + 1]));
+  for (r = 0; r < 4; ++r) {
+    const __m512d lo = _mm512_castps_pd(t[2 * r]), hi = _mm512_castps_pd(t[2 * r + 1]);
+    u[r] = _mm512_add_ps(_mm512_castpd_ps(_mm512_mask_unpacklo_pd(lo, 0xFF, lo, hi)),
+                         _mm512_castpd_ps(_mm512_mask_unpackhi_pd(lo, 0xFF, lo, hi)));
+  }
+  for (r = 0; r < 2; ++r)
+    v[r] = _mm512_add_ps(_mm512_mask_shuffle_f32x4(u[2 * r], 0xFFFF, u[2 * r], u[2 * r + 1], 0x88),
+                         _mm512_mask_shuffle_f32x4(u[2 * r], 0xFFFF, u[2 * r], u[2 * r + 1], 0xdd));
+  w = _mm512_add_ps(_mm512_mask_shuffle_f32x4(v[0], 0xFFFF, v[0], v[1], 0x88),
+                    _mm512_mask_shuffle_f32x4(v[0], 0xFFFF, v[0], v[1], 0xdd));
+  _mm512_mask_storeu_ps(s, combiner__vm_first(nk), w);
+}
+
+#elif defined(COMBINER__AVX2)
+/* ---- >>isa-avx2: 8 lanes, tiles of 6 x 2 vectors (16 ymm registers) ------- */
+#define COMBINER__VL 8
+#define COMBINER__NV 2
+typedef __m256 combiner__vf;
+typedef __m256 combiner__vm;           /* all-ones lanes */
+static combiner__vf combiner__vzero(void) { return _mm256_setzero_ps(); }
+static combiner__vf combiner__vset1(float f) { return _mm256_set1_ps(f); }
+static combiner__vf combiner__vload(const float *p) { return _mm256_loadu_ps(p); }
+static void combiner__vstore(float *p, combiner__vf a) { _mm256_storeu_ps(p, a); }
+static combiner__vm combiner__vm_first(int n) {       /* lanes < n */
+  return _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+}
+static combiner__vf combiner__vloadn(const float *p, int n) {
+  return _mm256_maskload_ps(p, _mm256_castps_si256(combiner__vm_first(n)));
+}
+static void combiner__vstoren(float *p, combiner__vf a, int n) {
+  _mm256_maskstore_ps(p, _mm256_castps_si256(combiner__vm_first(n)), a);
+}
+static combiner__vf combiner__vadd(combiner__vf a, combiner__vf b) { return _mm256_add_ps(a, b); }
+static combiner__vf combiner__vsub(combiner__vf a, combiner__vf b) { return _mm256_sub_ps(a, b); }
+static combiner__vf combiner__vmul(combiner__vf a, combiner__vf b) { return _mm256_mul_ps(a, b); }
+static combiner__vf combiner__vfma(combiner__vf a, combiner__vf b, combiner__vf c) { return _mm256_fmadd_ps(a, b, c); }
+static combiner__vf combiner__vmax(combiner__vf a, combiner__vf b) { return _mm256_max_ps(a, b); }
+static combiner__vm combiner__vm_lane(ptrdiff_t i) {
+  const int li = i >= 0 && i < 8 ? (int)i : -1;
+  return _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_set1_epi32(li), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+}
+static combiner__vm combiner__vm_isnan(combiner__vf a) { return _mm256_cmp_ps(a, a, _CMP_UNORD_Q); }
+static combiner__vm combiner__vm_eq(combiner__vf a, combiner__vf b) { return _mm256_cmp_ps(a, b, _CMP_EQ_OQ); }
+static combiner__vm combiner__vm_or(combiner__vm a, combiner__vm b) { return _mm256_or_ps(a, b); }
+static int combiner__vm_any(combiner__vm a) { return _mm256_movemask_ps(a) != 0; }
+static combiner__vf combiner__vblend(combiner__vm m, combiner__vf a, combiner__vf b) { return _mm256_blendv_ps(a, b, m); }
+
+/* e^x as combiner__exp, 8 lanes; 2^n built in the exponent bits (x >= -87
+ * keeps n >= -126, a normal float). */
+static combiner__vf combiner__vexp(combiner__vf x) {
+  const __m256 lo = _mm256_set1_ps(-87.0f);
+  __m256 xc = _mm256_max_ps(lo, x);                    /* NaN in x stays NaN */
+  __m256 t = _mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f));
+  __m256 n = _mm256_min_ps(_mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
+                           _mm256_set1_ps(127.0f));
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), xc);
+  __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+  __m256i e;
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
+  y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  y = _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+  return _mm256_andnot_ps(_mm256_cmp_ps(x, lo, _CMP_LT_OQ), y);   /* 0 below -87 */
+}
+
+#elif defined(COMBINER__NEON)
+/* ---- >>isa-neon: 4 lanes, tiles of 6 x 4 vectors (32 v registers) ------- */
+#define COMBINER__VL 4
+#define COMBINER__NV 4
+typedef float32x4_t combiner__vf;
+typedef uint32x4_t combiner__vm;       /* all-ones lanes */
+static combiner__vf combiner__vzero(void) { return vdupq_n_f32(0.0f); }
+static combiner__vf combiner__vset1(float f) { return vdupq_n_f32(f); }
+static combiner__vf combiner__vload(const float *p) { return vld1q_f32(p); }
+static void combiner__vstore(float *p, combiner__vf a) { vst1q_f32(p, a); }
+static combiner__vm combiner__vm_first(int n) {       /* lanes < n */
+  static const int32_t lane[4] = {0, 1, 2, 3};
+  return vcltq_s32(vld1q_s32(lane), vdupq_n_s32(n));
+}
+static combiner__vf combiner__vloadn(const float *p, int n) {
+  float t[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  int i;
+  if (n >= 4) return vld1q_f32(p);
+  for (i = 0; i < n; ++i) t[i] = p[i];
+  return vld1q_f32(t);
+}
+static void combiner__vstoren(float *p, combiner__vf a, int n) {
+  float t[4];
+  int i;
+  if (n >= 4) { vst1q_f32(p, a); return; }
+  vst1q_f32(t, a);
+  for (i = 0; i < n; ++i) p[i] = t[i];
+}
+static combiner__vf combiner__vadd(combiner__vf a, combiner__vf b) { return vaddq_f32(a, b); }
+static combiner__vf combiner__vsub(combiner__vf a, combiner__vf b) { return vsubq_f32(a, b); }
+static combiner__vf combiner__vmul(combiner__vf a, combiner__vf b) { return vmulq_f32(a, b); }
+static combiner__vf combiner__vfma(combiner__vf a, combiner__vf b, combiner__vf c) { return vfmaq_f32(c, a, b); }
+static combiner__vf combiner__vmax(combiner__vf a, combiner__vf b) { return vbslq_f32(vcgtq_f32(a, b), a, b); }
+static combiner__vm combiner__vm_lane(ptrdiff_t i) {
+  static const int32_t lane[4] = {0, 1, 2, 3};
+  return vceqq_s32(vld1q_s32(lane), vdupq_n_s32(i >= 0 && i < 4 ? (int32_t)i : -1));
+}
+static combiner__vm combiner__vm_isnan(combiner__vf a) { return vmvnq_u32(vceqq_f32(a, a)); }
+static combiner__vm combiner__vm_eq(combiner__vf a, combiner__vf b) { return vceqq_f32(a, b); }
+static combiner__vm combiner__vm_or(combiner__vm a, combiner__vm b) { return vorrq_u32(a, b); }
+static int combiner__vm_any(combiner__vm a) { return vmaxvq_u32(a) != 0; }
+static combiner__vf combiner__vblend(combiner__vm m, combiner__vf a, combiner__vf b) { return vbslq_f32(m, b, a); }
+
+/* e^x as combiner__exp, 4 lanes; 2^n built in the exponent bits (x >= -87
+ * keeps n >= -126, a normal float). */
+static combiner__vf combiner__vexp(combiner__vf x) {
+  const float32x4_t lo = vdupq_n_f32(-87.0f);
+  const float32x4_t xc = vbslq_f32(vcltq_f32(x, lo), lo, x);   /* NaN in x stays NaN */
+  const float32x4_t n = vminq_f32(vrndnq_f32(vmulq_f32(xc, vdupq_n_f32(1.44269504088896341f))),
+                                  vdupq_n_f32(127.0f));
+  float32x4_t r = vfmsq_f32(xc, n, vdupq_n_f32(0.693359375f));
+  float32x4_t y = vdupq_n_f32(1.9875691500e-4f);
+  int32x4_t e;
+  r = vfmsq_f32(r, n, vdupq_n_f32(-2.12194440e-4f));
+  y = vfmaq_f32(vdupq_n_f32(1.3981999507e-3f), y, r);
+  y = vfmaq_f32(vdupq_n_f32(8.3334519073e-3f), y, r);
+  y = vfmaq_f32(vdupq_n_f32(4.1665795894e-2f), y, r);
+  y = vfmaq_f32(vdupq_n_f32(1.6666665459e-1f), y, r);
+  y = vfmaq_f32(vdupq_n_f32(5.0000001201e-1f), y, r);
+  y = vfmaq_f32(vaddq_f32(r, vdupq_n_f32(1.0f)), y, vmulq_f32(r, r));
+  e = vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23);
+  y = vmulq_f32(y, vreinterpretq_f32_s32(e));
+  return vbslq_f32(vcltq_f32(x, lo), vdupq_n_f32(0.0f), y);   /* 0 below -87 */
+}
+#endif
+
+#if defined(COMBINER__AVX512) || defined(COMBINER__AVX2) || defined(COMBINER__NEON)
+#  define COMBINER__VEC 1
+/* Horizontal sum, lanes 0..VL-1 in order (through memory: gcc 12's own
+ * reduce intrinsics trip its -Wmaybe-uninitialized in C++). */
+static float combiner__vhsum(combiner__vf a) {
+  float lanes[COMBINER__VL], s = 0.0f;
+  int i;
+  combiner__vstore(lanes, a);
+  for (i = 0; i < COMBINER__VL; ++i) s += lanes[i];
+  return s;
+}
+#endif
+
+/* ======================================================================== */
+/* >>primitives: pooling, exp, the attention tile (no intrinsics: >>isa)    */
+/* ======================================================================== */
 
 /* Running pool (SPEC 2: element-wise max, or mean): start with one row, add
  * rows, then read the pool of the `count` rows added so far. */
@@ -784,18 +1064,16 @@ COMBINER__SHARED void combiner__pool_start(float *acc, const float *row, int w) 
 
 COMBINER__SHARED void combiner__pool_add(float *acc, const float *row, int w, int pool) {
   int x = 0;
-#if defined(COMBINER__AVX512)
-  for (; x + 16 <= w; x += 16) {       /* same results: max and add are exact per element */
-    __m512 a = _mm512_loadu_ps(acc + x), r = _mm512_loadu_ps(row + x);
-    _mm512_storeu_ps(acc + x, pool == COMBINER_POOL_MAX ? _mm512_mask_max_ps(a, 0xFFFF, r, a)
-                                                        : _mm512_add_ps(a, r));
+#if defined(COMBINER__VEC)
+  for (; x + COMBINER__VL <= w; x += COMBINER__VL) {   /* same results: max and add are exact per element */
+    const combiner__vf a = combiner__vload(acc + x), r = combiner__vload(row + x);
+    combiner__vstore(acc + x, pool == COMBINER_POOL_MAX ? combiner__vmax(r, a) : combiner__vadd(a, r));
   }
-  row += x; acc += x; w -= x;
 #endif
   if (pool == COMBINER_POOL_MAX) {
-    for (x = 0; x < w; ++x) acc[x] = row[x] > acc[x] ? row[x] : acc[x];
+    for (; x < w; ++x) acc[x] = row[x] > acc[x] ? row[x] : acc[x];
   } else {
-    for (x = 0; x < w; ++x) acc[x] += row[x];
+    for (; x < w; ++x) acc[x] += row[x];
   }
 }
 
@@ -812,25 +1090,23 @@ COMBINER__SHARED void combiner__pool_read(float *out, const float *acc, int w, i
 COMBINER__SHARED void combiner__pool_rows(float *out, const float *row, ptrdiff_t stride, int count,
                                           int w, int pool) {
   int j;
-#if defined(COMBINER__AVX512)
-  int x;   /* the same element-wise max / in-order sum as pool_add, in registers */
-  for (x = 0; x < w; x += 64) {
-    __mmask16 mk[4];
-    __m512 a[4];
-    int v;
-    for (v = 0; v < 4; ++v) {
-      const int left = w - x - 16 * v;
-      mk[v] = left >= 16 ? (__mmask16)0xFFFF : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1u);
-      a[v] = _mm512_maskz_loadu_ps(mk[v], row + x + 16 * v);
+#if defined(COMBINER__VEC)
+  int x, u;   /* the same element-wise max / in-order sum as pool_add, in registers */
+  for (x = 0; x < w; x += COMBINER__NV * COMBINER__VL) {
+    combiner__vf a[COMBINER__NV];
+    int n[COMBINER__NV];
+    for (u = 0; u < COMBINER__NV; ++u) {
+      n[u] = w - x - u * COMBINER__VL;
+      a[u] = combiner__vloadn(row + x + u * COMBINER__VL, n[u]);
     }
     for (j = 1; j < count; ++j) {
       const float *r = row + (ptrdiff_t)j * stride + x;
-      for (v = 0; v < 4; ++v) {
-        const __m512 b = _mm512_maskz_loadu_ps(mk[v], r + 16 * v);
-        a[v] = pool == COMBINER_POOL_MAX ? _mm512_mask_max_ps(a[v], 0xFFFF, b, a[v]) : _mm512_add_ps(a[v], b);
+      for (u = 0; u < COMBINER__NV; ++u) {
+        const combiner__vf b = combiner__vloadn(r + u * COMBINER__VL, n[u]);
+        a[u] = pool == COMBINER_POOL_MAX ? combiner__vmax(b, a[u]) : combiner__vadd(a[u], b);
       }
     }
-    for (v = 0; v < 4; ++v) _mm512_mask_storeu_ps(out + x + 16 * v, mk[v], a[v]);
+    for (u = 0; u < COMBINER__NV; ++u) combiner__vstoren(out + x + u * COMBINER__VL, a[u], n[u]);
   }
   combiner__pool_read(out, out, w, pool, count);
   return;
@@ -899,15 +1175,19 @@ COMBINER__SHARED combiner__states combiner__tile_states(float *tile, int dv, flo
   return st;
 }
 
-/* a[0..n) *= f */
-static void combiner__scale_row(float *a, float f, int n) {
+/* dst[0..n) = src[0..n) * f (dst == src allowed) */
+static void combiner__mul_row(float *dst, const float *src, float f, int n) {
   int y = 0;
-#if defined(COMBINER__AVX512)
-  const __m512 fv = _mm512_set1_ps(f);
-  for (; y + 16 <= n; y += 16) _mm512_storeu_ps(a + y, _mm512_mul_ps(_mm512_loadu_ps(a + y), fv));
+#if defined(COMBINER__VEC)
+  const combiner__vf fv = combiner__vset1(f);
+  for (; y + COMBINER__VL <= n; y += COMBINER__VL)
+    combiner__vstore(dst + y, combiner__vmul(combiner__vload(src + y), fv));
 #endif
-  for (; y < n; ++y) a[y] *= f;
+  for (; y < n; ++y) dst[y] = src[y] * f;
 }
+
+/* a[0..n) *= f */
+static void combiner__scale_row(float *a, float f, int n) { combiner__mul_row(a, a, f, n); }
 
 static void combiner__states_begin(const combiner__states *st, int nq, int dv, int d) {
   int i;
@@ -921,20 +1201,9 @@ static void combiner__states_begin(const combiner__states *st, int nq, int dv, i
 
 /* out row i (at out + i*os) = acc_i / sum_i */
 static void combiner__states_finish(const combiner__states *st, int nq, int dv, float *out, ptrdiff_t os) {
-  int i, y;
-  for (i = 0; i < nq; ++i) {
-    const float *a = st->acc + i * st->as;
-    float *o = out + i * os, s = st->sum[i * st->ms];
-    const float inv = 1.0f / s;   /* one division per row; at most 1 ulp from a[y] / s */
-    y = 0;
-#if defined(COMBINER__AVX512)
-    {
-      const __m512 iv = _mm512_set1_ps(inv);
-      for (; y + 16 <= dv; y += 16) _mm512_storeu_ps(o + y, _mm512_mul_ps(_mm512_loadu_ps(a + y), iv));
-    }
-#endif
-    for (; y < dv; ++y) o[y] = a[y] * inv;
-  }
+  int i;
+  for (i = 0; i < nq; ++i)   /* one division per row; at most 1 ulp from acc / sum */
+    combiner__mul_row(out + i * os, st->acc + i * st->as, 1.0f / st->sum[i * st->ms], dv);
 }
 
 COMBINER__SHARED void combiner__states_copy(const combiner__states *dst, const combiner__states *src, int nq, int dv) {
@@ -967,38 +1236,6 @@ COMBINER__SHARED void combiner__states_merge(const combiner__states *dst, const 
 
 enum { COMBINER__ALL = 0, COMBINER__CAUSAL, COMBINER__SKIP };
 
-#if defined(COMBINER__AVX512)
-/* dst[r][c] = scale * src[c][r] for a 16 x 16 block (rows `ss` / `ds` floats
- * apart): unpack, unpack, two 128-bit lane shuffles. */
-static void combiner__transpose16(const float *src, ptrdiff_t ss, float *dst, ptrdiff_t ds, float scale) {
-  const __m512 sv = _mm512_set1_ps(scale);
-  __m512 r[16], t[16];
-  int i;
-  for (i = 0; i < 16; ++i) r[i] = _mm512_mul_ps(_mm512_loadu_ps(src + i * ss), sv);
-  for (i = 0; i < 16; i += 2) {
-    t[i] = _mm512_mask_unpacklo_ps(r[i], 0xFFFF, r[i], r[i + 1]);
-    t[i + 1] = _mm512_mask_unpackhi_ps(r[i], 0xFFFF, r[i], r[i + 1]);
-  }
-  for (i = 0; i < 16; i += 4) {
-    r[i] = _mm512_castpd_ps(_mm512_mask_unpacklo_pd(_mm512_castps_pd(t[i]), 0xFF, _mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
-    r[i + 1] = _mm512_castpd_ps(_mm512_mask_unpackhi_pd(_mm512_castps_pd(t[i]), 0xFF, _mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
-    r[i + 2] = _mm512_castpd_ps(_mm512_mask_unpacklo_pd(_mm512_castps_pd(t[i + 1]), 0xFF, _mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
-    r[i + 3] = _mm512_castpd_ps(_mm512_mask_unpackhi_pd(_mm512_castps_pd(t[i + 1]), 0xFF, _mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
-  }
-  for (i = 0; i < 4; ++i) {
-    t[i] = _mm512_mask_shuffle_f32x4(r[i], 0xFFFF, r[i], r[i + 4], 0x88);
-    t[i + 4] = _mm512_mask_shuffle_f32x4(r[i], 0xFFFF, r[i], r[i + 4], 0xdd);
-    t[i + 8] = _mm512_mask_shuffle_f32x4(r[i + 8], 0xFFFF, r[i + 8], r[i + 12], 0x88);
-    t[i + 12] = _mm512_mask_shuffle_f32x4(r[i + 8], 0xFFFF, r[i + 8], r[i + 12], 0xdd);
-  }
-  for (i = 0; i < 8; ++i) {
-    r[i] = _mm512_mask_shuffle_f32x4(t[i], 0xFFFF, t[i], t[i + 8], 0x88);
-    r[i + 8] = _mm512_mask_shuffle_f32x4(t[i], 0xFFFF, t[i], t[i + 8], 0xdd);
-  }
-  for (i = 0; i < 16; ++i) _mm512_storeu_ps(dst + i * ds, r[i]);
-}
-#endif
-
 /* Query lanes the kernels compute: nq rounded up to 16. */
 static int combiner__lanes(int nq) { return (nq + 15) / 16 * 16; }
 
@@ -1015,7 +1252,7 @@ static void combiner__pack_queries(const combiner__problem *p, const combiner__s
   int i, x;
   COMBINER_ASSERT(nq >= 1 && nq <= COMBINER__BQ);
   int i16 = 0, x16 = 0;
-#if defined(COMBINER__AVX512)
+#if defined(COMBINER__TRANSPOSE16)
   /* whole 16 x 16 blocks through registers */
   i16 = nq / 16 * 16;
   x16 = d / 16 * 16;
@@ -1041,15 +1278,20 @@ static void combiner__pack_queries(const combiner__problem *p, const combiner__s
 }
 
 
-/* ---- SIMD micro-kernels (AVX-512) ---------------------------------------
- * The scalar functions below are the reference path and are always
- * compiled; these replace the hot loops of combiner__attend when the
- * compiler targets AVX-512 (e.g. -march=native on this class of machine) and
- * COMBINER_NO_SIMD is not defined. Same math, different summation order. */
-#if defined(COMBINER__AVX512) || defined(COMBINER__AVX2)
-/* For the P.V kernels: probability of row r of a block of R (0 past R). */
-#define COMBINER__AP(r) p##r = r < R ? pj[r] : 0.0f
+/* ---- the tile's hot loops on the vector layer -----------------------------
+ * The portable functions below them are the reference path, always
+ * compiled; with a vector layer (COMBINER__VEC) these replace their loops.
+ * Same math, different summation order. */
+#if defined(COMBINER__VEC)
+#define COMBINER__VW (COMBINER__NV * COMBINER__VL)   /* floats per register-tile row */
+
 COMBINER__SHARED ptrdiff_t combiner__clampk(ptrdiff_t j, int nk) { return j < 0 ? 0 : j > nk ? nk : j; }
+
+/* Lanes of a vector starting at lane v0 that lie below lane t (0..VL). */
+static int combiner__lanes_below(ptrdiff_t t, int v0) {
+  const ptrdiff_t n = t - v0;
+  return n <= 0 ? 0 : n >= COMBINER__VL ? COMBINER__VL : (int)n;
+}
 
 /* The keys of a block of R query rows from row i0 under the mask: [ca, cb)
  * may be masked for some of the rows (the careful loop checks each row's
@@ -1065,410 +1307,170 @@ COMBINER__SHARED void combiner__pv_ranges(int mask, ptrdiff_t rel, int i0, int R
     *cb = combiner__clampk(i0 + R + rel, nk);
   }
 }
-#endif
 
-#if defined(COMBINER__AVX512)
-
-/* (Horizontal sums go through memory: GCC 12's own reduce intrinsics use
- * _mm512_undefined_ps(), which its -Wmaybe-uninitialized flags in C++.) */
-static __m512 combiner__exp16(__m512 x) {
-  const __m512 lo = _mm512_set1_ps(-87.0f);
-  __m512 xc = _mm512_mask_max_ps(x, 0xFFFF, lo, x);   /* NaN in x stays NaN */
-  __m512 t = _mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f));
-  __m512 n = _mm512_mask_roundscale_ps(t, 0xFFFF, t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
-  __m512 y = _mm512_set1_ps(1.9875691500e-4f);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.3981999507e-3f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(8.3334519073e-3f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.1665795894e-2f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.6666665459e-1f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(5.0000001201e-1f));
-  y = _mm512_fmadd_ps(y, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-  y = _mm512_mask_scalef_ps(y, 0xFFFF, y, n);
-  return _mm512_maskz_mov_ps(~_mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ), y);   /* 0 below -87 */
-}
-
-/* sT[j][lanes] = k_j . qt[.][lanes]: six keys x 64 query lanes per register
- * tile (24 accumulators); per key dimension 4 loads of qt, 6 broadcasts from
- * the key rows, 24 FMAs. Keys past nk repeat key 0 and are not stored. */
-#define COMBINER__SZERO(r) __m512 a##r##0 = _mm512_setzero_ps(), a##r##1 = a##r##0, a##r##2 = a##r##0, a##r##3 = a##r##0
-#define COMBINER__SROW(r)                                                      \
-  { const __m512 b = _mm512_set1_ps(k##r[x]);                                  \
-    a##r##0 = _mm512_fmadd_ps(b, q0, a##r##0); a##r##1 = _mm512_fmadd_ps(b, q1, a##r##1); \
-    a##r##2 = _mm512_fmadd_ps(b, q2, a##r##2); a##r##3 = _mm512_fmadd_ps(b, q3, a##r##3); }
-#define COMBINER__SSTORE(r)                                                    \
-  if (r < R) { float *o = s + (ptrdiff_t)(j + r) * COMBINER__BQ;               \
-    _mm512_storeu_ps(o, a##r##0); _mm512_storeu_ps(o + 16, a##r##1);           \
-    _mm512_storeu_ps(o + 32, a##r##2); _mm512_storeu_ps(o + 48, a##r##3); }
-
-static void combiner__scores_simd(const combiner__seq *k, int j0, int nk, const float *qt, int d,
-                                  int nl, float *s, ptrdiff_t masked_below) {
-  int j, x;
+/* sT[j][lanes] = k_j . qt[.][lanes]: six keys x NV vectors of query lanes
+ * per register tile (6*NV accumulators; per key dimension NV loads of qt,
+ * six broadcasts from the key rows, 6*NV FMAs); lane groups narrower than a
+ * tile row go one vector at a time. Lanes below j - masked_below see none
+ * of keys j.. (causal): their 16-lane groups are skipped, the softmax masks
+ * them to -inf anyway. Keys past nk repeat key 0 and are not stored. */
+static void combiner__scores_vec(const combiner__seq *k, int j0, int nk, const float *qt, int d,
+                                 int nl, float *s, ptrdiff_t masked_below) {
+  int j, x, r, u, v;
   for (j = 0; j < nk; j += 6) {
     const int R = nk - j < 6 ? nk - j : 6;
-    /* lanes below j - masked_below see none of these keys (causal): their
-     * 16-lane vectors are skipped, the softmax masks them to -inf anyway */
     const ptrdiff_t blind = j - masked_below;
-    const int vfirst = blind <= 0 ? 0 : blind >= nl ? nl : (int)(blind / 16) * 16;
-    const float *k0 = k->base + (ptrdiff_t)(j0 + j) * k->stride;
-    const float *k1 = R > 1 ? k0 + k->stride : k0, *k2 = R > 2 ? k0 + 2 * k->stride : k0;
-    const float *k3 = R > 3 ? k0 + 3 * k->stride : k0, *k4 = R > 4 ? k0 + 4 * k->stride : k0;
-    const float *k5 = R > 5 ? k0 + 5 * k->stride : k0;
-    if (nl == 64 && vfirst == 0) {
-      COMBINER__SZERO(0); COMBINER__SZERO(1); COMBINER__SZERO(2);
-      COMBINER__SZERO(3); COMBINER__SZERO(4); COMBINER__SZERO(5);
-      for (x = 0; x < d; ++x) {
-        const float *qx = qt + (ptrdiff_t)x * COMBINER__BQ;
-        const __m512 q0 = _mm512_loadu_ps(qx), q1 = _mm512_loadu_ps(qx + 16);
-        const __m512 q2 = _mm512_loadu_ps(qx + 32), q3 = _mm512_loadu_ps(qx + 48);
-        COMBINER__SROW(0) COMBINER__SROW(1) COMBINER__SROW(2)
-        COMBINER__SROW(3) COMBINER__SROW(4) COMBINER__SROW(5)
-      }
-      COMBINER__SSTORE(0) COMBINER__SSTORE(1) COMBINER__SSTORE(2)
-      COMBINER__SSTORE(3) COMBINER__SSTORE(4) COMBINER__SSTORE(5)
-    } else {                       /* fewer lanes: one vector at a time */
-      const float *kr[6];
-      int r, v;
-      kr[0] = k0; kr[1] = k1; kr[2] = k2; kr[3] = k3; kr[4] = k4; kr[5] = k5;
-      for (v = vfirst; v < nl; v += 16) {
-        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
-        for (x = 0; x < d; ++x) {
-          const __m512 qv = _mm512_loadu_ps(qt + (ptrdiff_t)x * COMBINER__BQ + v);
-          a0 = _mm512_fmadd_ps(_mm512_set1_ps(kr[0][x]), qv, a0);
-          a1 = _mm512_fmadd_ps(_mm512_set1_ps(kr[1][x]), qv, a1);
-          a2 = _mm512_fmadd_ps(_mm512_set1_ps(kr[2][x]), qv, a2);
-          a3 = _mm512_fmadd_ps(_mm512_set1_ps(kr[3][x]), qv, a3);
-          a4 = _mm512_fmadd_ps(_mm512_set1_ps(kr[4][x]), qv, a4);
-          a5 = _mm512_fmadd_ps(_mm512_set1_ps(kr[5][x]), qv, a5);
-        }
-        for (r = 0; r < R; ++r)
-          _mm512_storeu_ps(s + (ptrdiff_t)(j + r) * COMBINER__BQ + v,
-                           r == 0 ? a0 : r == 1 ? a1 : r == 2 ? a2 : r == 3 ? a3 : r == 4 ? a4 : a5);
-      }
-    }
-  }
-}
-
-/* The softmax of one chunk, 16 query lanes at a time: mask, running max (NaN
- * wins), probabilities in place, f = rescale of the old state, sums. */
-static void combiner__softmax_chunk_simd(float *s, int nk, int nl, int mask, ptrdiff_t rel,
-                                         float *mloc, float *sloc, float *f) {
-  const __m512 ninf = _mm512_set1_ps(-INFINITY);
-  const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-  int v, j;
-  for (v = 0; v < nl; v += 16) {
-    const __m512i idx = _mm512_add_epi32(lane, _mm512_set1_epi32(v));
-    __m512 cm = ninf, mold = _mm512_loadu_ps(mloc + v), mnew, msub, psum = _mm512_setzero_ps();
-    __mmask16 nan = 0;
-    for (j = 0; j < nk; ++j) {
-      float *row = s + (ptrdiff_t)j * COMBINER__BQ + v;
-      __m512 x = _mm512_loadu_ps(row);
-      if (mask == COMBINER__CAUSAL) {         /* lane i sees key j iff i >= j - rel */
-        x = _mm512_mask_blend_ps(_mm512_cmplt_epi32_mask(idx, _mm512_set1_epi32((int)(j - rel))), x, ninf);
-        _mm512_storeu_ps(row, x);
-      } else if (mask == COMBINER__SKIP) {
-        x = _mm512_mask_blend_ps(_mm512_cmpeq_epi32_mask(idx, _mm512_set1_epi32((int)(j - rel))), x, ninf);
-        _mm512_storeu_ps(row, x);
-      }
-      nan |= _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
-      cm = _mm512_mask_max_ps(cm, 0xFFFF, cm, x);
-    }
-    cm = _mm512_mask_blend_ps(nan, cm, _mm512_set1_ps(NAN));
-    /* (a NaN in cm gives mold here, unlike the portable path; the lane's NaN
-     * probabilities still carry it into the sum and the output) */
-    mnew = _mm512_mask_max_ps(cm, 0xFFFF, cm, mold);
-    mnew = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(mold, mold, _CMP_UNORD_Q), mnew, mold);
-    _mm512_storeu_ps(f, _mm512_mask_blend_ps(_mm512_cmp_ps_mask(mnew, mold, _CMP_EQ_OQ),
-                                             combiner__exp16(_mm512_sub_ps(mold, mnew)), _mm512_set1_ps(1.0f)));
-    msub = _mm512_maskz_mov_ps(~_mm512_cmp_ps_mask(mnew, ninf, _CMP_EQ_OQ), mnew);
-    for (j = 0; j < nk; ++j) {
-      float *row = s + (ptrdiff_t)j * COMBINER__BQ + v;
-      __m512 pv = combiner__exp16(_mm512_sub_ps(_mm512_loadu_ps(row), msub));
-      _mm512_storeu_ps(row, pv);
-      psum = _mm512_add_ps(psum, pv);
-    }
-    _mm512_storeu_ps(sloc + v, _mm512_fmadd_ps(_mm512_loadu_ps(sloc + v), _mm512_loadu_ps(f), psum));
-    _mm512_storeu_ps(mloc + v, mnew);
-    f += 16;
-  }
-}
-
-/* acc rows += P v over a 64-wide slice of the value width, six query rows
- * at a time: per key, 4 value loads, 6 broadcasts, 24 FMAs. A term whose
- * probability is 0 is skipped row by row, so a value masked for a row never
- * meets it (0 * NaN). Narrow slices take a masked 16-wide loop. */
-#define COMBINER__AZERO(r) __m512 a##r##0 = _mm512_setzero_ps(), a##r##1 = a##r##0, a##r##2 = a##r##0, a##r##3 = a##r##0; \
-  float p##r = 0.0f
-#define COMBINER__ALOAD(r) if (r < R) { const float *o = acc + (ptrdiff_t)(i0 + r) * as + y0; \
-    a##r##0 = _mm512_loadu_ps(o); a##r##1 = _mm512_loadu_ps(o + 16); \
-    a##r##2 = _mm512_loadu_ps(o + 32); a##r##3 = _mm512_loadu_ps(o + 48); }
-#define COMBINER__AROW(r, careful) if (!(careful) || p##r != 0.0f) { const __m512 b = _mm512_set1_ps(p##r); \
-    a##r##0 = _mm512_fmadd_ps(b, v0, a##r##0); a##r##1 = _mm512_fmadd_ps(b, v1, a##r##1); \
-    a##r##2 = _mm512_fmadd_ps(b, v2, a##r##2); a##r##3 = _mm512_fmadd_ps(b, v3, a##r##3); }
-#define COMBINER__ASTORE(r) if (r < R) { float *o = acc + (ptrdiff_t)(i0 + r) * as + y0; \
-    _mm512_storeu_ps(o, a##r##0); _mm512_storeu_ps(o + 16, a##r##1); \
-    _mm512_storeu_ps(o + 32, a##r##2); _mm512_storeu_ps(o + 48, a##r##3); }
-
-/* Keys [ja, jb) for a full block of six rows, no zero checks. */
-#define COMBINER__AFAST(ja, jb)                                                \
-  for (j = (ja); j < (jb); ++j) {                                              \
-    const float *pj = s + (ptrdiff_t)j * COMBINER__BQ + i0;                    \
-    const float *vj = v->base + (ptrdiff_t)(j0 + j) * v->stride + y0;          \
-    const __m512 v0 = _mm512_loadu_ps(vj), v1 = _mm512_loadu_ps(vj + 16);     \
-    const __m512 v2 = _mm512_loadu_ps(vj + 32), v3 = _mm512_loadu_ps(vj + 48); \
-    p0 = pj[0]; p1 = pj[1]; p2 = pj[2]; p3 = pj[3]; p4 = pj[4]; p5 = pj[5];    \
-    COMBINER__AROW(0, 0) COMBINER__AROW(1, 0) COMBINER__AROW(2, 0)            \
-    COMBINER__AROW(3, 0) COMBINER__AROW(4, 0) COMBINER__AROW(5, 0)            \
-  }
-/* Keys [ja, jb), any block: rows past R and zero probabilities skipped. */
-#define COMBINER__ACAREFUL(ja, jb)                                             \
-  for (j = (ja); j < (jb); ++j) {                                              \
-    const float *pj = s + (ptrdiff_t)j * COMBINER__BQ + i0;                    \
-    const float *vj = v->base + (ptrdiff_t)(j0 + j) * v->stride + y0;          \
-    __m512 v0, v1, v2, v3;                                                     \
-    COMBINER__AP(0); COMBINER__AP(1); COMBINER__AP(2); COMBINER__AP(3); COMBINER__AP(4); COMBINER__AP(5); \
-    if (p0 == 0.0f && p1 == 0.0f && p2 == 0.0f && p3 == 0.0f && p4 == 0.0f && p5 == 0.0f) continue; \
-    v0 = _mm512_loadu_ps(vj); v1 = _mm512_loadu_ps(vj + 16);                   \
-    v2 = _mm512_loadu_ps(vj + 32); v3 = _mm512_loadu_ps(vj + 48);             \
-    COMBINER__AROW(0, 1) COMBINER__AROW(1, 1) COMBINER__AROW(2, 1)            \
-    COMBINER__AROW(3, 1) COMBINER__AROW(4, 1) COMBINER__AROW(5, 1)            \
-  }
-
-/* acc rows += P v, six query rows x a 64-wide slice of the value width at a
- * time (24 accumulators; per key 4 value loads, 6 broadcasts, 24 FMAs). The
- * mask says which keys each block of rows may have masked: those go through
- * the careful loop that skips zero probabilities row by row (so a value a
- * query may not see never meets it: 0 * NaN); keys every row of the block
- * sees take the branch-free loop; causal keys no row sees are not touched. */
-static void combiner__accumulate_simd(const float *s, int nq, int nk, const combiner__seq *v, int j0,
-                                      int w, float *acc, ptrdiff_t as, int mask, ptrdiff_t rel) {
-  int y0, i0, j;
-  for (y0 = 0; y0 + 64 <= w; y0 += 64) {
-    for (i0 = 0; i0 < nq; i0 += 6) {
-      const int R = nq - i0 < 6 ? nq - i0 : 6;
-      ptrdiff_t ca = nk, cb = nk, end = nk;          /* careful keys [ca, cb), none past end */
-      COMBINER__AZERO(0); COMBINER__AZERO(1); COMBINER__AZERO(2);
-      COMBINER__AZERO(3); COMBINER__AZERO(4); COMBINER__AZERO(5);
-      COMBINER__ALOAD(0) COMBINER__ALOAD(1) COMBINER__ALOAD(2)
-      COMBINER__ALOAD(3) COMBINER__ALOAD(4) COMBINER__ALOAD(5)
-      combiner__pv_ranges(mask, rel, i0, R, nk, &ca, &cb, &end);
-      if (R == 6) {
-        COMBINER__AFAST(0, ca)
-        COMBINER__ACAREFUL(ca, cb)
-        COMBINER__AFAST(cb, end)
-      } else {
-        COMBINER__ACAREFUL(0, end)
-      }
-      COMBINER__ASTORE(0) COMBINER__ASTORE(1) COMBINER__ASTORE(2)
-      COMBINER__ASTORE(3) COMBINER__ASTORE(4) COMBINER__ASTORE(5)
-    }
-  }
-  for (; y0 < w; y0 += 16) {             /* the last < 64 floats, 16 at a time */
-    const __mmask16 keep = (__mmask16)(w - y0 >= 16 ? 0xFFFFu : (1u << (w - y0)) - 1u);
-    int i;
-    for (i = 0; i < nq; ++i) {
-      float *o = acc + (ptrdiff_t)i * as + y0;
-      __m512 a = _mm512_maskz_loadu_ps(keep, o);
-      for (j = 0; j < nk; ++j) {
-        const float pij = s[(ptrdiff_t)j * COMBINER__BQ + i];
-        if (pij != 0.0f)
-          a = _mm512_fmadd_ps(_mm512_set1_ps(pij),
-              _mm512_maskz_loadu_ps(keep, v->base + (ptrdiff_t)(j0 + j) * v->stride + y0), a);
-      }
-      _mm512_mask_storeu_ps(o, keep, a);
-    }
-  }
-}
-
-#endif /* COMBINER__AVX512 */
-
-/* ---- SIMD micro-kernels (AVX2 + FMA) -------------------------------------
- * For x86-64 without AVX-512 (e.g. -march=haswell or znver3): the same
- * three hot loops as above in 8-wide registers (the register tiles are
- * 6 keys x 16 query lanes and 6 query rows x 16 value floats: 12
- * accumulators of the 16 ymm registers). Same math, different summation
- * order; the rest stays on the portable path. */
-#if defined(COMBINER__AVX2)
-
-/* e^x, 8 lanes: combiner__exp's reduction and polynomial; 2^n built in the
- * exponent bits (x >= -87 keeps n >= -126, a normal float). */
-static __m256 combiner__exp8(__m256 x) {
-  const __m256 lo = _mm256_set1_ps(-87.0f);
-  __m256 xc = _mm256_max_ps(lo, x);                    /* NaN in x stays NaN */
-  __m256 t = _mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f));
-  __m256 n = _mm256_min_ps(_mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
-                           _mm256_set1_ps(127.0f));
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), xc);
-  __m256 y = _mm256_set1_ps(1.9875691500e-4f);
-  __m256i e;
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
-  y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-  e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  y = _mm256_mul_ps(y, _mm256_castsi256_ps(e));
-  return _mm256_andnot_ps(_mm256_cmp_ps(x, lo, _CMP_LT_OQ), y);   /* 0 below -87 */
-}
-
-/* sT[j][lanes] = k_j . qt[.][lanes], six keys x 16 lanes per register tile. */
-#define COMBINER__YROW(r)                                                      \
-  { const __m256 b = _mm256_broadcast_ss(kr[r] + x);                           \
-    a##r##0 = _mm256_fmadd_ps(b, q0, a##r##0); a##r##1 = _mm256_fmadd_ps(b, q1, a##r##1); }
-#define COMBINER__YSTORE(r)                                                    \
-  if (r < R) { float *o = s + (ptrdiff_t)(j + r) * COMBINER__BQ + v;           \
-    _mm256_storeu_ps(o, a##r##0); _mm256_storeu_ps(o + 8, a##r##1); }
-
-static void combiner__scores_avx2(const combiner__seq *k, int j0, int nk, const float *qt, int d,
-                                  int nl, float *s, ptrdiff_t masked_below) {
-  int j, x, r, v;
-  for (j = 0; j < nk; j += 6) {
-    const int R = nk - j < 6 ? nk - j : 6;
-    const ptrdiff_t blind = j - masked_below;          /* lanes below see none of these keys */
     const int vfirst = blind <= 0 ? 0 : blind >= nl ? nl : (int)(blind / 16) * 16;
     const float *kr[6];
     for (r = 0; r < 6; ++r) kr[r] = k->base + (ptrdiff_t)(j0 + j + (r < R ? r : 0)) * k->stride;
-    for (v = vfirst; v < nl; v += 16) {
-      __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00;
-      __m256 a30 = a00, a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00;
+    for (v = vfirst; v + COMBINER__VW <= nl; v += COMBINER__VW) {
+      combiner__vf a[6][COMBINER__NV];
+      for (r = 0; r < 6; ++r)
+        for (u = 0; u < COMBINER__NV; ++u) a[r][u] = combiner__vzero();
       for (x = 0; x < d; ++x) {
         const float *qx = qt + (ptrdiff_t)x * COMBINER__BQ + v;
-        const __m256 q0 = _mm256_loadu_ps(qx), q1 = _mm256_loadu_ps(qx + 8);
-        COMBINER__YROW(0) COMBINER__YROW(1) COMBINER__YROW(2)
-        COMBINER__YROW(3) COMBINER__YROW(4) COMBINER__YROW(5)
+        combiner__vf q[COMBINER__NV];
+        for (u = 0; u < COMBINER__NV; ++u) q[u] = combiner__vload(qx + u * COMBINER__VL);
+        for (r = 0; r < 6; ++r) {
+          const combiner__vf b = combiner__vset1(kr[r][x]);
+          for (u = 0; u < COMBINER__NV; ++u) a[r][u] = combiner__vfma(b, q[u], a[r][u]);
+        }
       }
-      COMBINER__YSTORE(0) COMBINER__YSTORE(1) COMBINER__YSTORE(2)
-      COMBINER__YSTORE(3) COMBINER__YSTORE(4) COMBINER__YSTORE(5)
+      for (r = 0; r < R; ++r)
+        for (u = 0; u < COMBINER__NV; ++u)
+          combiner__vstore(s + (ptrdiff_t)(j + r) * COMBINER__BQ + v + u * COMBINER__VL, a[r][u]);
+    }
+    for (; v < nl; v += COMBINER__VL) {
+      combiner__vf a[6];
+      for (r = 0; r < 6; ++r) a[r] = combiner__vzero();
+      for (x = 0; x < d; ++x) {
+        const combiner__vf qv = combiner__vload(qt + (ptrdiff_t)x * COMBINER__BQ + v);
+        for (r = 0; r < 6; ++r) a[r] = combiner__vfma(combiner__vset1(kr[r][x]), qv, a[r]);
+      }
+      for (r = 0; r < R; ++r) combiner__vstore(s + (ptrdiff_t)(j + r) * COMBINER__BQ + v, a[r]);
     }
   }
 }
 
-/* The softmax of one chunk, 8 query lanes at a time (see the AVX-512 one). */
-static void combiner__softmax_chunk_avx2(float *s, int nk, int nl, int mask, ptrdiff_t rel,
-                                         float *mloc, float *sloc, float *f) {
-  const __m256 ninf = _mm256_set1_ps(-INFINITY);
-  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+/* The softmax of one chunk, VL query lanes at a time: mask, running max
+ * (NaN wins), probabilities in place, f = rescale of the old state, sums. */
+static void combiner__softmax_chunk_vec(float *s, int nk, int nl, int mask, ptrdiff_t rel,
+                                        float *mloc, float *sloc, float *f) {
+  const combiner__vf ninf = combiner__vset1(-INFINITY);
   int v, j;
-  for (v = 0; v < nl; v += 8) {
-    const __m256i idx = _mm256_add_epi32(lane, _mm256_set1_epi32(v));
-    __m256 cm = ninf, mold = _mm256_loadu_ps(mloc + v), mnew, msub, fv, psum = _mm256_setzero_ps();
-    __m256 nan = _mm256_setzero_ps();
+  for (v = 0; v < nl; v += COMBINER__VL) {
+    combiner__vf cm = ninf, mold = combiner__vload(mloc + v), mnew, msub, fv, psum = combiner__vzero();
+    combiner__vm nan = combiner__vm_first(0);
     for (j = 0; j < nk; ++j) {
       float *row = s + (ptrdiff_t)j * COMBINER__BQ + v;
-      __m256 x = _mm256_loadu_ps(row);
+      combiner__vf x = combiner__vload(row);
       if (mask == COMBINER__CAUSAL) {         /* lane i sees key j iff i >= j - rel */
-        x = _mm256_blendv_ps(x, ninf, _mm256_castsi256_ps(
-                _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(j - rel)), idx)));
-        _mm256_storeu_ps(row, x);
+        x = combiner__vblend(combiner__vm_first(combiner__lanes_below(j - rel, v)), x, ninf);
+        combiner__vstore(row, x);
       } else if (mask == COMBINER__SKIP) {
-        x = _mm256_blendv_ps(x, ninf, _mm256_castsi256_ps(
-                _mm256_cmpeq_epi32(idx, _mm256_set1_epi32((int)(j - rel)))));
-        _mm256_storeu_ps(row, x);
+        x = combiner__vblend(combiner__vm_lane(j - rel - v), x, ninf);
+        combiner__vstore(row, x);
       }
-      nan = _mm256_or_ps(nan, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
-      cm = _mm256_max_ps(cm, x);
+      nan = combiner__vm_or(nan, combiner__vm_isnan(x));
+      cm = combiner__vmax(cm, x);
     }
-    cm = _mm256_blendv_ps(cm, _mm256_set1_ps(NAN), nan);
-    mnew = _mm256_max_ps(cm, mold);                 /* as above: NaN reaches the output via the sum */
-    mnew = _mm256_blendv_ps(mnew, mold, _mm256_cmp_ps(mold, mold, _CMP_UNORD_Q));
-    fv = _mm256_blendv_ps(combiner__exp8(_mm256_sub_ps(mold, mnew)), _mm256_set1_ps(1.0f),
-                          _mm256_cmp_ps(mnew, mold, _CMP_EQ_OQ));
-    _mm256_storeu_ps(f, fv);
-    msub = _mm256_andnot_ps(_mm256_cmp_ps(mnew, ninf, _CMP_EQ_OQ), mnew);
+    cm = combiner__vblend(nan, cm, combiner__vset1(NAN));
+    /* (a NaN in cm gives mold here, unlike the portable path; the lane's NaN
+     * probabilities still carry it into the sum and the output) */
+    mnew = combiner__vmax(cm, mold);
+    mnew = combiner__vblend(combiner__vm_isnan(mold), mnew, mold);
+    fv = combiner__vblend(combiner__vm_eq(mnew, mold), combiner__vexp(combiner__vsub(mold, mnew)),
+                          combiner__vset1(1.0f));
+    combiner__vstore(f, fv);
+    msub = combiner__vblend(combiner__vm_eq(mnew, ninf), mnew, combiner__vzero());
     for (j = 0; j < nk; ++j) {
       float *row = s + (ptrdiff_t)j * COMBINER__BQ + v;
-      __m256 pv = combiner__exp8(_mm256_sub_ps(_mm256_loadu_ps(row), msub));
-      _mm256_storeu_ps(row, pv);
-      psum = _mm256_add_ps(psum, pv);
+      const combiner__vf pv = combiner__vexp(combiner__vsub(combiner__vload(row), msub));
+      combiner__vstore(row, pv);
+      psum = combiner__vadd(psum, pv);
     }
-    _mm256_storeu_ps(sloc + v, _mm256_fmadd_ps(_mm256_loadu_ps(sloc + v), fv, psum));
-    _mm256_storeu_ps(mloc + v, mnew);
-    f += 8;
+    combiner__vstore(sloc + v, combiner__vfma(combiner__vload(sloc + v), fv, psum));
+    combiner__vstore(mloc + v, mnew);
+    f += COMBINER__VL;
   }
 }
 
-/* acc rows += P v, six query rows x 16 value floats per register tile; the
- * same fast / careful split of the keys as the AVX-512 kernel. */
-#define COMBINER__BZERO(r) __m256 a##r##0 = _mm256_setzero_ps(), a##r##1 = a##r##0; float p##r = 0.0f
-#define COMBINER__BLOAD(r) if (r < R) { const float *o = acc + (ptrdiff_t)(i0 + r) * as + y0; \
-    a##r##0 = _mm256_loadu_ps(o); a##r##1 = _mm256_loadu_ps(o + 8); }
-#define COMBINER__BROW(r, careful) if (!(careful) || p##r != 0.0f) { const __m256 b = _mm256_set1_ps(p##r); \
-    a##r##0 = _mm256_fmadd_ps(b, v0, a##r##0); a##r##1 = _mm256_fmadd_ps(b, v1, a##r##1); }
-#define COMBINER__BSTORE(r) if (r < R) { float *o = acc + (ptrdiff_t)(i0 + r) * as + y0; \
-    _mm256_storeu_ps(o, a##r##0); _mm256_storeu_ps(o + 8, a##r##1); }
-#define COMBINER__BFAST(ja, jb)                                                \
-  for (j = (ja); j < (jb); ++j) {                                              \
-    const float *pj = s + (ptrdiff_t)j * COMBINER__BQ + i0;                    \
-    const float *vj = v->base + (ptrdiff_t)(j0 + j) * v->stride + y0;          \
-    const __m256 v0 = _mm256_loadu_ps(vj), v1 = _mm256_loadu_ps(vj + 8);       \
-    p0 = pj[0]; p1 = pj[1]; p2 = pj[2]; p3 = pj[3]; p4 = pj[4]; p5 = pj[5];    \
-    COMBINER__BROW(0, 0) COMBINER__BROW(1, 0) COMBINER__BROW(2, 0)            \
-    COMBINER__BROW(3, 0) COMBINER__BROW(4, 0) COMBINER__BROW(5, 0)            \
-  }
-#define COMBINER__BCAREFUL(ja, jb)                                             \
-  for (j = (ja); j < (jb); ++j) {                                              \
-    const float *pj = s + (ptrdiff_t)j * COMBINER__BQ + i0;                    \
-    const float *vj = v->base + (ptrdiff_t)(j0 + j) * v->stride + y0;          \
-    __m256 v0, v1;                                                             \
-    COMBINER__AP(0); COMBINER__AP(1); COMBINER__AP(2); COMBINER__AP(3); COMBINER__AP(4); COMBINER__AP(5); \
-    if (p0 == 0.0f && p1 == 0.0f && p2 == 0.0f && p3 == 0.0f && p4 == 0.0f && p5 == 0.0f) continue; \
-    v0 = _mm256_loadu_ps(vj); v1 = _mm256_loadu_ps(vj + 8);                     \
-    COMBINER__BROW(0, 1) COMBINER__BROW(1, 1) COMBINER__BROW(2, 1)            \
-    COMBINER__BROW(3, 1) COMBINER__BROW(4, 1) COMBINER__BROW(5, 1)            \
+/* Keys [ja, jb) into the 6 x NV accumulators a of rows i0.. of a value
+ * slice from y0: per key NV value loads, six broadcasts, 6*NV FMAs.
+ * CAREFUL skips rows past R and zero probabilities row by row (a value a
+ * query may not see never meets it: 0 * NaN); otherwise no checks. */
+#define COMBINER__PV_KEYS(ja, jb, careful)                                           \
+  for (j = (ja); j < (jb); ++j) {                                                    \
+    const float *pj = s + (ptrdiff_t)j * COMBINER__BQ + i0;                          \
+    const float *vj = v->base + (ptrdiff_t)(j0 + j) * v->stride + y0;                \
+    combiner__vf vv[COMBINER__NV];                                                    \
+    float p[6];                                                                      \
+    int r_, u_, any_ = !(careful);                                                   \
+    for (r_ = 0; r_ < 6; ++r_) { p[r_] = !(careful) || r_ < R ? pj[r_] : 0.0f; any_ |= p[r_] != 0.0f; } \
+    if (!any_) continue;                                                             \
+    for (u_ = 0; u_ < COMBINER__NV; ++u_) vv[u_] = combiner__vload(vj + u_ * COMBINER__VL); \
+    for (r_ = 0; r_ < 6; ++r_)                                                       \
+      if (!(careful) || p[r_] != 0.0f) {                                             \
+        const combiner__vf b_ = combiner__vset1(p[r_]);                               \
+        for (u_ = 0; u_ < COMBINER__NV; ++u_) a[r_][u_] = combiner__vfma(b_, vv[u_], a[r_][u_]); \
+      }                                                                              \
   }
 
-static void combiner__accumulate_avx2(const float *s, int nq, int nk, const combiner__seq *v, int j0,
-                                      int w, float *acc, ptrdiff_t as, int mask, ptrdiff_t rel) {
-  int y0, i0, j;
-  for (y0 = 0; y0 + 16 <= w; y0 += 16) {
+/* acc rows += P v, six query rows x a VW-wide slice of the value width at a
+ * time. The mask says which keys each block of rows may have masked: those
+ * go through the careful loop; keys every row of the block sees take the
+ * branch-free loop; causal keys no row sees are not touched. The last
+ * < VW floats of each row go VL at a time, zero probabilities skipped. */
+static void combiner__accumulate_vec(const float *s, int nq, int nk, const combiner__seq *v, int j0,
+                                     int w, float *acc, ptrdiff_t as, int mask, ptrdiff_t rel) {
+  int y0, i0, j, r, u;
+  for (y0 = 0; y0 + COMBINER__VW <= w; y0 += COMBINER__VW) {
     for (i0 = 0; i0 < nq; i0 += 6) {
       const int R = nq - i0 < 6 ? nq - i0 : 6;
       ptrdiff_t ca = nk, cb = nk, end = nk;          /* careful keys [ca, cb), none past end */
-      COMBINER__BZERO(0); COMBINER__BZERO(1); COMBINER__BZERO(2);
-      COMBINER__BZERO(3); COMBINER__BZERO(4); COMBINER__BZERO(5);
-      COMBINER__BLOAD(0) COMBINER__BLOAD(1) COMBINER__BLOAD(2)
-      COMBINER__BLOAD(3) COMBINER__BLOAD(4) COMBINER__BLOAD(5)
+      combiner__vf a[6][COMBINER__NV];
+      for (r = 0; r < 6; ++r)
+        for (u = 0; u < COMBINER__NV; ++u)
+          a[r][u] = r < R ? combiner__vload(acc + (ptrdiff_t)(i0 + r) * as + y0 + u * COMBINER__VL)
+                          : combiner__vzero();
       combiner__pv_ranges(mask, rel, i0, R, nk, &ca, &cb, &end);
       if (R == 6) {
-        COMBINER__BFAST(0, ca)
-        COMBINER__BCAREFUL(ca, cb)
-        COMBINER__BFAST(cb, end)
+        COMBINER__PV_KEYS(0, ca, 0)
+        COMBINER__PV_KEYS(ca, cb, 1)
+        COMBINER__PV_KEYS(cb, end, 0)
       } else {
-        COMBINER__BCAREFUL(0, end)
+        COMBINER__PV_KEYS(0, end, 1)
       }
-      COMBINER__BSTORE(0) COMBINER__BSTORE(1) COMBINER__BSTORE(2)
-      COMBINER__BSTORE(3) COMBINER__BSTORE(4) COMBINER__BSTORE(5)
+      for (r = 0; r < R; ++r)
+        for (u = 0; u < COMBINER__NV; ++u)
+          combiner__vstore(acc + (ptrdiff_t)(i0 + r) * as + y0 + u * COMBINER__VL, a[r][u]);
     }
   }
-  if (y0 < w) {                          /* the last < 16 floats of each row */
-    int i, y;
+  for (; y0 < w; y0 += COMBINER__VL) {
+    const int n = w - y0;
+    int i;
     for (i = 0; i < nq; ++i) {
-      float *a = acc + (ptrdiff_t)i * as;
+      float *o = acc + (ptrdiff_t)i * as + y0;
+      combiner__vf a0 = combiner__vloadn(o, n);
       for (j = 0; j < nk; ++j) {
         const float pij = s[(ptrdiff_t)j * COMBINER__BQ + i];
-        const float *vj = v->base + (ptrdiff_t)(j0 + j) * v->stride;
-        if (pij == 0.0f) continue;
-        for (y = y0; y < w; ++y) a[y] += pij * vj[y];
+        if (pij != 0.0f)
+          a0 = combiner__vfma(combiner__vset1(pij), combiner__vloadn(v->base + (ptrdiff_t)(j0 + j) * v->stride + y0, n), a0);
       }
+      combiner__vstoren(o, a0, n);
     }
   }
 }
-
-#endif /* COMBINER__AVX2 */
+#undef COMBINER__PV_KEYS
+#endif /* COMBINER__VEC */
 
 /* sT[j][i] = k_{j0+j} . qt[.][i] (the transposed QK^T tile) for i < nl;
  * lanes i < j - masked_below may be left stale (the softmax masks them). */
 static void combiner__scores(const combiner__seq *k, int j0, int nk, const float *qt, int d, int nl,
                              float *s, ptrdiff_t masked_below) {
   int i, j, x;
-#if defined(COMBINER__AVX512)
-  combiner__scores_simd(k, j0, nk, qt, d, nl, s, masked_below);
-  return;
-#elif defined(COMBINER__AVX2)
-  combiner__scores_avx2(k, j0, nk, qt, d, nl, s, masked_below);
+#if defined(COMBINER__VEC)
+  combiner__scores_vec(k, j0, nk, qt, d, nl, s, masked_below);
   return;
 #endif
   (void)masked_below;
@@ -1492,11 +1494,8 @@ static void combiner__softmax_chunk(float *s, int nk, int nl, int mask, ptrdiff_
                                     float *sloc, float *f) {
   float cm[COMBINER__BQ], msub[COMBINER__BQ];
   int i, j;
-#if defined(COMBINER__AVX512)
-  combiner__softmax_chunk_simd(s, nk, nl, mask, rel, mloc, sloc, f);
-  return;
-#elif defined(COMBINER__AVX2)
-  combiner__softmax_chunk_avx2(s, nk, nl, mask, rel, mloc, sloc, f);
+#if defined(COMBINER__VEC)
+  combiner__softmax_chunk_vec(s, nk, nl, mask, rel, mloc, sloc, f);
   return;
 #endif
   for (i = 0; i < nl; ++i) cm[i] = -INFINITY;
@@ -1530,11 +1529,8 @@ static void combiner__softmax_chunk(float *s, int nk, int nl, int mask, ptrdiff_
 static void combiner__accumulate(const float *s, int nq, int nk, const combiner__seq *v, int j0,
                                  int w, float *acc, ptrdiff_t as, int mask, ptrdiff_t rel) {
   int i, j, y;
-#if defined(COMBINER__AVX512)
-  combiner__accumulate_simd(s, nq, nk, v, j0, w, acc, as, mask, rel);
-  return;
-#elif defined(COMBINER__AVX2)
-  combiner__accumulate_avx2(s, nq, nk, v, j0, w, acc, as, mask, rel);
+#if defined(COMBINER__VEC)
+  combiner__accumulate_vec(s, nq, nk, v, j0, w, acc, as, mask, rel);
   return;
 #endif
   (void)mask; (void)rel;
@@ -1665,26 +1661,37 @@ COMBINER__SHARED int combiner__worth_threads(const combiner__problem *p) {
 
 /* Denormals: on x86 a float below FLT_MIN costs a microcode assist per
  * operation (measured 30x slower for inputs near 1e-39, or near 1e-20 whose
- * products are). Each thread flushes them (FTZ|DAZ) while it runs our units
- * and restores the caller's MXCSR after; COMBINER_KEEP_DENORMALS opts out. */
+ * products are), and many Arm cores trap them to slow paths too. Each
+ * thread flushes them while it runs our units (x86: MXCSR FTZ|DAZ; aarch64:
+ * FPCR.FZ) and restores the caller's control register after;
+ * COMBINER_KEEP_DENORMALS opts out. */
 #if !defined(COMBINER_KEEP_DENORMALS) && (defined(__SSE__) || defined(_M_X64) || defined(_M_AMD64))
 #  include <xmmintrin.h>
-#  define COMBINER__FLUSH_DENORMALS 1
+#  define COMBINER__FLUSH_X86 1
+#elif !defined(COMBINER_KEEP_DENORMALS) && defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
+#  define COMBINER__FLUSH_AARCH64 1
 #endif
 
-static unsigned combiner__denormals_off(void) {
-#ifdef COMBINER__FLUSH_DENORMALS
+static uint64_t combiner__denormals_off(void) {
+#if defined(COMBINER__FLUSH_X86)
   unsigned csr = _mm_getcsr();
   _mm_setcsr(csr | 0x8040u);   /* FTZ (bit 15) | DAZ (bit 6) */
   return csr;
+#elif defined(COMBINER__FLUSH_AARCH64)
+  uint64_t fpcr;
+  __asm__ __volatile__("mrs %0, fpcr" : "=r"(fpcr));
+  __asm__ __volatile__("msr fpcr, %0" : : "r"(fpcr | ((uint64_t)1 << 24)));   /* FZ (bit 24) */
+  return fpcr;
 #else
   return 0;
 #endif
 }
 
-static void combiner__denormals_restore(unsigned csr) {
-#ifdef COMBINER__FLUSH_DENORMALS
-  _mm_setcsr(csr);
+static void combiner__denormals_restore(uint64_t csr) {
+#if defined(COMBINER__FLUSH_X86)
+  _mm_setcsr((unsigned)csr);
+#elif defined(COMBINER__FLUSH_AARCH64)
+  __asm__ __volatile__("msr fpcr, %0" : : "r"(csr));
 #else
   (void)csr;
 #endif
@@ -1695,7 +1702,7 @@ static void combiner__denormals_restore(unsigned csr) {
 static void combiner__run_slice(const combiner__ctx *c, combiner__unit_fn fn, ptrdiff_t units,
                                 ptrdiff_t first, ptrdiff_t step, int slot) {
   combiner__scratch sc;
-  unsigned csr = combiner__denormals_off();
+  const uint64_t csr = combiner__denormals_off();
   ptrdiff_t u;
   combiner__scratch_parts(c->p, &sc, (float *)(void *)(c->scratch + (size_t)slot * c->scratch_stride));
   for (u = first; u < units; u += step) fn(c, u, &sc);
@@ -1718,7 +1725,7 @@ static void combiner__run(const combiner__ctx *c, ptrdiff_t units, combiner__uni
   if (combiner__run_threads(c->p) > 1 && units > 1) {
 #pragma omp parallel num_threads(c->p->threads)
     {
-      unsigned csr = combiner__denormals_off();
+      const uint64_t csr = combiner__denormals_off();
       combiner__scratch sc;
       ptrdiff_t u;
       combiner__scratch_parts(c->p, &sc, (float *)(void *)(c->scratch +
@@ -1804,13 +1811,11 @@ COMBINER__SHARED combiner__states combiner__saved_states(const combiner__ctx *c,
 static float combiner__dot(const float *a, const float *b, int n) {
   float s = 0.0f;
   int x = 0;
-#if defined(COMBINER__AVX512)
-  __m512 acc = _mm512_setzero_ps();
-  float lanes[16];                  /* horizontal sum through memory (see above) */
-  int i;
-  for (; x + 16 <= n; x += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + x), _mm512_loadu_ps(b + x), acc);
-  _mm512_storeu_ps(lanes, acc);
-  for (i = 0; i < 16; ++i) s += lanes[i];
+#if defined(COMBINER__VEC)
+  combiner__vf acc = combiner__vzero();
+  for (; x + COMBINER__VL <= n; x += COMBINER__VL)
+    acc = combiner__vfma(combiner__vload(a + x), combiner__vload(b + x), acc);
+  s = combiner__vhsum(acc);
 #endif
   for (; x < n; ++x) s += a[x] * b[x];
   return s;
@@ -1818,10 +1823,10 @@ static float combiner__dot(const float *a, const float *b, int n) {
 
 COMBINER__SHARED void combiner__axpy(float *y, float a, const float *x, int n) {
   int i = 0;
-#if defined(COMBINER__AVX512)
-  const __m512 av = _mm512_set1_ps(a);
-  for (; i + 16 <= n; i += 16)
-    _mm512_storeu_ps(y + i, _mm512_fmadd_ps(av, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+#if defined(COMBINER__VEC)
+  const combiner__vf av = combiner__vset1(a);
+  for (; i + COMBINER__VL <= n; i += COMBINER__VL)
+    combiner__vstore(y + i, combiner__vfma(av, combiner__vload(x + i), combiner__vload(y + i)));
 #endif
   for (; i < n; ++i) y[i] += a * x[i];
 }
@@ -1844,48 +1849,10 @@ static void combiner__dstate_begin(combiner__dstate *st, float *acc, float *acc2
   if (acc2) memset(acc2, 0, (size_t)d * sizeof(float));
 }
 
-#if defined(COMBINER__AVX512)
-/* s[r] = q . k_r for nk <= 16 keys: one accumulator per key, then a
- * transposing reduction tree (unpack ps, unpack pd, two lane shuffles) that
- * leaves key r's sum in lane r. */
-static void combiner__dscores16(const float *q, const float *k0, ptrdiff_t ks, int nk, int d, float *s) {
-  __m512 a[16], t[8], u[4], v[2], w;
-  const float *kr[16];
-  int r, x;
-  for (r = 0; r < 16; ++r) {
-    a[r] = _mm512_setzero_ps();
-    kr[r] = k0 + (ptrdiff_t)(r < nk ? r : 0) * ks;
-  }
-  for (x = 0; x + 16 <= d; x += 16) {
-    const __m512 qv = _mm512_loadu_ps(q + x);
-    for (r = 0; r < 16; ++r) a[r] = _mm512_fmadd_ps(_mm512_loadu_ps(kr[r] + x), qv, a[r]);
-  }
-  if (x < d) {
-    const __mmask16 mk = (__mmask16)((1u << (d - x)) - 1u);
-    const __m512 qv = _mm512_maskz_loadu_ps(mk, q + x);
-    for (r = 0; r < 16; ++r) a[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, kr[r] + x), qv, a[r]);
-  }
-  for (r = 0; r < 8; ++r)
-    t[r] = _mm512_add_ps(_mm512_mask_unpacklo_ps(a[2 * r], 0xFFFF, a[2 * r], a[2 * r + 1]),
-                         _mm512_mask_unpackhi_ps(a[2 * r], 0xFFFF, a[2 * r], a[2 * r + 1]));
-  for (r = 0; r < 4; ++r) {
-    const __m512d lo = _mm512_castps_pd(t[2 * r]), hi = _mm512_castps_pd(t[2 * r + 1]);
-    u[r] = _mm512_add_ps(_mm512_castpd_ps(_mm512_mask_unpacklo_pd(lo, 0xFF, lo, hi)),
-                         _mm512_castpd_ps(_mm512_mask_unpackhi_pd(lo, 0xFF, lo, hi)));
-  }
-  for (r = 0; r < 2; ++r)
-    v[r] = _mm512_add_ps(_mm512_mask_shuffle_f32x4(u[2 * r], 0xFFFF, u[2 * r], u[2 * r + 1], 0x88),
-                         _mm512_mask_shuffle_f32x4(u[2 * r], 0xFFFF, u[2 * r], u[2 * r + 1], 0xdd));
-  w = _mm512_add_ps(_mm512_mask_shuffle_f32x4(v[0], 0xFFFF, v[0], v[1], 0x88),
-                    _mm512_mask_shuffle_f32x4(v[0], 0xFFFF, v[0], v[1], 0xdd));
-  _mm512_mask_storeu_ps(s, (__mmask16)((1u << nk) - 1u), w);
-}
-#endif
-
 /* s[j] = q . k_{j0+j}, j < nk */
 static void combiner__dscores(const float *q, const combiner__seq *k, int j0, int nk, int d, float *s) {
   int j = 0;
-#if defined(COMBINER__AVX512)
+#if defined(COMBINER__DSCORES16)
   for (; j < nk; j += 16)
     combiner__dscores16(q, k->base + (ptrdiff_t)(j0 + j) * k->stride, k->stride, nk - j < 16 ? nk - j : 16, d, s + j);
 #endif
@@ -1895,28 +1862,24 @@ static void combiner__dscores(const float *q, const combiner__seq *k, int j0, in
 /* acc += sum_j w[j] * x_{j0+j} (rows of width n) */
 static void combiner__dpv(float *acc, const float *w, const combiner__seq *xs, int j0, int nk, int n) {
   int j, y = 0;
-#if defined(COMBINER__AVX512)
-  for (; y + 64 <= n; y += 64) {     /* four accumulators stay in registers */
-    __m512 a0 = _mm512_loadu_ps(acc + y), a1 = _mm512_loadu_ps(acc + y + 16);
-    __m512 a2 = _mm512_loadu_ps(acc + y + 32), a3 = _mm512_loadu_ps(acc + y + 48);
+#if defined(COMBINER__VEC)
+  int u;
+  for (; y + COMBINER__NV * COMBINER__VL <= n; y += COMBINER__NV * COMBINER__VL) {   /* accumulators in registers */
+    combiner__vf a[COMBINER__NV];
+    for (u = 0; u < COMBINER__NV; ++u) a[u] = combiner__vload(acc + y + u * COMBINER__VL);
     for (j = 0; j < nk; ++j) {
       const float *xj = xs->base + (ptrdiff_t)(j0 + j) * xs->stride + y;
-      const __m512 b = _mm512_set1_ps(w[j]);
-      a0 = _mm512_fmadd_ps(b, _mm512_loadu_ps(xj), a0);
-      a1 = _mm512_fmadd_ps(b, _mm512_loadu_ps(xj + 16), a1);
-      a2 = _mm512_fmadd_ps(b, _mm512_loadu_ps(xj + 32), a2);
-      a3 = _mm512_fmadd_ps(b, _mm512_loadu_ps(xj + 48), a3);
+      const combiner__vf b = combiner__vset1(w[j]);
+      for (u = 0; u < COMBINER__NV; ++u) a[u] = combiner__vfma(b, combiner__vload(xj + u * COMBINER__VL), a[u]);
     }
-    _mm512_storeu_ps(acc + y, a0); _mm512_storeu_ps(acc + y + 16, a1);
-    _mm512_storeu_ps(acc + y + 32, a2); _mm512_storeu_ps(acc + y + 48, a3);
+    for (u = 0; u < COMBINER__NV; ++u) combiner__vstore(acc + y + u * COMBINER__VL, a[u]);
   }
-  for (; y < n; y += 16) {
-    const __mmask16 mk = n - y >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - y)) - 1u);
-    __m512 a0 = _mm512_maskz_loadu_ps(mk, acc + y);
+  for (; y < n; y += COMBINER__VL) {
+    combiner__vf a0 = combiner__vloadn(acc + y, n - y);
     for (j = 0; j < nk; ++j)
-      a0 = _mm512_fmadd_ps(_mm512_set1_ps(w[j]),
-                           _mm512_maskz_loadu_ps(mk, xs->base + (ptrdiff_t)(j0 + j) * xs->stride + y), a0);
-    _mm512_mask_storeu_ps(acc + y, mk, a0);
+      a0 = combiner__vfma(combiner__vset1(w[j]),
+                          combiner__vloadn(xs->base + (ptrdiff_t)(j0 + j) * xs->stride + y, n - y), a0);
+    combiner__vstoren(acc + y, a0, n - y);
   }
 #else
   for (j = 0; j < nk; ++j)           /* zero weights skipped, as in the tile path */
@@ -1934,20 +1897,19 @@ static void combiner__dattend(const combiner__problem *p, const float *q, const 
     const int nk = k->count - j0 < COMBINER__CHUNK ? k->count - j0 : COMBINER__CHUNK;
     float cm = st->mx, sub, add = 0.0f;
     combiner__dscores(q, k, j0, nk, p->d, s);
-#if defined(COMBINER__AVX512)
+#if defined(COMBINER__VEC)
     {
-      __m512 vm = _mm512_set1_ps(cm);
-      __mmask16 nan = 0;
-      float lanes[16];
-      for (j = 0; j < nk; j += 16) {
-        const __mmask16 mk = nk - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (nk - j)) - 1u);
-        const __m512 x = _mm512_mask_loadu_ps(vm, mk, s + j);
-        nan |= _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
-        vm = _mm512_mask_max_ps(vm, 0xFFFF, vm, x);
+      combiner__vf vm = combiner__vset1(cm);
+      combiner__vm nan = combiner__vm_first(0);
+      float lanes[COMBINER__VL];
+      for (j = 0; j < nk; j += COMBINER__VL) {   /* lanes past nk keep the max so far */
+        const combiner__vf x = combiner__vblend(combiner__vm_first(nk - j), vm, combiner__vloadn(s + j, nk - j));
+        nan = combiner__vm_or(nan, combiner__vm_isnan(x));
+        vm = combiner__vmax(vm, x);
       }
-      _mm512_storeu_ps(lanes, vm);
-      for (j = 0; j < 16; ++j) cm = lanes[j] > cm ? lanes[j] : cm;
-      if (nan) cm = NAN;
+      combiner__vstore(lanes, vm);
+      for (j = 0; j < COMBINER__VL; ++j) cm = lanes[j] > cm ? lanes[j] : cm;
+      if (combiner__vm_any(nan)) cm = NAN;
     }
 #else
     for (j = 0; j < nk; ++j) cm = (s[j] > cm || s[j] != s[j]) ? s[j] : cm;
@@ -1962,19 +1924,17 @@ static void combiner__dattend(const combiner__problem *p, const float *q, const 
       st->mx = cm;
     }
     sub = cm == -INFINITY ? 0.0f : cm;
-#if defined(COMBINER__AVX512)
+#if defined(COMBINER__VEC)
     {
-      const __m512 vs = _mm512_set1_ps(sub);
-      __m512 va = _mm512_setzero_ps();
-      float lanes[16];
-      for (j = 0; j < nk; j += 16) {
-        const __mmask16 mk = nk - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (nk - j)) - 1u);
-        const __m512 e = _mm512_maskz_mov_ps(mk, combiner__exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, s + j), vs)));
-        _mm512_mask_storeu_ps(s + j, mk, e);
-        va = _mm512_add_ps(va, e);
+      const combiner__vf vs = combiner__vset1(sub);
+      combiner__vf va = combiner__vzero();
+      for (j = 0; j < nk; j += COMBINER__VL) {   /* lanes past nk add 0 */
+        const combiner__vf e = combiner__vblend(combiner__vm_first(nk - j), combiner__vzero(),
+            combiner__vexp(combiner__vsub(combiner__vloadn(s + j, nk - j), vs)));
+        combiner__vstoren(s + j, e, nk - j);
+        va = combiner__vadd(va, e);
       }
-      _mm512_storeu_ps(lanes, va);
-      for (j = 0; j < 16; ++j) add += lanes[j];
+      add = combiner__vhsum(va);
     }
 #else
     for (j = 0; j < nk; ++j) s[j] = combiner__exp(s[j] - sub);
@@ -3082,7 +3042,7 @@ static void combiner__cache_run(const combiner__cjob *jb, unsigned char *base, s
   if (p->threads > 1 && units > 1 && work >= 1.5e5) {
 #pragma omp parallel num_threads(p->threads)
     {
-      unsigned csr = combiner__denormals_off();
+      const uint64_t csr = combiner__denormals_off();
       combiner__scratch sc;
       ptrdiff_t u;
       combiner__scratch_parts(p, &sc, (float *)(void *)(base + (size_t)omp_get_thread_num() * stride));
@@ -3094,7 +3054,7 @@ static void combiner__cache_run(const combiner__cjob *jb, unsigned char *base, s
   }
 #endif
   {
-    unsigned csr = combiner__denormals_off();
+    const uint64_t csr = combiner__denormals_off();
     combiner__scratch sc;
     ptrdiff_t u;
     combiner__scratch_parts(p, &sc, (float *)(void *)base);
@@ -3313,6 +3273,8 @@ COMBINER_API const char *combiner_kernel_name(void) {
   return "AVX-512";
 #elif defined(COMBINER__AVX2)
   return "AVX2+FMA";
+#elif defined(COMBINER__NEON)
+  return "NEON";
 #else
   return "portable C";
 #endif
