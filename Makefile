@@ -90,7 +90,8 @@ endif
 # user-mode emulation (cmake/toolchain-aarch64.cmake): first with the NEON
 # kernels (armv8-a has NEON), C tests only, the header also compiled as C++;
 # then COMBINER_NO_SIMD, only the tests whose results go through the kernels.
-# Emulation is ~30x slower: no examples, fewer random fuzz inputs.
+# Emulation is ~30x slower: no examples, fewer random fuzz inputs, and
+# COMBINER_TEST_QUICK=1 for the test programs that offer a reduced set.
 # Skipped without the cross compilers or qemu-aarch64.
 ARM_OK := $(shell command -v aarch64-linux-gnu-gcc >/dev/null && command -v aarch64-linux-gnu-g++ >/dev/null && \
   command -v qemu-aarch64 >/dev/null && echo yes)
@@ -104,11 +105,11 @@ ifeq ($(ARM_OK),yes)
 	$(CMAKE) --build build-arm -j$(JOBS)
 	aarch64-linux-gnu-g++ -x c++ -O3 -fopenmp -Wall -Wextra -Wno-missing-field-initializers -Werror \
 	  -Iinclude -c tests/only_kind.c -o build-arm/header_as_cxx.o
-	$(CTEST) build-arm
+	COMBINER_TEST_QUICK=1 $(CTEST) build-arm
 	$(CMAKE) -S . -B build-arm-portable $(ARM_CMAKE) -DCOMBINER_EXTRA_DEFINES=COMBINER_NO_SIMD -DCOMBINER_BUILD_CLI=OFF
 	$(CMAKE) --build build-arm-portable -j$(JOBS) --target \
 	  $(foreach t,$(subst |, ,$(ARM_PORTABLE_TESTS)),$(if $(filter fuzz_%,$(t)),$(t),test_$(t)))
-	$(CTEST) build-arm-portable -R "^($(ARM_PORTABLE_TESTS))$$"
+	COMBINER_TEST_QUICK=1 $(CTEST) build-arm-portable -R "^($(ARM_PORTABLE_TESTS))$$"
 else
 	@echo "test-arm: aarch64-linux-gnu-gcc/g++ or qemu-aarch64 missing; skipped"
 endif

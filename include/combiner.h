@@ -1336,9 +1336,10 @@ static void combiner__scores_vec(const combiner__seq *k, int j0, int nk, const f
           for (u = 0; u < COMBINER__NV; ++u) a[r][u] = combiner__vfma(b, q[u], a[r][u]);
         }
       }
-      for (r = 0; r < R; ++r)
-        for (u = 0; u < COMBINER__NV; ++u)
-          combiner__vstore(s + (ptrdiff_t)(j + r) * COMBINER__BQ + v + u * COMBINER__VL, a[r][u]);
+      for (r = 0; r < 6; ++r)      /* constant indices: the tile stays in registers */
+        if (r < R)
+          for (u = 0; u < COMBINER__NV; ++u)
+            combiner__vstore(s + (ptrdiff_t)(j + r) * COMBINER__BQ + v + u * COMBINER__VL, a[r][u]);
     }
     for (; v < nl; v += COMBINER__VL) {
       combiner__vf a[6];
@@ -1347,7 +1348,8 @@ static void combiner__scores_vec(const combiner__seq *k, int j0, int nk, const f
         const combiner__vf qv = combiner__vload(qt + (ptrdiff_t)x * COMBINER__BQ + v);
         for (r = 0; r < 6; ++r) a[r] = combiner__vfma(combiner__vset1(kr[r][x]), qv, a[r]);
       }
-      for (r = 0; r < R; ++r) combiner__vstore(s + (ptrdiff_t)(j + r) * COMBINER__BQ + v, a[r]);
+      for (r = 0; r < 6; ++r)
+        if (r < R) combiner__vstore(s + (ptrdiff_t)(j + r) * COMBINER__BQ + v, a[r]);
     }
   }
 }
@@ -1441,9 +1443,10 @@ static void combiner__accumulate_vec(const float *s, int nq, int nk, const combi
       } else {
         COMBINER__PV_KEYS(0, end, 1)
       }
-      for (r = 0; r < R; ++r)
-        for (u = 0; u < COMBINER__NV; ++u)
-          combiner__vstore(acc + (ptrdiff_t)(i0 + r) * as + y0 + u * COMBINER__VL, a[r][u]);
+      for (r = 0; r < 6; ++r)      /* constant indices: the tile stays in registers */
+        if (r < R)
+          for (u = 0; u < COMBINER__NV; ++u)
+            combiner__vstore(acc + (ptrdiff_t)(i0 + r) * as + y0 + u * COMBINER__VL, a[r][u]);
     }
   }
   for (; y0 < w; y0 += COMBINER__VL) {
