@@ -6,7 +6,7 @@
 #   <prefix>/lib/cmake/combiner/combinerConfig.cmake, ...ConfigVersion.cmake,
 #                               combinerTargets.cmake
 #   <prefix>/share/pkgconfig/combiner.pc
-#   <prefix>/share/doc/combiner/LICENSE, README.md
+#   <prefix>/share/doc/combiner/LICENSE, README.md, docs/INTERNALS.md, docs/SPEC.md
 #
 # As a subproject (add_subdirectory, FetchContent) nothing is installed
 # unless the parent sets COMBINER_INSTALL=ON.
@@ -59,6 +59,8 @@ if(COMBINER_INSTALL)
     DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}")
   install(FILES "${PROJECT_SOURCE_DIR}/LICENSE" "${PROJECT_SOURCE_DIR}/README.md"
     DESTINATION "${CMAKE_INSTALL_DOCDIR}")
+  install(FILES "${PROJECT_SOURCE_DIR}/docs/INTERNALS.md" "${PROJECT_SOURCE_DIR}/docs/SPEC.md"
+    DESTINATION "${CMAKE_INSTALL_DOCDIR}/docs")
 
   # The target's INSTALL_INTERFACE already names include/; only a different
   # CMAKE_INSTALL_INCLUDEDIR needs adding.

@@ -92,11 +92,12 @@
  *   Two primitives do all the work: a tile of up to 64 queries (transposed
  *   once) against 64 keys at a time read in place from any sequence (a row, a
  *   column, the summaries): scores, online softmax, P*V; and its one-query
- *   form for decode steps and pooled-query block summaries. Compiled for
- *   AVX-512 (e.g. -march=native) its hot loops use intrinsics; for AVX2 +
- *   FMA without AVX-512 (e.g. -march=haswell) the tile's scores, softmax
- *   and P*V do; the portable C path is always there and is what
- *   COMBINER_NO_SIMD selects.
+ *   form for decode steps and pooled-query block summaries. Their hot loops
+ *   are written once on a small vector layer that each instruction set
+ *   defines in its own section (>>isa): AVX-512 (e.g. -march=native on such
+ *   a CPU), AVX2 + FMA (e.g. -march=haswell) and NEON (aarch64). The
+ *   compiler's target flags choose; the portable C path is always there and
+ *   is what COMBINER_NO_SIMD selects; combiner_kernel_name() says which runs.
  *   combiner_flops(cfg) gives the work of a call for throughput figures.
  *
  * TWO PHASES
@@ -153,7 +154,9 @@
  *
  * VERSION HISTORY
  *   0.2.0  Decode cache (combiner_cache_*), COMBINER_ERR_CACHE_FULL; AVX2
- *          micro-kernels; faster prefill (AXIAL runs 2 steps).
+ *          micro-kernels; faster prefill (AXIAL runs 2 steps); the block is
+ *          the model's (COMBINER_ERR_NO_BLOCK); one vector layer per ISA and
+ *          NEON kernels; combiner_kernel_name().
  *   0.1.0  Fixed, Axial, Mixture, Logsparse and Dense; causal and
  *          bidirectional; two-phase API; split calls; tiled kernels with
  *          AVX-512 micro-kernels; combiner_flops; float64-reference test
@@ -411,6 +414,42 @@ COMBINER_API combiner_status combiner_cache_config(const combiner_cache *cache, 
 #ifndef COMBINER_IMPLEMENTATION_INCLUDED
 #define COMBINER_IMPLEMENTATION_INCLUDED
 
+/* MAP OF THE IMPLEMENTATION (grep the markers; each section may call the ones
+ * above it, never below)
+ *   >>config        validation, defaults resolved in one place (combiner__resolve),
+ *                   the model's block, abstractions per head
+ *   >>workspace     one layout function for the size queries and the kernels
+ *   >>isa           the vector layer: >>isa-avx512, >>isa-avx2, >>isa-neon define
+ *                   the same operations; the only intrinsics in the file
+ *   >>primitives    pooling, exp, softmax states, the attention tile (scores,
+ *                   softmax of a chunk, P.V) on the vector layer or portable C
+ *   >>single-query  one query against a sequence; region summaries
+ *   >>units         the context of a call, threads, denormals, rows of tensors
+ *   >>dense >>fixed >>axial >>mixture >>logsparse
+ *                   one section per factorization: its work units
+ *   >>dispatch      the steps of a call per kind
+ *   >>cache         the decode cache: triggers and per-query gathers per kind
+ *   >>introspection support map (the partitions of SPEC 3-5b) and the matrix
+ *   >>api           the public functions (FLOP counts from the partitions)
+ * Every place a kind's math lives carries its marker: `grep '>>mixture'`
+ * finds its section and each per-kind line of the others.
+ *
+ * GLOSSARY: the units of work
+ *   call      one public entry (combiner_attention, an append, ...)
+ *   step      a phase of a call that must finish, in every thread, before the
+ *             next starts (combiner_step_count); e.g. summaries, then combine
+ *   unit      a piece of a step fixed by the problem (head x block, head x row
+ *             tile, head x column tile); computed by one thread in a fixed
+ *             order, so results never depend on the thread count
+ *   part      a split call's fixed share of a step's units (ith of nth)
+ *   slice     the units one thread runs: ith, ith + nth, ... (run_slice)
+ *   slot      a thread's (or part's) scratch in the workspace
+ *   tile      up to 64 queries packed together; chunk: up to 64 keys at once
+ *   pass      one walk over the rows (or the columns) of the 2-D view
+ *   phase     the two-phase API: summarize, then combine
+ *   state     a query's online softmax: running max, sum, unnormalized output
+ */
+
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
@@ -490,10 +529,9 @@ typedef char combiner__default_kind_is_compiled_in[
 
 #define COMBINER__ALIGN 64
 #define COMBINER__CHUNK 64   /* logits per online-softmax step */
-#define COMBINER__DENSE_ROWS 64 /* queries per dense work unit */
 
 /* ------------------------------------------------------------------------ */
-/* Validation and config resolution                                          */
+/* >>config: validation and config resolution                              */
 /* ------------------------------------------------------------------------ */
 
 typedef struct combiner__tensor {
@@ -581,26 +619,26 @@ static int combiner__kind_has_blocks(int kind) {
 }
 
 static int combiner__kind_compiled(int kind) {
-  return (kind == COMBINER_FIXED && COMBINER__HAS_FIXED) ||
-         (kind == COMBINER_AXIAL && COMBINER__HAS_AXIAL) ||
-         (kind == COMBINER_MIXTURE && COMBINER__HAS_MIXTURE) ||
-         (kind == COMBINER_DENSE && COMBINER__HAS_DENSE) ||
-         (kind == COMBINER_LOGSPARSE && COMBINER__HAS_LOGSPARSE);
+  return (kind == COMBINER_FIXED && COMBINER__HAS_FIXED) ||  /* >>fixed */
+         (kind == COMBINER_AXIAL && COMBINER__HAS_AXIAL) ||  /* >>axial */
+         (kind == COMBINER_MIXTURE && COMBINER__HAS_MIXTURE) ||  /* >>mixture */
+         (kind == COMBINER_DENSE && COMBINER__HAS_DENSE) ||  /* >>dense */
+         (kind == COMBINER_LOGSPARSE && COMBINER__HAS_LOGSPARSE);  /* >>logsparse */
 }
 
 /* Abstractions per query head: see combiner_summary_info. */
 static int combiner__summary_count(combiner__problem *p) {
   size_t L = (size_t)p->L;
   switch (p->kind) {
-    case COMBINER_FIXED: p->sections = 1; p->count = (size_t)p->n; return 1;
-    case COMBINER_AXIAL:
+    case COMBINER_FIXED: p->sections = 1; p->count = (size_t)p->n; return 1;  /* >>fixed */
+    case COMBINER_AXIAL:  /* >>axial */
       p->sections = 1;
       p->count = L + ((!p->causal && p->last != p->m && p->n > 1) ? 1u : 0u);
       return 1;
-    case COMBINER_MIXTURE:
+    case COMBINER_MIXTURE:  /* >>mixture */
       p->sections = p->causal ? 3 : 4;
       return combiner__mul(L, (size_t)p->sections, &p->count);
-    case COMBINER_LOGSPARSE: {          /* floor(L/2) + floor(L/4) + ... per section */
+    case COMBINER_LOGSPARSE: {          /* >>logsparse: floor(L/2) + floor(L/4) + ... per section */
       size_t per = 0, s = L;
       while (s >>= 1) per += s;
       p->sections = p->causal ? 1 : 2;
@@ -671,7 +709,7 @@ static int combiner__overlap(const void *a, size_t a_floats, const void *b, size
 }
 
 /* ------------------------------------------------------------------------ */
-/* Workspace layout: the size queries and the kernels both come from here.   */
+/* >>workspace: the layout both the size queries and the kernels use       */
 /* ------------------------------------------------------------------------ */
 
 #define COMBINER__BQ 64   /* queries per tile */
@@ -721,8 +759,8 @@ static size_t combiner__scratch_parts(const combiner__problem *p, combiner__scra
 /* Softmax state sets kept across passes (Axial, Mixture): per query max,
  * sum and unnormalized output, [set][H][L] and [set][H][L][dv]. */
 static int combiner__state_sets(const combiner__problem *p) {
-  if (p->kind == COMBINER_AXIAL) return 1;
-  if (p->kind == COMBINER_MIXTURE) return p->mixture_norm == COMBINER_MIXTURE_AVERAGE ? 2 : 1;
+  if (p->kind == COMBINER_AXIAL) return 1;  /* >>axial */
+  if (p->kind == COMBINER_MIXTURE) return p->mixture_norm == COMBINER_MIXTURE_AVERAGE ? 2 : 1;  /* >>mixture */
   return 0;
 }
 
@@ -798,7 +836,7 @@ static combiner_status combiner__layout(const combiner__problem *p, int with_sum
  *   the implementation, a name in combiner_kernel_name, and a build of the
  *   suite on it to `make test`. Optional extras (a register transpose for
  *   the query pack, a 16-key score reduction) are ISA-specific speedups
- *   with a portable fallback: COMBINER__TRANSPOSE16, COMBINER__DSCORES16. */
+ *   with a portable fallback: COMBINER__TRANSPOSE16, COMBINER__SINGLE_QUERY_SCORES16. */
 
 #if defined(COMBINER__AVX512)
 /* ---- >>isa-avx512: 16 lanes, tiles of 6 x 4 vectors (32 zmm registers) ---- */
@@ -882,8 +920,8 @@ static void combiner__transpose16(const float *src, ptrdiff_t ss, float *dst, pt
 /* s[r] = q . k_r for nk <= 16 keys: one accumulator per key, then a
  * transposing reduction tree (unpack ps, unpack pd, two lane shuffles) that
  * leaves key r's sum in lane r. */
-#define COMBINER__DSCORES16 1
-static void combiner__dscores16(const float *q, const float *k0, ptrdiff_t ks, int nk, int d, float *s) {
+#define COMBINER__SINGLE_QUERY_SCORES16 1
+static void combiner__single_query_scores16(const float *q, const float *k0, ptrdiff_t ks, int nk, int d, float *s) {
   __m512 a[16], t[8], u[4], v[2], w;
   const float *kr[16];
   int r, x;
@@ -1586,7 +1624,7 @@ static void combiner__loc_move(float *loc, const combiner__states *st, int nq, i
  * second state under (mask2, diag2) from the same scores (Axial: a row's
  * abstraction and its causal direct terms). A BK-key chunk at a time:
  * scores, then per state softmax, rescale, values. */
-static void combiner__attend2(const combiner__problem *p, const combiner__scratch *sc, int nq,
+static void combiner__attend_two(const combiner__problem *p, const combiner__scratch *sc, int nq,
                               const combiner__seq *k, const combiner__seq *v, int mask, ptrdiff_t diag,
                               const combiner__states *st, int mask2, ptrdiff_t diag2,
                               const combiner__states *st2) {
@@ -1631,11 +1669,183 @@ static void combiner__attend2(const combiner__problem *p, const combiner__scratc
 static void combiner__attend(const combiner__problem *p, const combiner__scratch *sc, int nq,
                              const combiner__seq *k, const combiner__seq *v, int mask,
                              ptrdiff_t diag, const combiner__states *st) {
-  combiner__attend2(p, sc, nq, k, v, mask, diag, st, COMBINER__ALL, 0, NULL);
+  combiner__attend_two(p, sc, nq, k, v, mask, diag, st, COMBINER__ALL, 0, NULL);
 }
 
 /* ------------------------------------------------------------------------ */
-/* Work units                                                               */
+/* >>single-query: one query against a sequence (decode steps, the pooled    */
+/* query of a region summary, Logsparse's per-query terms)                  */
+/* ------------------------------------------------------------------------ */
+
+static float combiner__dot(const float *a, const float *b, int n) {
+  float s = 0.0f;
+  int x = 0;
+#if defined(COMBINER__VEC)
+  combiner__vf acc = combiner__vzero();
+  for (; x + COMBINER__VL <= n; x += COMBINER__VL)
+    acc = combiner__vfma(combiner__vload(a + x), combiner__vload(b + x), acc);
+  s = combiner__vhsum(acc);
+#endif
+  for (; x < n; ++x) s += a[x] * b[x];
+  return s;
+}
+
+COMBINER__SHARED void combiner__axpy(float *y, float a, const float *x, int n) {
+  int i = 0;
+#if defined(COMBINER__VEC)
+  const combiner__vf av = combiner__vset1(a);
+  for (; i + COMBINER__VL <= n; i += COMBINER__VL)
+    combiner__vstore(y + i, combiner__vfma(av, combiner__vload(x + i), combiner__vload(y + i)));
+#endif
+  for (; i < n; ++i) y[i] += a * x[i];
+}
+
+/* One query against a sequence, for decode: the tile primitive wastes 15 of
+ * its 16 query lanes on a single query, so decode has its own. The query is
+ * pre-scaled; the state is SPEC 2's joint softmax, online. */
+typedef struct combiner__single_state {
+  float mx, sum;
+  float *acc;      /* dv: unnormalized output */
+  float *acc2;     /* d: unnormalized expected key (Axial WSUM), or NULL */
+} combiner__single_state;
+
+static void combiner__single_state_begin(combiner__single_state *st, float *acc, float *acc2, int dv, int d) {
+  st->mx = -INFINITY;
+  st->sum = 0.0f;
+  st->acc = acc;
+  st->acc2 = acc2;
+  memset(acc, 0, (size_t)dv * sizeof(float));
+  if (acc2) memset(acc2, 0, (size_t)d * sizeof(float));
+}
+
+/* s[j] = q . k_{j0+j}, j < nk */
+static void combiner__single_query_scores(const float *q, const combiner__seq *k, int j0, int nk, int d, float *s) {
+  int j = 0;
+#if defined(COMBINER__SINGLE_QUERY_SCORES16)
+  for (; j < nk; j += 16)
+    combiner__single_query_scores16(q, k->base + (ptrdiff_t)(j0 + j) * k->stride, k->stride, nk - j < 16 ? nk - j : 16, d, s + j);
+#endif
+  for (; j < nk; ++j) s[j] = combiner__dot(q, k->base + (ptrdiff_t)(j0 + j) * k->stride, d);
+}
+
+/* acc += sum_j w[j] * x_{j0+j} (rows of width n) */
+static void combiner__single_query_pv(float *acc, const float *w, const combiner__seq *xs, int j0, int nk, int n) {
+  int j, y = 0;
+#if defined(COMBINER__VEC)
+  int u;
+  for (; y + COMBINER__NV * COMBINER__VL <= n; y += COMBINER__NV * COMBINER__VL) {   /* accumulators in registers */
+    combiner__vf a[COMBINER__NV];
+    for (u = 0; u < COMBINER__NV; ++u) a[u] = combiner__vload(acc + y + u * COMBINER__VL);
+    for (j = 0; j < nk; ++j) {
+      const float *xj = xs->base + (ptrdiff_t)(j0 + j) * xs->stride + y;
+      const combiner__vf b = combiner__vset1(w[j]);
+      for (u = 0; u < COMBINER__NV; ++u) a[u] = combiner__vfma(b, combiner__vload(xj + u * COMBINER__VL), a[u]);
+    }
+    for (u = 0; u < COMBINER__NV; ++u) combiner__vstore(acc + y + u * COMBINER__VL, a[u]);
+  }
+  for (; y < n; y += COMBINER__VL) {
+    combiner__vf a0 = combiner__vloadn(acc + y, n - y);
+    for (j = 0; j < nk; ++j)
+      a0 = combiner__vfma(combiner__vset1(w[j]),
+                          combiner__vloadn(xs->base + (ptrdiff_t)(j0 + j) * xs->stride + y, n - y), a0);
+    combiner__vstoren(acc + y, a0, n - y);
+  }
+#else
+  for (j = 0; j < nk; ++j)           /* zero weights skipped, as in the tile path */
+    if (w[j] != 0.0f) combiner__axpy(acc, w[j], xs->base + (ptrdiff_t)(j0 + j) * xs->stride, n);
+  (void)y;
+#endif
+}
+
+/* st += the terms (k_j, v_j) of one pre-scaled query q, 64 keys at a time;
+ * s: 64 floats of scratch. */
+static void combiner__single_query_attend(const combiner__problem *p, const float *q, const combiner__seq *k,
+                              const combiner__seq *v, combiner__single_state *st, float *s) {
+  int j0, j;
+  for (j0 = 0; j0 < k->count; j0 += COMBINER__CHUNK) {
+    const int nk = k->count - j0 < COMBINER__CHUNK ? k->count - j0 : COMBINER__CHUNK;
+    float cm = st->mx, sub, add = 0.0f;
+    combiner__single_query_scores(q, k, j0, nk, p->d, s);
+#if defined(COMBINER__VEC)
+    {
+      combiner__vf vm = combiner__vset1(cm);
+      combiner__vm nan = combiner__vm_first(0);
+      float lanes[COMBINER__VL];
+      for (j = 0; j < nk; j += COMBINER__VL) {   /* lanes past nk keep the max so far */
+        const combiner__vf x = combiner__vblend(combiner__vm_first(nk - j), vm, combiner__vloadn(s + j, nk - j));
+        nan = combiner__vm_or(nan, combiner__vm_isnan(x));
+        vm = combiner__vmax(vm, x);
+      }
+      combiner__vstore(lanes, vm);
+      for (j = 0; j < COMBINER__VL; ++j) cm = lanes[j] > cm ? lanes[j] : cm;
+      if (combiner__vm_any(nan)) cm = NAN;
+    }
+#else
+    for (j = 0; j < nk; ++j) cm = (s[j] > cm || s[j] != s[j]) ? s[j] : cm;
+#endif
+    if (cm != st->mx) {
+      const float f = combiner__exp(st->mx - cm);          /* 0 when the old max is -inf */
+      if (st->sum != 0.0f) {
+        st->sum *= f;
+        combiner__scale_row(st->acc, f, p->dv);
+        if (st->acc2) combiner__scale_row(st->acc2, f, p->d);
+      }
+      st->mx = cm;
+    }
+    sub = cm == -INFINITY ? 0.0f : cm;
+#if defined(COMBINER__VEC)
+    {
+      const combiner__vf vs = combiner__vset1(sub);
+      combiner__vf va = combiner__vzero();
+      for (j = 0; j < nk; j += COMBINER__VL) {   /* lanes past nk add 0 */
+        const combiner__vf e = combiner__vblend(combiner__vm_first(nk - j), combiner__vzero(),
+            combiner__vexp(combiner__vsub(combiner__vloadn(s + j, nk - j), vs)));
+        combiner__vstoren(s + j, e, nk - j);
+        va = combiner__vadd(va, e);
+      }
+      add = combiner__vhsum(va);
+    }
+#else
+    for (j = 0; j < nk; ++j) s[j] = combiner__exp(s[j] - sub);
+    for (j = 0; j < nk; ++j) add += s[j];
+#endif
+    st->sum += add;
+    combiner__single_query_pv(st->acc, s, v, j0, nk, p->dv);
+    if (st->acc2) combiner__single_query_pv(st->acc2, s, k, j0, nk, p->d);
+  }
+}
+
+/* out[y] = acc[y] / sum */
+static void combiner__single_state_finish(const combiner__single_state *st, float *out, int dv) {
+  combiner__states s;
+  float mx = st->mx, sum = st->sum;
+  s.mx = &mx; s.sum = &sum; s.acc = st->acc; s.ms = 1; s.as = dv; s.acc2 = NULL; s.a2s = 0;
+  combiner__states_finish(&s, 1, dv, out, dv);
+}
+
+/* dst = scale * src */
+static void combiner__scaled_copy(float *dst, const float *src, float scale, int n) {
+  int x;
+  for (x = 0; x < n; ++x) dst[x] = scale * src[x];
+}
+
+/* Fixed-style abstraction of a region (SPEC 3, and SPEC 5's regions with max
+ * or mean): key = pool of its keys, value = att(pool of its queries, region).
+ * Queries at q0, q0 + qs, ...; keys and values as given. */
+static void combiner__region_summary(const combiner__problem *p, const combiner__scratch *sc, const float *q0,
+    ptrdiff_t qs, const combiner__seq *ks, const combiner__seq *vs, float *key, float *val) {
+  float *qp = sc->qbuf + p->d;
+  combiner__single_state st;
+  combiner__pool_rows(key, ks->base, ks->stride, ks->count, p->d, p->pool);
+  combiner__pool_rows(qp, q0, qs, ks->count, p->d, p->pool);
+  combiner__scale_row(qp, p->scale, p->d);
+  combiner__single_state_begin(&st, sc->tile[1], NULL, p->dv, p->d);
+  combiner__single_query_attend(p, qp, ks, vs, &st, sc->s);
+  combiner__single_state_finish(&st, val, p->dv);
+}
+
+/* ------------------------------------------------------------------------ */
+/* >>units: work units, threads, the rows of the tensors                   */
 /* ------------------------------------------------------------------------ */
 
 typedef struct combiner__ctx {
@@ -1648,7 +1858,7 @@ typedef struct combiner__ctx {
   size_t state_floats;
   unsigned char *scratch;
   size_t scratch_stride;
-  int whole;                     /* one call (not two-phase): steps may fuse */
+  int one_call;                  /* combiner_attention (not the two phases): steps may fuse */
 } combiner__ctx;
 
 typedef void (*combiner__unit_fn)(const combiner__ctx *c, ptrdiff_t unit, const combiner__scratch *sc);
@@ -1658,13 +1868,13 @@ typedef void (*combiner__unit_fn)(const combiner__ctx *c, ptrdiff_t unit, const 
  * faster. The result does not depend on this choice. */
 COMBINER__SHARED int combiner__worth_threads(const combiner__problem *p) {
   double work = (double)p->L * p->H * ((double)p->m + p->n) * ((double)p->d + p->dv);
-  if (p->kind == COMBINER_DENSE) work = (double)p->L * p->L * p->H * ((double)p->d + p->dv);
+  if (p->kind == COMBINER_DENSE) work = (double)p->L * p->L * p->H * ((double)p->d + p->dv);  /* >>dense */
   return work >= 1e5;
 }
 
 /* Denormals: on x86 a float below FLT_MIN costs a microcode assist per
- * operation (measured 30x slower for inputs near 1e-39, or near 1e-20 whose
- * products are), and many Arm cores trap them to slow paths too. Each
+ * operation (a call on inputs near 1e-39, or near 1e-20 whose products
+ * are, runs an order of magnitude slower), and many Arm cores trap them to slow paths too. Each
  * thread flushes them while it runs our units (x86: MXCSR FTZ|DAZ; aarch64:
  * FPCR.FZ) and restores the caller's control register after;
  * COMBINER_KEEP_DENORMALS opts out. */
@@ -1811,179 +2021,12 @@ COMBINER__SHARED combiner__states combiner__saved_states(const combiner__ctx *c,
   return st;
 }
 
-static float combiner__dot(const float *a, const float *b, int n) {
-  float s = 0.0f;
-  int x = 0;
-#if defined(COMBINER__VEC)
-  combiner__vf acc = combiner__vzero();
-  for (; x + COMBINER__VL <= n; x += COMBINER__VL)
-    acc = combiner__vfma(combiner__vload(a + x), combiner__vload(b + x), acc);
-  s = combiner__vhsum(acc);
-#endif
-  for (; x < n; ++x) s += a[x] * b[x];
-  return s;
-}
-
-COMBINER__SHARED void combiner__axpy(float *y, float a, const float *x, int n) {
-  int i = 0;
-#if defined(COMBINER__VEC)
-  const combiner__vf av = combiner__vset1(a);
-  for (; i + COMBINER__VL <= n; i += COMBINER__VL)
-    combiner__vstore(y + i, combiner__vfma(av, combiner__vload(x + i), combiner__vload(y + i)));
-#endif
-  for (; i < n; ++i) y[i] += a * x[i];
-}
-
-/* One query against a sequence, for decode: the tile primitive wastes 15 of
- * its 16 query lanes on a single query, so decode has its own. The query is
- * pre-scaled; the state is SPEC 2's joint softmax, online. */
-typedef struct combiner__dstate {
-  float mx, sum;
-  float *acc;      /* dv: unnormalized output */
-  float *acc2;     /* d: unnormalized expected key (Axial WSUM), or NULL */
-} combiner__dstate;
-
-static void combiner__dstate_begin(combiner__dstate *st, float *acc, float *acc2, int dv, int d) {
-  st->mx = -INFINITY;
-  st->sum = 0.0f;
-  st->acc = acc;
-  st->acc2 = acc2;
-  memset(acc, 0, (size_t)dv * sizeof(float));
-  if (acc2) memset(acc2, 0, (size_t)d * sizeof(float));
-}
-
-/* s[j] = q . k_{j0+j}, j < nk */
-static void combiner__dscores(const float *q, const combiner__seq *k, int j0, int nk, int d, float *s) {
-  int j = 0;
-#if defined(COMBINER__DSCORES16)
-  for (; j < nk; j += 16)
-    combiner__dscores16(q, k->base + (ptrdiff_t)(j0 + j) * k->stride, k->stride, nk - j < 16 ? nk - j : 16, d, s + j);
-#endif
-  for (; j < nk; ++j) s[j] = combiner__dot(q, k->base + (ptrdiff_t)(j0 + j) * k->stride, d);
-}
-
-/* acc += sum_j w[j] * x_{j0+j} (rows of width n) */
-static void combiner__dpv(float *acc, const float *w, const combiner__seq *xs, int j0, int nk, int n) {
-  int j, y = 0;
-#if defined(COMBINER__VEC)
-  int u;
-  for (; y + COMBINER__NV * COMBINER__VL <= n; y += COMBINER__NV * COMBINER__VL) {   /* accumulators in registers */
-    combiner__vf a[COMBINER__NV];
-    for (u = 0; u < COMBINER__NV; ++u) a[u] = combiner__vload(acc + y + u * COMBINER__VL);
-    for (j = 0; j < nk; ++j) {
-      const float *xj = xs->base + (ptrdiff_t)(j0 + j) * xs->stride + y;
-      const combiner__vf b = combiner__vset1(w[j]);
-      for (u = 0; u < COMBINER__NV; ++u) a[u] = combiner__vfma(b, combiner__vload(xj + u * COMBINER__VL), a[u]);
-    }
-    for (u = 0; u < COMBINER__NV; ++u) combiner__vstore(acc + y + u * COMBINER__VL, a[u]);
-  }
-  for (; y < n; y += COMBINER__VL) {
-    combiner__vf a0 = combiner__vloadn(acc + y, n - y);
-    for (j = 0; j < nk; ++j)
-      a0 = combiner__vfma(combiner__vset1(w[j]),
-                          combiner__vloadn(xs->base + (ptrdiff_t)(j0 + j) * xs->stride + y, n - y), a0);
-    combiner__vstoren(acc + y, a0, n - y);
-  }
-#else
-  for (j = 0; j < nk; ++j)           /* zero weights skipped, as in the tile path */
-    if (w[j] != 0.0f) combiner__axpy(acc, w[j], xs->base + (ptrdiff_t)(j0 + j) * xs->stride, n);
-  (void)y;
-#endif
-}
-
-/* st += the terms (k_j, v_j) of one pre-scaled query q, 64 keys at a time;
- * s: 64 floats of scratch. */
-static void combiner__dattend(const combiner__problem *p, const float *q, const combiner__seq *k,
-                              const combiner__seq *v, combiner__dstate *st, float *s) {
-  int j0, j;
-  for (j0 = 0; j0 < k->count; j0 += COMBINER__CHUNK) {
-    const int nk = k->count - j0 < COMBINER__CHUNK ? k->count - j0 : COMBINER__CHUNK;
-    float cm = st->mx, sub, add = 0.0f;
-    combiner__dscores(q, k, j0, nk, p->d, s);
-#if defined(COMBINER__VEC)
-    {
-      combiner__vf vm = combiner__vset1(cm);
-      combiner__vm nan = combiner__vm_first(0);
-      float lanes[COMBINER__VL];
-      for (j = 0; j < nk; j += COMBINER__VL) {   /* lanes past nk keep the max so far */
-        const combiner__vf x = combiner__vblend(combiner__vm_first(nk - j), vm, combiner__vloadn(s + j, nk - j));
-        nan = combiner__vm_or(nan, combiner__vm_isnan(x));
-        vm = combiner__vmax(vm, x);
-      }
-      combiner__vstore(lanes, vm);
-      for (j = 0; j < COMBINER__VL; ++j) cm = lanes[j] > cm ? lanes[j] : cm;
-      if (combiner__vm_any(nan)) cm = NAN;
-    }
-#else
-    for (j = 0; j < nk; ++j) cm = (s[j] > cm || s[j] != s[j]) ? s[j] : cm;
-#endif
-    if (cm != st->mx) {
-      const float f = combiner__exp(st->mx - cm);          /* 0 when the old max is -inf */
-      if (st->sum != 0.0f) {
-        st->sum *= f;
-        combiner__scale_row(st->acc, f, p->dv);
-        if (st->acc2) combiner__scale_row(st->acc2, f, p->d);
-      }
-      st->mx = cm;
-    }
-    sub = cm == -INFINITY ? 0.0f : cm;
-#if defined(COMBINER__VEC)
-    {
-      const combiner__vf vs = combiner__vset1(sub);
-      combiner__vf va = combiner__vzero();
-      for (j = 0; j < nk; j += COMBINER__VL) {   /* lanes past nk add 0 */
-        const combiner__vf e = combiner__vblend(combiner__vm_first(nk - j), combiner__vzero(),
-            combiner__vexp(combiner__vsub(combiner__vloadn(s + j, nk - j), vs)));
-        combiner__vstoren(s + j, e, nk - j);
-        va = combiner__vadd(va, e);
-      }
-      add = combiner__vhsum(va);
-    }
-#else
-    for (j = 0; j < nk; ++j) s[j] = combiner__exp(s[j] - sub);
-    for (j = 0; j < nk; ++j) add += s[j];
-#endif
-    st->sum += add;
-    combiner__dpv(st->acc, s, v, j0, nk, p->dv);
-    if (st->acc2) combiner__dpv(st->acc2, s, k, j0, nk, p->d);
-  }
-}
-
-/* out[y] = acc[y] / sum */
-static void combiner__dstate_finish(const combiner__dstate *st, float *out, int dv) {
-  combiner__states s;
-  float mx = st->mx, sum = st->sum;
-  s.mx = &mx; s.sum = &sum; s.acc = st->acc; s.ms = 1; s.as = dv; s.acc2 = NULL; s.a2s = 0;
-  combiner__states_finish(&s, 1, dv, out, dv);
-}
-
-/* dst = scale * src */
-static void combiner__scaled_copy(float *dst, const float *src, float scale, int n) {
-  int x;
-  for (x = 0; x < n; ++x) dst[x] = scale * src[x];
-}
-
-/* Fixed-style abstraction of a region (SPEC 3, and SPEC 5's regions with max
- * or mean): key = pool of its keys, value = att(pool of its queries, region).
- * Queries at q0, q0 + qs, ...; keys and values as given. */
-static void combiner__dregion(const combiner__problem *p, const combiner__scratch *sc, const float *q0,
-    ptrdiff_t qs, const combiner__seq *ks, const combiner__seq *vs, float *key, float *val) {
-  float *qp = sc->qbuf + p->d;
-  combiner__dstate st;
-  combiner__pool_rows(key, ks->base, ks->stride, ks->count, p->d, p->pool);
-  combiner__pool_rows(qp, q0, qs, ks->count, p->d, p->pool);
-  combiner__scale_row(qp, p->scale, p->d);
-  combiner__dstate_begin(&st, sc->tile[1], NULL, p->dv, p->d);
-  combiner__dattend(p, qp, ks, vs, &st, sc->s);
-  combiner__dstate_finish(&st, val, p->dv);
-}
-
 /* The same for `len` consecutive positions from `first` (a block). */
-COMBINER__SHARED void combiner__dblock(const combiner__ctx *c, const combiner__scratch *sc, int h, ptrdiff_t first,
+COMBINER__SHARED void combiner__block_summary(const combiner__ctx *c, const combiner__scratch *sc, int h, ptrdiff_t first,
                              int len, float *key, float *val) {
   const int g = h / c->p->group;
   combiner__seq ks = combiner__keys(c, g, first, 1, len), vs = combiner__values(c, g, first, 1, len);
-  combiner__dregion(c->p, sc, combiner__q(c, first, h), c->p->q.ts, &ks, &vs, key, val);
+  combiner__region_summary(c->p, sc, combiner__q(c, first, h), c->p->q.ts, &ks, &vs, key, val);
 }
 
 COMBINER__SHARED int combiner__row_len(const combiner__problem *p, int t) {
@@ -2037,7 +2080,7 @@ COMBINER__SHARED void combiner__attend_own_row(const combiner__ctx *c, const com
 }
 
 /* ------------------------------------------------------------------------ */
-/* Dense (exact softmax attention)                                          */
+/* >>dense: exact softmax attention                                        */
 /* ------------------------------------------------------------------------ */
 #if COMBINER__HAS_DENSE
 
@@ -2061,7 +2104,7 @@ static void combiner__dense_unit(const combiner__ctx *c, ptrdiff_t unit, const c
 #endif
 
 /* ------------------------------------------------------------------------ */
-/* Combiner-Fixed (SPEC 3)                                                  */
+/* >>fixed: Combiner-Fixed (SPEC 3)                                        */
 /* ------------------------------------------------------------------------ */
 #if COMBINER__HAS_FIXED
 
@@ -2091,13 +2134,13 @@ static void combiner__fixed_summary_unit(const combiner__ctx *c, ptrdiff_t unit,
       int h = h0 + hh, g = h / p->group;
       float *qp = sc->qbuf + (ptrdiff_t)hh * p->d;
       combiner__seq ks = combiner__keys(c, g, first, 1, len), vs = combiner__values(c, g, first, 1, len);
-      combiner__dstate st;
+      combiner__single_state st;
       combiner__pool_read(qp, qp, p->d, p->pool, len);
       combiner__pool_read(combiner__wkey(c, h, t), combiner__wkey(c, h, t), p->d, p->pool, len);
       combiner__scale_row(qp, p->scale, p->d);
-      combiner__dstate_begin(&st, sc->tile[1], NULL, p->dv, p->d);
-      combiner__dattend(p, qp, &ks, &vs, &st, sc->s);
-      combiner__dstate_finish(&st, combiner__wval(c, h, t), p->dv);
+      combiner__single_state_begin(&st, sc->tile[1], NULL, p->dv, p->d);
+      combiner__single_query_attend(p, qp, &ks, &vs, &st, sc->s);
+      combiner__single_state_finish(&st, combiner__wval(c, h, t), p->dv);
     }
   }
 }
@@ -2105,9 +2148,7 @@ static void combiner__fixed_summary_unit(const combiner__ctx *c, ptrdiff_t unit,
 /* Asks for rows [0, n) of `width` floats, stride apart, to be brought into
  * cache (a hint). Before each tile of the one-pass Fixed: its output rows
  * (for writing: the last stores then do not wait for their lines) and the
- * next tile's queries. L = 16384 causal, min of 15 interleaved runs: 51.5
- * -> 49.6 ms on one thread, 25.2 -> 24.7 ms on two for the outputs, and
- * about 2% more for the queries. */
+ * next tile's queries (a few per cent at long L: see the CHANGELOG). */
 static void combiner__prefetch_rows(const float *base, ptrdiff_t stride, int n, int width, int write) {
 #if defined(__GNUC__)
   int i, x;
@@ -2141,8 +2182,7 @@ static void combiner__fixed_combine_unit(const combiner__ctx *c, ptrdiff_t unit,
  * of the unit (own block + the abstractions of earlier blocks, which this
  * unit has computed already), then the block's abstractions while its rows
  * are in cache. q, k and v are read once instead of twice, and the heads of
- * a token are read together (token-major rows are contiguous across heads):
- * L = 16384, 2 threads, 29 -> 25 ms.
+ * a token are read together (token-major rows are contiguous across heads).
  * The same functions as the two steps on the same data, so the same bits
  * whatever the unit count. */
 static void combiner__fixed_causal_heads(const combiner__ctx *c, ptrdiff_t unit, ptrdiff_t units,
@@ -2168,7 +2208,7 @@ static void combiner__fixed_causal_heads(const combiner__ctx *c, ptrdiff_t unit,
       }
     if (r + 1 < p->n)
       for (h = h0; h < h1; ++h)
-        combiner__dblock(c, sc, h, (ptrdiff_t)r * p->m, p->m, combiner__wkey(c, h, r), combiner__wval(c, h, r));
+        combiner__block_summary(c, sc, h, (ptrdiff_t)r * p->m, p->m, combiner__wkey(c, h, r), combiner__wval(c, h, r));
   }
 }
 
@@ -2179,7 +2219,7 @@ static void combiner__fixed_causal_unit(const combiner__ctx *c, ptrdiff_t unit, 
 #endif
 
 /* ------------------------------------------------------------------------ */
-/* Combiner-Axial (SPEC 4)                                                  */
+/* >>axial: Combiner-Axial (SPEC 4)                                        */
 /* ------------------------------------------------------------------------ */
 #if COMBINER__HAS_AXIAL
 
@@ -2206,7 +2246,7 @@ static void combiner__axial_row_tile(const combiner__ctx *c, ptrdiff_t unit, con
   if (with_direct && p->causal) {
     combiner__states dir = combiner__saved_states(c, 0, h, first + q0, 1);
     combiner__states_begin(&dir, nq, p->dv, p->d);
-    combiner__attend2(p, sc, nq, &ks, &vs, COMBINER__ALL, 0, &st, COMBINER__CAUSAL, q0, &dir);
+    combiner__attend_two(p, sc, nq, &ks, &vs, COMBINER__ALL, 0, &st, COMBINER__CAUSAL, q0, &dir);
   } else {
     combiner__attend(p, sc, nq, &ks, &vs, COMBINER__ALL, 0, &st);
     if (with_direct) {   /* bidirectional: the direct terms are this very softmax */
@@ -2224,7 +2264,7 @@ static void combiner__axial_row_tile(const combiner__ctx *c, ptrdiff_t unit, con
     }
   }
   if ((size_t)p->L < p->count && t.r == p->n - 1 && q0 == 0)
-    combiner__dblock(c, sc, h, first, t.len, combiner__wkey(c, h, p->L), combiner__wval(c, h, p->L));
+    combiner__block_summary(c, sc, h, first, t.len, combiner__wkey(c, h, p->L), combiner__wval(c, h, p->L));
 }
 
 static void combiner__axial_summary_unit(const combiner__ctx *c, ptrdiff_t unit, const combiner__scratch *sc) {
@@ -2278,7 +2318,7 @@ static void combiner__axial_cols_unit(const combiner__ctx *c, ptrdiff_t unit, co
 #endif
 
 /* ------------------------------------------------------------------------ */
-/* Combiner-Mixture (SPEC 5)                                                */
+/* >>mixture: Combiner-Mixture (SPEC 5)                                    */
 /* ------------------------------------------------------------------------ */
 #if COMBINER__HAS_MIXTURE
 
@@ -2448,7 +2488,7 @@ static void combiner__mixture_cols_unit(const combiner__ctx *c, ptrdiff_t unit, 
 #endif
 
 /* ------------------------------------------------------------------------ */
-/* Combiner-Logsparse (SPEC 5b)                                             */
+/* >>logsparse: Combiner-Logsparse (SPEC 5b)                               */
 /* ------------------------------------------------------------------------ */
 #if COMBINER__HAS_LOGSPARSE
 
@@ -2481,7 +2521,7 @@ static void combiner__logsparse_blocks(const combiner__ctx *c, const combiner__s
   ptrdiff_t base = (ptrdiff_t)s * (ptrdiff_t)(p->count / (size_t)(p->causal ? 1 : 2)) + combiner__log_offset(L, l);
   for (b = b0; b < b1; ++b) {
     ptrdiff_t first = s == 0 ? b << l : L - ((b + 1) << l);
-    combiner__dblock(c, sc, h, first, 1 << l, combiner__wkey(c, h, base + b), combiner__wval(c, h, base + b));
+    combiner__block_summary(c, sc, h, first, 1 << l, combiner__wkey(c, h, base + b), combiner__wval(c, h, base + b));
   }
 }
 
@@ -2531,14 +2571,14 @@ typedef struct combiner__gather {
 } combiner__gather;
 
 static void combiner__gather_flush(const combiner__problem *p, const combiner__scratch *sc,
-                                   combiner__gather *gt, combiner__dstate *st) {
+                                   combiner__gather *gt, combiner__single_state *st) {
   combiner__seq ks = combiner__seq_of(gt->keys, p->d, gt->n), vs = combiner__seq_of(gt->vals, p->dv, gt->n);
-  if (gt->n) combiner__dattend(p, gt->q, &ks, &vs, st, sc->s);
+  if (gt->n) combiner__single_query_attend(p, gt->q, &ks, &vs, st, sc->s);
   gt->n = 0;
 }
 
 static void combiner__gather_add(const combiner__problem *p, const combiner__scratch *sc, combiner__gather *gt,
-                                 combiner__dstate *st, const float *key, const float *val) {
+                                 combiner__single_state *st, const float *key, const float *val) {
   memcpy(gt->keys + (ptrdiff_t)gt->n * p->d, key, (size_t)p->d * sizeof(float));
   memcpy(gt->vals + (ptrdiff_t)gt->n * p->dv, val, (size_t)p->dv * sizeof(float));
   if (++gt->n == COMBINER__BQ) combiner__gather_flush(p, sc, gt, st);
@@ -2556,7 +2596,7 @@ static void combiner__logsparse_combine_unit(const combiner__ctx *c, ptrdiff_t u
   int nq = p->L - q0 < COMBINER__BQ ? p->L - q0 : COMBINER__BQ;
   ptrdiff_t L = p->L, section = (ptrdiff_t)(p->count / (size_t)(p->causal ? 1 : 2));
   combiner__gather gt;
-  combiner__dstate st;
+  combiner__single_state st;
   gt.keys = sc->qbuf;
   gt.vals = sc->tile[1];
   gt.q = sc->qt;
@@ -2564,7 +2604,7 @@ static void combiner__logsparse_combine_unit(const combiner__ctx *c, ptrdiff_t u
   for (i = 0; i < nq; ++i) {
     ptrdiff_t pos = q0 + i, rev = L - 1 - pos;
     combiner__scaled_copy(sc->qt, combiner__q(c, pos, h), p->scale, p->d);
-    combiner__dstate_begin(&st, sc->tile[0], NULL, p->dv, p->d);
+    combiner__single_state_begin(&st, sc->tile[0], NULL, p->dv, p->d);
     combiner__gather_add(p, sc, &gt, &st, combiner__k(c, pos, g), combiner__v(c, pos, g));
     if (pos & 1) combiner__gather_add(p, sc, &gt, &st, combiner__k(c, pos - 1, g), combiner__v(c, pos - 1, g));
     for (l = 1; ((ptrdiff_t)1 << l) <= pos; ++l)
@@ -2581,14 +2621,14 @@ static void combiner__logsparse_combine_unit(const combiner__ctx *c, ptrdiff_t u
         }
     }
     combiner__gather_flush(p, sc, &gt, &st);
-    combiner__dstate_finish(&st, combiner__out(c, pos, h), p->dv);
+    combiner__single_state_finish(&st, combiner__out(c, pos, h), p->dv);
   }
 }
 
 #endif
 
 /* ------------------------------------------------------------------------ */
-/* Dispatch                                                                 */
+/* >>dispatch: the steps of a call, per kind                               */
 /* ------------------------------------------------------------------------ */
 
 /* The steps of a call. Each is a set of independent units (any thread, any
@@ -2601,22 +2641,22 @@ typedef struct combiner__step {
 
 #define COMBINER__MAX_STEPS 3
 
-static int combiner__steps(const combiner__problem *p, int whole, combiner__step *s) {
+static int combiner__steps(const combiner__problem *p, int one_call, combiner__step *s) {
   ptrdiff_t row_tiles = (ptrdiff_t)p->H * p->n * combiner__tiles(combiner__cols(p));
   ptrdiff_t col_tiles = (ptrdiff_t)p->H * combiner__cols(p) * combiner__tiles(p->n);
   int n = 0;
-  (void)row_tiles; (void)col_tiles; (void)whole;
+  (void)row_tiles; (void)col_tiles; (void)one_call;
   memset(s, 0, COMBINER__MAX_STEPS * sizeof *s);
   switch (p->kind) {
 #if COMBINER__HAS_FIXED
-    case COMBINER_FIXED:
+    case COMBINER_FIXED:  /* >>fixed */
       s[n].fn = combiner__fixed_summary_unit; s[n++].units = p->n;
       s[n].fn = combiner__fixed_combine_unit; s[n++].units = row_tiles;
       break;
 #endif
 #if COMBINER__HAS_AXIAL
-    case COMBINER_AXIAL:
-      if (whole) {          /* a call that keeps its abstractions: rows fused in */
+    case COMBINER_AXIAL:  /* >>axial */
+      if (one_call) {          /* a call that keeps its abstractions: rows fused in */
         s[n].fn = combiner__axial_summary_rows_unit; s[n++].units = row_tiles;
       } else {
         s[n].fn = combiner__axial_summary_unit; s[n++].units = row_tiles;
@@ -2626,19 +2666,19 @@ static int combiner__steps(const combiner__problem *p, int whole, combiner__step
       break;
 #endif
 #if COMBINER__HAS_MIXTURE
-    case COMBINER_MIXTURE:
+    case COMBINER_MIXTURE:  /* >>mixture */
       s[n].fn = combiner__mixture_summary_unit; s[n++].units = combiner__mixture_summary_units(p);
       s[n].fn = combiner__mixture_rows_unit; s[n++].units = row_tiles;
       s[n].fn = combiner__mixture_cols_unit; s[n++].units = col_tiles;
       break;
 #endif
 #if COMBINER__HAS_DENSE
-    case COMBINER_DENSE:
+    case COMBINER_DENSE:  /* >>dense */
       s[n].fn = combiner__dense_unit; s[n++].units = (ptrdiff_t)p->H * combiner__tiles(p->L);
       break;
 #endif
 #if COMBINER__HAS_LOGSPARSE
-    case COMBINER_LOGSPARSE:
+    case COMBINER_LOGSPARSE:  /* >>logsparse */
       if (p->count) {                     /* L = 1 has no block */
         s[n].fn = combiner__logsparse_summary_unit; s[n++].units = combiner__logsparse_summary_units(p);
       }
@@ -2654,13 +2694,13 @@ static int combiner__steps(const combiner__problem *p, int whole, combiner__step
 /* Runs steps [first, last) (last < 0: to the end) on the call's threads. */
 static void combiner__run_steps(const combiner__ctx *c, int first, int last) {
   combiner__step s[COMBINER__MAX_STEPS];
-  int n = combiner__steps(c->p, c->whole, s), i;
+  int n = combiner__steps(c->p, c->one_call, s), i;
   if (last < 0 || last > n) last = n;
 #if COMBINER__HAS_FIXED
   /* A whole causal Fixed call in one pass, a share of the heads per
    * thread, when there are heads for every thread (same bits as the two
    * steps). */
-  if (c->p->kind == COMBINER_FIXED && c->p->causal && c->whole &&
+  if (c->p->kind == COMBINER_FIXED && c->p->causal && c->one_call &&  /* >>fixed */
       c->p->H >= combiner__run_threads(c->p)) {
     combiner__run(c, combiner__run_threads(c->p), combiner__fixed_causal_unit);
     return;
@@ -2744,11 +2784,11 @@ static void combiner__ctx_init(combiner__ctx *c, const combiner__problem *p,
   c->state_floats = w->state_floats;
   c->scratch = base + w->scratch;
   c->scratch_stride = w->scratch_stride;
-  c->whole = 0;
+  c->one_call = 0;
 }
 
 /* ------------------------------------------------------------------------ */
-/* Decode cache                                                             */
+/* >>cache: the decode cache                                               */
 /* ------------------------------------------------------------------------ */
 
 struct combiner_cache {
@@ -2778,15 +2818,15 @@ static void combiner__axial_decode_cell(const combiner__ctx *c, const combiner__
   const ptrdiff_t row = e / p->m * p->m;
   float *qp = sc->qbuf + p->d, *key = combiner__wkey(c, h, slot);
   combiner__seq ks = combiner__keys(c, g, row, 1, p->m), vs = combiner__values(c, g, row, 1, p->m);
-  combiner__dstate st;
+  combiner__single_state st;
   combiner__scaled_copy(qp, combiner__q(c, e, h), p->scale, p->d);
-  combiner__dstate_begin(&st, sc->tile[1], wsum ? sc->acc2 : NULL, p->dv, p->d);
-  combiner__dattend(p, qp, &ks, &vs, &st, sc->s);
-  combiner__dstate_finish(&st, combiner__wval(c, h, slot), p->dv);
+  combiner__single_state_begin(&st, sc->tile[1], wsum ? sc->acc2 : NULL, p->dv, p->d);
+  combiner__single_query_attend(p, qp, &ks, &vs, &st, sc->s);
+  combiner__single_state_finish(&st, combiner__wval(c, h, slot), p->dv);
   if (wsum) {
-    combiner__dstate kst = st;
+    combiner__single_state kst = st;
     kst.acc = st.acc2;
-    combiner__dstate_finish(&kst, key, p->d);
+    combiner__single_state_finish(&kst, key, p->d);
   } else {
     memcpy(key, combiner__k(c, e, g), (size_t)p->d * sizeof(float));
   }
@@ -2795,22 +2835,22 @@ static void combiner__axial_decode_cell(const combiner__ctx *c, const combiner__
 
 /* st += summary entries first, first+step, ... (count of them) of head h */
 COMBINER__SHARED void combiner__dsummaries(const combiner__ctx *c, const combiner__scratch *sc, const float *q, int h,
-                                 ptrdiff_t first, ptrdiff_t step, ptrdiff_t count, combiner__dstate *st) {
+                                 ptrdiff_t first, ptrdiff_t step, ptrdiff_t count, combiner__single_state *st) {
   combiner__seq ks, vs;
   if (count <= 0) return;
   ks = combiner__seq_of(combiner__skey(c, h, first), step * c->p->d, (int)count);
   vs = combiner__seq_of(combiner__sval(c, h, first), step * c->p->dv, (int)count);
-  combiner__dattend(c->p, q, &ks, &vs, st, sc->s);
+  combiner__single_query_attend(c->p, q, &ks, &vs, st, sc->s);
 }
 
 /* st += the keys of kv head g at positions first .. first+count-1 */
 COMBINER__SHARED void combiner__ddirect(const combiner__ctx *c, const combiner__scratch *sc, const float *q, int g,
-                              ptrdiff_t first, ptrdiff_t count, combiner__dstate *st) {
+                              ptrdiff_t first, ptrdiff_t count, combiner__single_state *st) {
   combiner__seq ks, vs;
   if (count <= 0) return;
   ks = combiner__keys(c, g, first, 1, (int)count);
   vs = combiner__values(c, g, first, 1, (int)count);
-  combiner__dattend(c->p, q, &ks, &vs, st, sc->s);
+  combiner__single_query_attend(c->p, q, &ks, &vs, st, sc->s);
 }
 
 /* Storage of a cache (see combiner__cache_plan): K, V, Q head-major
@@ -2819,7 +2859,7 @@ COMBINER__SHARED void combiner__ddirect(const combiner__ctx *c, const combiner__
  * at u*n + t: the entries a query reads are contiguous), and Mixture keeps
  * column-major copies of K, V and Q ([head][column][row][width]) for its
  * column terms. */
-typedef struct combiner__cjob {
+typedef struct combiner__cache_job {
   combiner__ctx c;         /* p, q, k, v, keys and values of the cache */
   float *kc, *vc, *qc;     /* Mixture's column-major copies */
   ptrdiff_t section;       /* entries per head and section */
@@ -2829,14 +2869,14 @@ typedef struct combiner__cjob {
   combiner__tensor o;
   const float *q;          /* the caller's queries (DENSE reads them there) */
   combiner__tensor tq;
-} combiner__cjob;
+} combiner__cache_job;
 
-static float *combiner__cache_out(const combiner__cjob *jb, ptrdiff_t i, int h) {
+static float *combiner__cache_out(const combiner__cache_job *jb, ptrdiff_t i, int h) {
   return jb->out + (i - jb->first) * jb->o.ts + (ptrdiff_t)h * jb->o.hs;
 }
 
 /* Row t of column u of head `head` in a column-major copy of width w. */
-COMBINER__SHARED float *combiner__colrow(const combiner__cjob *jb, float *base, int head, ptrdiff_t u, ptrdiff_t t, int w) {
+COMBINER__SHARED float *combiner__colrow(const combiner__cache_job *jb, float *base, int head, ptrdiff_t u, ptrdiff_t t, int w) {
   const combiner__problem *p = jb->c.p;
   return base + (((ptrdiff_t)head * combiner__cols(p) + u) * p->n + t) * w;
 }
@@ -2844,40 +2884,40 @@ COMBINER__SHARED float *combiner__colrow(const combiner__cjob *jb, float *base, 
 /* The abstractions that position i is the first to need, computed from
  * positions <= i only: so a truncated cache recomputes exactly those whose
  * trigger comes again, and the split into appends changes nothing. */
-static void combiner__cache_triggers(const combiner__cjob *jb, const combiner__scratch *sc, int h, ptrdiff_t i) {
+static void combiner__cache_triggers(const combiner__cache_job *jb, const combiner__scratch *sc, int h, ptrdiff_t i) {
   const combiner__ctx *c = &jb->c;
   const combiner__problem *p = c->p;
   const ptrdiff_t m = p->m, n = p->n, r = i / m, u = i % m, S = jb->section;
   (void)r; (void)u; (void)n; (void)S; (void)sc; (void)h;
   switch (p->kind) {
 #if COMBINER__HAS_FIXED
-    case COMBINER_FIXED:       /* block r-1, at the first position of block r */
+    case COMBINER_FIXED:       /* >>fixed: block r-1, at the first position of block r */
       if (u == 0 && r > 0)
-        combiner__dblock(c, sc, h, (r - 1) * m, (int)m, combiner__wkey(c, h, r - 1), combiner__wval(c, h, r - 1));
+        combiner__block_summary(c, sc, h, (r - 1) * m, (int)m, combiner__wkey(c, h, r - 1), combiner__wval(c, h, r - 1));
       break;
 #endif
 #if COMBINER__HAS_AXIAL
-    case COMBINER_AXIAL:       /* cell (r-1, u), first used by (r, u) */
+    case COMBINER_AXIAL:       /* >>axial: cell (r-1, u), first used by (r, u) */
       if (r > 0) combiner__axial_decode_cell(c, sc, h, i - m, u * n + r - 1);
       break;
 #endif
 #if COMBINER__HAS_MIXTURE
-    case COMBINER_MIXTURE: {   /* SPEC 5's regions ending at i, and row r-1's suffix from column u+1 */
+    case COMBINER_MIXTURE: {   /* >>mixture: SPEC 5's regions ending at i, and row r-1's suffix from column u+1 */
       const int g = h / p->group;
       combiner__seq ks = combiner__seq_of(combiner__colrow(jb, jb->kc, g, u, 0, p->d), p->d, (int)r + 1);
       combiner__seq vs = combiner__seq_of(combiner__colrow(jb, jb->vc, g, u, 0, p->dv), p->dv, (int)r + 1);
       /* section 0, row-major: column u, rows 0..r (used by row r+1) */
-      combiner__dregion(p, sc, combiner__colrow(jb, jb->qc, h, u, 0, p->d), p->d, &ks, &vs,
+      combiner__region_summary(p, sc, combiner__colrow(jb, jb->qc, h, u, 0, p->d), p->d, &ks, &vs,
                         combiner__wkey(c, h, r * m + u), combiner__wval(c, h, r * m + u));
       /* section 1: row r, columns 0..u (used by later rows at column u+1) */
       ks = combiner__keys(c, g, r * m, 1, (int)u + 1);
       vs = combiner__values(c, g, r * m, 1, (int)u + 1);
-      combiner__dregion(p, sc, combiner__q(c, r * m, h), p->q.ts, &ks, &vs,
+      combiner__region_summary(p, sc, combiner__q(c, r * m, h), p->q.ts, &ks, &vs,
                         combiner__wkey(c, h, S + u * n + r), combiner__wval(c, h, S + u * n + r));
       if (r > 0 && u + 1 < m) {   /* section 2: row r-1, columns u+1.. (first used by (r, u)) */
         ks = combiner__keys(c, g, i - m + 1, 1, (int)(m - u - 1));
         vs = combiner__values(c, g, i - m + 1, 1, (int)(m - u - 1));
-        combiner__dregion(p, sc, combiner__q(c, i - m + 1, h), p->q.ts, &ks, &vs,
+        combiner__region_summary(p, sc, combiner__q(c, i - m + 1, h), p->q.ts, &ks, &vs,
                           combiner__wkey(c, h, 2 * S + (u + 1) * n + r - 1),
                           combiner__wval(c, h, 2 * S + (u + 1) * n + r - 1));
       }
@@ -2885,11 +2925,11 @@ static void combiner__cache_triggers(const combiner__cjob *jb, const combiner__s
     }
 #endif
 #if COMBINER__HAS_LOGSPARSE
-    case COMBINER_LOGSPARSE: { /* every aligned block that ends just before i */
+    case COMBINER_LOGSPARSE: { /* >>logsparse: every aligned block that ends just before i */
       int l;
       for (l = 1; ((ptrdiff_t)1 << l) <= i && i % ((ptrdiff_t)1 << l) == 0; ++l) {
         const ptrdiff_t b = (i >> l) - 1, e = combiner__log_offset(p->L, l) + b;
-        combiner__dblock(c, sc, h, b << l, 1 << l, combiner__wkey(c, h, e), combiner__wval(c, h, e));
+        combiner__block_summary(c, sc, h, b << l, 1 << l, combiner__wkey(c, h, e), combiner__wval(c, h, e));
       }
       break;
     }
@@ -2899,36 +2939,36 @@ static void combiner__cache_triggers(const combiner__cjob *jb, const combiner__s
 }
 
 /* Output of position i, head h: its direct terms and abstractions (SPEC 3-5b). */
-static void combiner__cache_query(const combiner__cjob *jb, const combiner__scratch *sc, int h, ptrdiff_t i) {
+static void combiner__cache_query(const combiner__cache_job *jb, const combiner__scratch *sc, int h, ptrdiff_t i) {
   const combiner__ctx *c = &jb->c;
   const combiner__problem *p = c->p;
   const ptrdiff_t m = p->m, n = p->n, r = i / m, u = i % m, S = jb->section;
   const int g = h / p->group;
   float *q = sc->qbuf, *out = combiner__cache_out(jb, i, h);
-  combiner__dstate st;
+  combiner__single_state st;
   (void)n; (void)S; (void)r; (void)u; (void)g;   /* unused when only some kinds are compiled in */
   combiner__scaled_copy(q, combiner__q(c, i, h), p->scale, p->d);
-  combiner__dstate_begin(&st, sc->tile[0], NULL, p->dv, p->d);
+  combiner__single_state_begin(&st, sc->tile[0], NULL, p->dv, p->d);
   switch (p->kind) {
 #if COMBINER__HAS_FIXED
-    case COMBINER_FIXED:
+    case COMBINER_FIXED:  /* >>fixed */
       combiner__ddirect(c, sc, q, g, r * m, u + 1, &st);
       combiner__dsummaries(c, sc, q, h, 0, 1, r, &st);
       break;
 #endif
 #if COMBINER__HAS_AXIAL
-    case COMBINER_AXIAL:
+    case COMBINER_AXIAL:  /* >>axial */
       combiner__ddirect(c, sc, q, g, r * m, u + 1, &st);
       combiner__dsummaries(c, sc, q, h, u * n, 1, r, &st);
       break;
 #endif
 #if COMBINER__HAS_MIXTURE
-    case COMBINER_MIXTURE: {
-      combiner__dstate hz;
+    case COMBINER_MIXTURE: {  /* >>mixture */
+      combiner__single_state hz;
       if (r > 0) {                                                  /* 1. column direct */
         combiner__seq ks = combiner__seq_of(combiner__colrow(jb, jb->kc, g, u, 0, p->d), p->d, (int)r);
         combiner__seq vs = combiner__seq_of(combiner__colrow(jb, jb->vc, g, u, 0, p->dv), p->dv, (int)r);
-        combiner__dattend(p, q, &ks, &vs, &st, sc->s);
+        combiner__single_query_attend(p, q, &ks, &vs, &st, sc->s);
       }
       combiner__ddirect(c, sc, q, g, r * m, u + 1, &st);            /* 2. row direct */
       hz = st;
@@ -2946,8 +2986,8 @@ static void combiner__cache_query(const combiner__cjob *jb, const combiner__scra
       if (p->mixture_norm == COMBINER_MIXTURE_AVERAGE) {            /* (A_vertical + A_horizontal) / 2 */
         int y;
         float *tmp = sc->acc2;
-        combiner__dstate_finish(&st, out, p->dv);
-        combiner__dstate_finish(&hz, tmp, p->dv);
+        combiner__single_state_finish(&st, out, p->dv);
+        combiner__single_state_finish(&hz, tmp, p->dv);
         for (y = 0; y < p->dv; ++y) out[y] = 0.5f * out[y] + 0.5f * tmp[y];
         return;
       }
@@ -2956,7 +2996,7 @@ static void combiner__cache_query(const combiner__cjob *jb, const combiner__scra
     }
 #endif
 #if COMBINER__HAS_LOGSPARSE
-    case COMBINER_LOGSPARSE: {   /* gather self, i-1 if odd, one block per set bit l >= 1 */
+    case COMBINER_LOGSPARSE: {   /* >>logsparse: gather self, i-1 if odd, one block per set bit l >= 1 */
       float *keys = sc->qt, *vals = sc->tile[1];
       int cnt = 0, l;
       combiner__seq ks, vs;
@@ -2977,22 +3017,22 @@ static void combiner__cache_query(const combiner__cjob *jb, const combiner__scra
         }
       ks = combiner__seq_of(keys, p->d, cnt);
       vs = combiner__seq_of(vals, p->dv, cnt);
-      combiner__dattend(p, q, &ks, &vs, &st, sc->s);
+      combiner__single_query_attend(p, q, &ks, &vs, &st, sc->s);
       break;
     }
 #endif
     default: break;
   }
-  combiner__dstate_finish(&st, out, p->dv);
+  combiner__single_state_finish(&st, out, p->dv);
 }
 
 #if COMBINER__HAS_DENSE
 /* Dense decode of position i for every query head of kv head g: each chunk
  * of 64 keys is read once for the whole group (GQA), up to 64 heads at once. */
-static void combiner__cache_dense(const combiner__cjob *jb, const combiner__scratch *sc, int g, ptrdiff_t i) {
+static void combiner__cache_dense(const combiner__cache_job *jb, const combiner__scratch *sc, int g, ptrdiff_t i) {
   const combiner__ctx *c = &jb->c;
   const combiner__problem *p = c->p;
-  combiner__dstate st[COMBINER__BQ];
+  combiner__single_state st[COMBINER__BQ];
   int h0, b, nb;
   for (h0 = 0; h0 < p->group; h0 += nb) {
     ptrdiff_t j0;
@@ -3001,24 +3041,24 @@ static void combiner__cache_dense(const combiner__cjob *jb, const combiner__scra
       combiner__scaled_copy(sc->qbuf + (ptrdiff_t)b * p->d,
                             jb->q + (i - jb->first) * jb->tq.ts + (ptrdiff_t)(g * p->group + h0 + b) * jb->tq.hs,
                             p->scale, p->d);
-      combiner__dstate_begin(&st[b], sc->tile[0] + (ptrdiff_t)b * p->dv, NULL, p->dv, p->d);
+      combiner__single_state_begin(&st[b], sc->tile[0] + (ptrdiff_t)b * p->dv, NULL, p->dv, p->d);
     }
     for (j0 = 0; j0 <= i; j0 += COMBINER__CHUNK) {
       const int nk = i + 1 - j0 < COMBINER__CHUNK ? (int)(i + 1 - j0) : COMBINER__CHUNK;
       combiner__seq ks = combiner__keys(c, g, j0, 1, nk), vs = combiner__values(c, g, j0, 1, nk);
-      for (b = 0; b < nb; ++b) combiner__dattend(p, sc->qbuf + (ptrdiff_t)b * p->d, &ks, &vs, &st[b], sc->s);
+      for (b = 0; b < nb; ++b) combiner__single_query_attend(p, sc->qbuf + (ptrdiff_t)b * p->d, &ks, &vs, &st[b], sc->s);
     }
-    for (b = 0; b < nb; ++b) combiner__dstate_finish(&st[b], combiner__cache_out(jb, i, g * p->group + h0 + b), p->dv);
+    for (b = 0; b < nb; ++b) combiner__single_state_finish(&st[b], combiner__cache_out(jb, i, g * p->group + h0 + b), p->dv);
   }
 }
 #endif
 
 /* Unit = a query head (its abstractions and outputs), or for DENSE a kv
  * head with its query heads; it walks the appended positions in order. */
-static void combiner__cache_unit(const combiner__cjob *jb, ptrdiff_t unit, const combiner__scratch *sc) {
+static void combiner__cache_unit(const combiner__cache_job *jb, ptrdiff_t unit, const combiner__scratch *sc) {
   ptrdiff_t i;
 #if COMBINER__HAS_DENSE
-  if (jb->c.p->kind == COMBINER_DENSE) {
+  if (jb->c.p->kind == COMBINER_DENSE) {  /* >>dense */
     for (i = jb->first; i < jb->first + jb->count; ++i) combiner__cache_dense(jb, sc, (int)unit, i);
     return;
   }
@@ -3030,15 +3070,15 @@ static void combiner__cache_unit(const combiner__cjob *jb, ptrdiff_t unit, const
 }
 
 /* base: scratch slot 0; stride: bytes per slot */
-static void combiner__cache_run(const combiner__cjob *jb, unsigned char *base, size_t stride) {
+static void combiner__cache_run(const combiner__cache_job *jb, unsigned char *base, size_t stride) {
   const combiner__problem *p = jb->c.p;
-  const ptrdiff_t units = p->kind == COMBINER_DENSE ? p->Hkv : p->H;
+  const ptrdiff_t units = p->kind == COMBINER_DENSE ? p->Hkv : p->H;  /* >>dense */
   /* terms a token touches per head, roughly (see the README's table): a
    * team costs microseconds to wake, more than a small token's work */
   const double m = p->m, n = (double)p->L / p->m, lg = log2((double)p->L + 1.0);
-  const double per = p->kind == COMBINER_DENSE ? (double)jb->first + (double)jb->count
+  const double per = p->kind == COMBINER_DENSE ? (double)jb->first + (double)jb->count  /* >>dense */
                    : p->kind == COMBINER_FIXED ? m + n : p->kind == COMBINER_AXIAL ? 2.0 * m + n
-                   : p->kind == COMBINER_MIXTURE ? 3.0 * m + 5.0 * n : 3.0 * lg;
+                   : p->kind == COMBINER_MIXTURE ? 3.0 * m + 5.0 * n : 3.0 * lg;  /* >>mixture */
   const double work = (double)jb->count * p->H * per * ((double)p->d + p->dv);
   (void)work; (void)stride;
 #ifdef COMBINER__OPENMP
@@ -3111,12 +3151,12 @@ static combiner_status combiner__cache_plan(const combiner_config *cfg, int max_
   /* entries per head: Axial and Mixture index cells column-major, u*n + t */
   cells = (size_t)combiner__cols(p) * (size_t)p->n;       /* <= 2*max_len */
   hdr->section = p->kind == COMBINER_AXIAL || p->kind == COMBINER_MIXTURE ? cells : p->count;
-  p->count = hdr->section * (size_t)(p->kind == COMBINER_MIXTURE ? 3 : 1);
+  p->count = hdr->section * (size_t)(p->kind == COMBINER_MIXTURE ? 3 : 1);  /* >>mixture */
   /* rows x width of each part */
-  rows[COMBINER__CQ] = p->kind == COMBINER_DENSE ? 0 : (size_t)max_len * (size_t)p->H;
+  rows[COMBINER__CQ] = p->kind == COMBINER_DENSE ? 0 : (size_t)max_len * (size_t)p->H;  /* >>dense */
   rows[COMBINER__CK] = rows[COMBINER__CV] = (size_t)max_len * (size_t)p->Hkv;
-  rows[COMBINER__CQC] = p->kind == COMBINER_MIXTURE ? cells * (size_t)p->H : 0;
-  rows[COMBINER__CKC] = rows[COMBINER__CVC] = p->kind == COMBINER_MIXTURE ? cells * (size_t)p->Hkv : 0;
+  rows[COMBINER__CQC] = p->kind == COMBINER_MIXTURE ? cells * (size_t)p->H : 0;  /* >>mixture */
+  rows[COMBINER__CKC] = rows[COMBINER__CVC] = p->kind == COMBINER_MIXTURE ? cells * (size_t)p->Hkv : 0;  /* >>mixture */
   rows[COMBINER__CKEYS] = rows[COMBINER__CVALS] = p->count;
   width[COMBINER__CQ] = width[COMBINER__CK] = width[COMBINER__CQC] = width[COMBINER__CKC] = (size_t)p->d;
   width[COMBINER__CV] = width[COMBINER__CVC] = (size_t)p->dv;
@@ -3155,7 +3195,7 @@ static float *combiner__cache_floats(combiner_cache *cache, size_t off) {
 }
 
 /* ------------------------------------------------------------------------ */
-/* Introspection                                                            */
+/* >>introspection: support map and effective matrix                       */
 /* ------------------------------------------------------------------------ */
 
 /* Region of position j for query i (see combiner_support_map): an
@@ -3164,13 +3204,13 @@ static int combiner__support(const combiner__problem *p, int plan, ptrdiff_t i, 
   const ptrdiff_t m = p->m, s = i / m, u = i % m, t = j / m, c = j % m;
   if (p->causal && j > i) return -1;
   switch (p->kind) {
-    case COMBINER_FIXED:
-    case COMBINER_AXIAL: return s == t ? 0 : 1 + (int)t;       /* blocks are rows */
-    case COMBINER_MIXTURE:
+    case COMBINER_FIXED:  /* >>fixed */
+    case COMBINER_AXIAL: return s == t ? 0 : 1 + (int)t;       /* >>axial: blocks are rows */
+    case COMBINER_MIXTURE:  /* >>mixture */
       if (s == t || u == c) return 0;
       if (plan == 0) return t < s ? 1 + (int)c : 1 + (int)(m + c);
       return c < u ? 1 + 2 * (int)t : 2 + 2 * (int)t;
-    case COMBINER_LOGSPARSE: {
+    case COMBINER_LOGSPARSE: {  /* >>logsparse */
       ptrdiff_t a = i, b = j;
       int base = 0, l;
       if (j == i) return 0;
@@ -3236,7 +3276,7 @@ COMBINER_API combiner_status combiner_attention_matrix(const combiner_config *cf
 }
 
 /* ------------------------------------------------------------------------ */
-/* Public functions                                                         */
+/* >>api: the public functions                                             */
 /* ------------------------------------------------------------------------ */
 
 COMBINER_API const char *combiner_status_string(combiner_status s) {
@@ -3329,18 +3369,18 @@ static int combiner__popcount_above0(ptrdiff_t x) {   /* set bits l >= 1 */
 
 static double combiner__query_terms(const combiner__problem *p, int r, int u) {
   int n = p->n, m = p->m, len = combiner__row_len(p, r);
-  if (p->kind == COMBINER_LOGSPARSE) {   /* self, p-1 if odd, one block per set bit l >= 1 */
+  if (p->kind == COMBINER_LOGSPARSE) {   /* >>logsparse: self, p-1 if odd, one block per set bit l >= 1 */
     ptrdiff_t i = (ptrdiff_t)r * m + u, rev = (ptrdiff_t)p->L - 1 - i;
     double t = 1.0 + (double)(i & 1) + combiner__popcount_above0(i);
     if (!p->causal) t += (double)(rev & 1) + combiner__popcount_above0(rev);
     return t;
   }
-  if (p->kind == COMBINER_DENSE) {
+  if (p->kind == COMBINER_DENSE) {  /* >>dense */
     double i = (double)r * m + u;
     return p->causal ? i + 1 : (double)p->L;
   }
-  if (p->kind == COMBINER_FIXED) return p->causal ? (double)(u + 1) + r : (double)len + (n - 1);
-  if (p->kind == COMBINER_AXIAL) return p->causal ? (double)(u + 1) + r : (double)len + (n - 1);
+  if (p->kind == COMBINER_FIXED) return p->causal ? (double)(u + 1) + r : (double)len + (n - 1);  /* >>fixed */
+  if (p->kind == COMBINER_AXIAL) return p->causal ? (double)(u + 1) + r : (double)len + (n - 1);  /* >>axial */
   if (p->causal) {   /* MIXTURE: groups 1-5 of SPEC 5 */
     return (double)r + (u + 1) + (r >= 1 ? m - 1 : 0) + (u >= 1 ? r : 0) + (u + 1 < m ? r : 0);
   } else {
@@ -3362,20 +3402,20 @@ COMBINER_API double combiner_flops(const combiner_config *cfg) {
   for (r = 0; r < p.n; ++r) {
     int len = combiner__row_len(&p, r);
     for (u = 0; u < len; ++u) terms += combiner__query_terms(&p, r, u);
-    if (p.kind == COMBINER_FIXED) summary += len;
-    if (p.kind == COMBINER_AXIAL) summary += (double)len * len;
-    if (p.kind == COMBINER_MIXTURE) summary += (double)len * (len + 1);      /* row prefix + suffix */
+    if (p.kind == COMBINER_FIXED) summary += len;  /* >>fixed */
+    if (p.kind == COMBINER_AXIAL) summary += (double)len * len;  /* >>axial */
+    if (p.kind == COMBINER_MIXTURE) summary += (double)len * (len + 1);      /* >>mixture: row prefix + suffix */
   }
-  if (p.kind == COMBINER_AXIAL && p.axial_key == COMBINER_AXIAL_KEY_WSUM) extra = summary * 2.0 * p.d;
-  if (p.kind == COMBINER_AXIAL && (size_t)p.L < p.count) summary += p.last;
-  if (p.kind == COMBINER_LOGSPARSE) {      /* every aligned block attends to itself once */
+  if (p.kind == COMBINER_AXIAL && p.axial_key == COMBINER_AXIAL_KEY_WSUM) extra = summary * 2.0 * p.d;  /* >>axial */
+  if (p.kind == COMBINER_AXIAL && (size_t)p.L < p.count) summary += p.last;  /* >>axial */
+  if (p.kind == COMBINER_LOGSPARSE) {      /* >>logsparse: every aligned block attends to itself once */
     ptrdiff_t span;
     for (span = 2; span <= (ptrdiff_t)p.L; span *= 2) {
       ptrdiff_t covered = (ptrdiff_t)p.L - (ptrdiff_t)p.L % span;      /* whole blocks only */
       summary += (double)covered * (p.causal ? 1 : 2);
     }
   }
-  if (p.kind == COMBINER_MIXTURE)
+  if (p.kind == COMBINER_MIXTURE)  /* >>mixture */
     for (u = 0; u < combiner__cols(&p); ++u) {
       double rows = combiner__col_len(&p, u);
       summary += rows * (rows + 1) / 2 * (p.causal ? 1 : 2);                  /* column prefix (+ suffix) */
@@ -3413,7 +3453,7 @@ COMBINER_API combiner_status combiner_attention(const combiner_config *cfg,
     return COMBINER_ERR_INVALID_ARGUMENT;
   if ((st = combiner__acquire(&w, workspace, workspace_size, &base, &owned)) != COMBINER_OK) return st;
   combiner__ctx_init(&c, &p, &w, base, q, k, v, out);
-  c.whole = 1;
+  c.one_call = 1;
   combiner__run_steps(&c, 0, -1);
   if (owned) COMBINER_FREE(owned);
   return COMBINER_OK;
@@ -3457,7 +3497,7 @@ COMBINER_API combiner_status combiner_attention_part(const combiner_config *cfg,
     return COMBINER_ERR_INVALID_ARGUMENT;
   if ((st = combiner__acquire(&w, workspace, workspace_size, &base, &owned)) != COMBINER_OK) return st;
   combiner__ctx_init(&c, &p, &w, base, q, k, v, out);
-  c.whole = 1;
+  c.one_call = 1;
   combiner__run_slice(&c, s[step].fn, s[step].units, ith, nth, ith);
   return COMBINER_OK;
 }
@@ -3554,7 +3594,7 @@ COMBINER_API combiner_status combiner_cache_truncate(combiner_cache *cache, int 
    * positions only (Mixture's regions ending at it include it): still valid,
    * so re-appending there does not redo, say, Logsparse's O(N) top block. */
   if (cache->triggered > length)
-    cache->triggered = cache->p.kind == COMBINER_MIXTURE ? length : length + 1;
+    cache->triggered = cache->p.kind == COMBINER_MIXTURE ? length : length + 1;  /* >>mixture */
   cache->length = length;
   return COMBINER_OK;
 }
@@ -3563,7 +3603,7 @@ COMBINER_API combiner_status combiner_cache_append(combiner_cache *cache, int co
     const float *q, const float *k, const float *v, float *out) {
   const combiner__problem *p;
   combiner__tensor tq, tk, tv, to;
-  combiner__cjob jb;
+  combiner__cache_job jb;
   combiner_status st;
   size_t cache_floats;
   float *cq, *ck, *cv;
@@ -3612,19 +3652,19 @@ COMBINER_API combiner_status combiner_cache_append(combiner_cache *cache, int co
       const float *kr = k + i * tk.ts + (ptrdiff_t)h * tk.hs, *vr = v + i * tv.ts + (ptrdiff_t)h * tv.hs;
       memcpy(ck + at * p->k.ts + (ptrdiff_t)h * p->k.hs, kr, (size_t)p->d * sizeof(float));
       memcpy(cv + at * p->v.ts + (ptrdiff_t)h * p->v.hs, vr, (size_t)p->dv * sizeof(float));
-      if (p->kind == COMBINER_MIXTURE) {
+      if (p->kind == COMBINER_MIXTURE) {  /* >>mixture */
         memcpy(combiner__colrow(&jb, jb.kc, h, u, r, p->d), kr, (size_t)p->d * sizeof(float));
         memcpy(combiner__colrow(&jb, jb.vc, h, u, r, p->dv), vr, (size_t)p->dv * sizeof(float));
       }
     }
-    if (p->kind != COMBINER_DENSE)   /* the summaries pool queries; DENSE reads them in place */
+    if (p->kind != COMBINER_DENSE)   /* >>dense: the summaries pool queries; DENSE reads them in place */
       for (h = 0; h < p->H; ++h) {
         const float *qr = q + i * tq.ts + (ptrdiff_t)h * tq.hs;
         memcpy(cq + at * p->q.ts + (ptrdiff_t)h * p->q.hs, qr, (size_t)p->d * sizeof(float));
-        if (p->kind == COMBINER_MIXTURE) memcpy(combiner__colrow(&jb, jb.qc, h, u, r, p->d), qr, (size_t)p->d * sizeof(float));
+        if (p->kind == COMBINER_MIXTURE) memcpy(combiner__colrow(&jb, jb.qc, h, u, r, p->d), qr, (size_t)p->d * sizeof(float));  /* >>mixture */
       }
   }
-  if (p->kind != COMBINER_DENSE || out)
+  if (p->kind != COMBINER_DENSE || out)  /* >>dense */
     combiner__cache_run(&jb, (unsigned char *)(void *)combiner__cache_floats(cache, cache->off[COMBINER__CSCRATCH]),
                         cache->scratch_stride);
   cache->length += count;
