@@ -3436,27 +3436,86 @@ COMBINER_API combiner_status combiner_query_summaries(const combiner_config *cfg
   return COMBINER_OK;
 }
 
-COMBINER_API combiner_status combiner_attention(const combiner_config *cfg,
-    const float *q, const float *k, const float *v, float *out,
-    void *workspace, size_t workspace_size) {
+/* The one internal entry path of the four tensor calls: resolve, check the
+ * call's own arguments and buffers, lay out the workspace, refuse overlaps,
+ * acquire the workspace, run the call's steps, free. */
+enum { COMBINER__CALL_ONE = 0, COMBINER__CALL_PART, COMBINER__CALL_SUMMARIZE, COMBINER__CALL_COMBINE };
+
+typedef struct combiner__call {
+  int what;                          /* COMBINER__CALL_* */
+  const float *q, *k, *v;
+  float *out;                        /* ONE, PART, COMBINE */
+  float *wkeys, *wvals;              /* SUMMARIZE: written */
+  const float *skeys, *svals;        /* COMBINE: read */
+  void *workspace;
+  size_t workspace_size;
+  int step, ith, nth;                /* PART */
+} combiner__call;
+
+static combiner_status combiner__enter(const combiner_config *cfg, const combiner__call *a) {
+  const int summarize = a->what == COMBINER__CALL_SUMMARIZE, combine = a->what == COMBINER__CALL_COMBINE;
+  const int two_phase = summarize || combine;
   combiner__problem p;
   combiner__workspace w;
   combiner__ctx c;
+  combiner__step s[COMBINER__MAX_STEPS];
   unsigned char *base;
   void *owned;
   combiner_status st;
+  const float *sk = summarize ? a->wkeys : a->skeys, *sv = summarize ? a->wvals : a->svals;
   if ((st = combiner__resolve(cfg, &p)) != COMBINER_OK) return st;
-  if (!out) return COMBINER_ERR_INVALID_ARGUMENT;
-  if ((st = combiner__check_buffers(&p, q, k, v, out, NULL, NULL, 0, 0)) != COMBINER_OK) return st;
-  if ((st = combiner__layout(&p, 1, 1, &w)) != COMBINER_OK) return st;
-  if (combiner__workspace_overlaps(&p, workspace, workspace_size, q, k, v, out, NULL, NULL))
+  if (!summarize && !a->out) return COMBINER_ERR_INVALID_ARGUMENT;
+  if (a->what == COMBINER__CALL_PART &&
+      (!a->workspace || a->nth < 1 || a->ith < 0 || a->ith >= a->nth || a->step < 0 ||
+       a->step >= combiner__steps(&p, 1, s)))
     return COMBINER_ERR_INVALID_ARGUMENT;
-  if ((st = combiner__acquire(&w, workspace, workspace_size, &base, &owned)) != COMBINER_OK) return st;
-  combiner__ctx_init(&c, &p, &w, base, q, k, v, out);
-  c.one_call = 1;
-  combiner__run_steps(&c, 0, -1);
+  if ((st = combiner__check_buffers(&p, a->q, a->k, a->v, a->out, two_phase ? sk : NULL, two_phase ? sv : NULL,
+                                    two_phase, summarize)) != COMBINER_OK)
+    return st;
+  if (combiner__workspace_overlaps(&p, a->workspace, a->workspace_size, a->q, a->k, a->v, a->out,
+                                   two_phase ? sk : NULL, two_phase ? sv : NULL))
+    return COMBINER_ERR_INVALID_ARGUMENT;
+  if (summarize && p.count == 0) return COMBINER_OK;   /* DENSE: nothing to summarize */
+  if (a->what == COMBINER__CALL_PART) p.slots = a->nth;
+  if ((st = combiner__layout(&p, !two_phase, 1, &w)) != COMBINER_OK) return st;
+  if ((st = combiner__acquire(&w, a->workspace, a->workspace_size, &base, &owned)) != COMBINER_OK) return st;
+  combiner__ctx_init(&c, &p, &w, base, a->q, a->k, a->v, a->out);
+  c.one_call = !two_phase;
+  if (two_phase) {
+    c.wkeys = a->wkeys;   /* combine only reads the summaries */
+    c.wvals = a->wvals;
+    c.skeys = sk;
+    c.svals = sv;
+  }
+  switch (a->what) {
+    case COMBINER__CALL_PART:
+      combiner__steps(&p, 1, s);
+      combiner__run_slice(&c, s[a->step].fn, s[a->step].units, a->ith, a->nth, a->ith);
+      break;
+    case COMBINER__CALL_SUMMARIZE: combiner__run_steps(&c, 0, combiner__summary_steps(&p)); break;
+    case COMBINER__CALL_COMBINE: combiner__run_steps(&c, combiner__summary_steps(&p), -1); break;
+    default: combiner__run_steps(&c, 0, -1); break;
+  }
   if (owned) COMBINER_FREE(owned);
   return COMBINER_OK;
+}
+
+static combiner__call combiner__call_of(int what, const float *q, const float *k, const float *v, float *out,
+                                        void *workspace, size_t workspace_size) {
+  combiner__call a;
+  memset(&a, 0, sizeof a);
+  a.what = what;
+  a.q = q; a.k = k; a.v = v; a.out = out;
+  a.workspace = workspace;
+  a.workspace_size = workspace_size;
+  return a;
+}
+
+COMBINER_API combiner_status combiner_attention(const combiner_config *cfg,
+    const float *q, const float *k, const float *v, float *out,
+    void *workspace, size_t workspace_size) {
+  const combiner__call a = combiner__call_of(COMBINER__CALL_ONE, q, k, v, out, workspace, workspace_size);
+  return combiner__enter(cfg, &a);
 }
 
 COMBINER_API int combiner_step_count(const combiner_config *cfg) {
@@ -3478,84 +3537,27 @@ COMBINER_API size_t combiner_part_workspace_size(const combiner_config *cfg, int
 COMBINER_API combiner_status combiner_attention_part(const combiner_config *cfg,
     const float *q, const float *k, const float *v, float *out,
     void *workspace, size_t workspace_size, int step, int ith, int nth) {
-  combiner__problem p;
-  combiner__workspace w;
-  combiner__ctx c;
-  combiner__step s[COMBINER__MAX_STEPS];
-  unsigned char *base;
-  void *owned;
-  combiner_status st;
-  int steps;
-  if ((st = combiner__resolve(cfg, &p)) != COMBINER_OK) return st;
-  steps = combiner__steps(&p, 1, s);
-  if (!out || !workspace || nth < 1 || ith < 0 || ith >= nth || step < 0 || step >= steps)
-    return COMBINER_ERR_INVALID_ARGUMENT;
-  if ((st = combiner__check_buffers(&p, q, k, v, out, NULL, NULL, 0, 0)) != COMBINER_OK) return st;
-  p.slots = nth;
-  if ((st = combiner__layout(&p, 1, 1, &w)) != COMBINER_OK) return st;
-  if (combiner__workspace_overlaps(&p, workspace, workspace_size, q, k, v, out, NULL, NULL))
-    return COMBINER_ERR_INVALID_ARGUMENT;
-  if ((st = combiner__acquire(&w, workspace, workspace_size, &base, &owned)) != COMBINER_OK) return st;
-  combiner__ctx_init(&c, &p, &w, base, q, k, v, out);
-  c.one_call = 1;
-  combiner__run_slice(&c, s[step].fn, s[step].units, ith, nth, ith);
-  return COMBINER_OK;
+  combiner__call a = combiner__call_of(COMBINER__CALL_PART, q, k, v, out, workspace, workspace_size);
+  a.step = step; a.ith = ith; a.nth = nth;
+  return combiner__enter(cfg, &a);
 }
 
 COMBINER_API combiner_status combiner_summarize(const combiner_config *cfg,
     const float *q, const float *k, const float *v,
     float *summary_keys, float *summary_values,
     void *workspace, size_t workspace_size) {
-  combiner__problem p;
-  combiner__workspace w;
-  combiner__ctx c;
-  unsigned char *base;
-  void *owned;
-  combiner_status st;
-  if ((st = combiner__resolve(cfg, &p)) != COMBINER_OK) return st;
-  if ((st = combiner__check_buffers(&p, q, k, v, NULL, summary_keys, summary_values, 1, 1)) != COMBINER_OK)
-    return st;
-  if (combiner__workspace_overlaps(&p, workspace, workspace_size, q, k, v, NULL, summary_keys, summary_values))
-    return COMBINER_ERR_INVALID_ARGUMENT;
-  if (p.count == 0) return COMBINER_OK;
-  if ((st = combiner__layout(&p, 0, 1, &w)) != COMBINER_OK) return st;
-  if ((st = combiner__acquire(&w, workspace, workspace_size, &base, &owned)) != COMBINER_OK) return st;
-  combiner__ctx_init(&c, &p, &w, base, q, k, v, NULL);
-  c.wkeys = summary_keys;
-  c.wvals = summary_values;
-  c.skeys = summary_keys;
-  c.svals = summary_values;
-  combiner__run_steps(&c, 0, combiner__summary_steps(&p));
-  if (owned) COMBINER_FREE(owned);
-  return COMBINER_OK;
+  combiner__call a = combiner__call_of(COMBINER__CALL_SUMMARIZE, q, k, v, NULL, workspace, workspace_size);
+  a.wkeys = summary_keys; a.wvals = summary_values;
+  return combiner__enter(cfg, &a);
 }
 
 COMBINER_API combiner_status combiner_combine(const combiner_config *cfg,
     const float *q, const float *k, const float *v,
     const float *summary_keys, const float *summary_values, float *out,
     void *workspace, size_t workspace_size) {
-  combiner__problem p;
-  combiner__workspace w;
-  combiner__ctx c;
-  unsigned char *base;
-  void *owned;
-  combiner_status st;
-  if ((st = combiner__resolve(cfg, &p)) != COMBINER_OK) return st;
-  if (!out) return COMBINER_ERR_INVALID_ARGUMENT;
-  if ((st = combiner__check_buffers(&p, q, k, v, out, summary_keys, summary_values, 1, 0)) != COMBINER_OK)
-    return st;
-  if (combiner__workspace_overlaps(&p, workspace, workspace_size, q, k, v, out, summary_keys, summary_values))
-    return COMBINER_ERR_INVALID_ARGUMENT;
-  if ((st = combiner__layout(&p, 0, 1, &w)) != COMBINER_OK) return st;
-  if ((st = combiner__acquire(&w, workspace, workspace_size, &base, &owned)) != COMBINER_OK) return st;
-  combiner__ctx_init(&c, &p, &w, base, q, k, v, out);
-  c.wkeys = NULL;   /* combine only reads the summaries */
-  c.wvals = NULL;
-  c.skeys = summary_keys;
-  c.svals = summary_values;
-  combiner__run_steps(&c, combiner__summary_steps(&p), -1);
-  if (owned) COMBINER_FREE(owned);
-  return COMBINER_OK;
+  combiner__call a = combiner__call_of(COMBINER__CALL_COMBINE, q, k, v, out, workspace, workspace_size);
+  a.skeys = summary_keys; a.svals = summary_values;
+  return combiner__enter(cfg, &a);
 }
 
 COMBINER_API size_t combiner_cache_size(const combiner_config *cfg, int max_len) {
