@@ -40,7 +40,7 @@ typedef struct problem {
 
 static int out_layout_of(int layout) { return (layout + 2) % LAYOUT_COUNT; }
 
-static problem problem_make(const variant *var, combiner_pool pool, int max_len, int block, int d, int dv,
+static problem problem_make(const test_variant *var, combiner_pool pool, int max_len, int block, int d, int dv,
                             int H, int Hkv, int layout, int seq_len, float scale, test_rng *rng) {
   problem p;
   size_t most;
@@ -326,7 +326,8 @@ static shape shape_of(unsigned n, int L) {
   return s;
 }
 
-static void decode_with_shape(const variant *var, combiner_pool pool, int L, int block, shape s, test_rng *rng) {
+static void decode_with_shape(const test_variant *var, combiner_pool pool, int L, int block, shape s,
+                              test_rng *rng) {
   problem p = problem_make(var, pool, L + s.extra, block, s.d, s.dv, s.H, s.Hkv, s.layout, s.seq_len,
                            s.scale, rng);
   test_tensor o[5], att;
@@ -382,7 +383,7 @@ static void decode_with_shape(const variant *var, combiner_pool pool, int L, int
   problem_free(&p);
 }
 
-static void decode_equals_prefill(const variant *var, combiner_pool pool, int L, int block, unsigned n,
+static void decode_equals_prefill(const test_variant *var, combiner_pool pool, int L, int block, unsigned n,
                                   test_rng *rng) {
   decode_with_shape(var, pool, L, block, shape_of(n, L), rng);
 }
@@ -406,8 +407,8 @@ static int truncate_target(const problem *p, int cur, int round, test_rng *rng) 
   }
 }
 
-static void truncate_then_append(const variant *var, combiner_pool pool, int max_len, int block, unsigned n,
-                                 test_rng *rng) {
+static void truncate_then_append(const test_variant *var, combiner_pool pool, int max_len, int block,
+                                 unsigned n, test_rng *rng) {
   shape s = shape_of(n, max_len);
   problem p = problem_make(var, pool, max_len, block, s.d, s.dv, s.H, s.Hkv, s.layout, s.seq_len, s.scale, rng);
   test_tensor oa, ob;
@@ -499,7 +500,7 @@ static void expect_refused(problem *p, cache_box *b, int count, combiner_status 
   free(before);
 }
 
-static void fill_to_max_len(const variant *var, int max_len, int block, unsigned n, test_rng *rng) {
+static void fill_to_max_len(const test_variant *var, int max_len, int block, unsigned n, test_rng *rng) {
   shape s = shape_of(n, max_len);
   problem p = problem_make(var, COMBINER_POOL_MAX, max_len, block, s.d, s.dv, s.H, s.Hkv, s.layout, s.seq_len,
                            s.scale, rng);
@@ -558,28 +559,30 @@ static void sizes(void) {
   combiner_config c = small_config();
   size_t ki;
   int m, block;
-  CHECK(combiner_cache_size(NULL, 10) == 0, "size: cfg NULL");
-  CHECK(combiner_cache_size(&c, 0) == 0, "size: max_len 0");
-  CHECK(combiner_cache_size(&c, -1) == 0, "size: max_len -1");
-  CHECK(combiner_cache_size(&c, INT_MIN) == 0, "size: max_len INT_MIN");
-  c.causal = 0;
-  CHECK(combiner_cache_size(&c, 10) == 0, "size: not causal");
-  c = small_config(); c.head_dim = 0;
-  CHECK(combiner_cache_size(&c, 10) == 0, "size: head_dim 0");
-  c = small_config(); c.num_kv_heads = 3;
-  CHECK(combiner_cache_size(&c, 10) == 0, "size: kv heads not dividing heads");
-  c = small_config(); c.kind = (combiner_kind)99;
-  CHECK(combiner_cache_size(&c, 10) == 0, "size: bad kind");
-  c = small_config(); c.block = -1;
-  CHECK(combiner_cache_size(&c, 10) == 0, "size: block -1");
-  c = small_config(); c.k_layout.head_stride = -4;
-  CHECK(combiner_cache_size(&c, 10) == 0, "size: negative k head stride");
-  c = small_config(); c.q_layout.head_stride = 3;
-  CHECK(combiner_cache_size(&c, 10) == 0, "size: q heads overlapping (head_stride < width)");
-  c = small_config(); c.seq_len = -7;
-  CHECK(combiner_cache_size(&c, 10) == 0, "size: seq_len -7");
-  c = small_config(); c.block = 0; c.seq_len = 0;
-  CHECK(combiner_cache_size(&c, 10) == 0, "size: neither block nor seq_len");
+  if (test_unfiltered()) {   /* bad arguments belong to no variant */
+    CHECK(combiner_cache_size(NULL, 10) == 0, "size: cfg NULL");
+    CHECK(combiner_cache_size(&c, 0) == 0, "size: max_len 0");
+    CHECK(combiner_cache_size(&c, -1) == 0, "size: max_len -1");
+    CHECK(combiner_cache_size(&c, INT_MIN) == 0, "size: max_len INT_MIN");
+    c.causal = 0;
+    CHECK(combiner_cache_size(&c, 10) == 0, "size: not causal");
+    c = small_config(); c.head_dim = 0;
+    CHECK(combiner_cache_size(&c, 10) == 0, "size: head_dim 0");
+    c = small_config(); c.num_kv_heads = 3;
+    CHECK(combiner_cache_size(&c, 10) == 0, "size: kv heads not dividing heads");
+    c = small_config(); c.kind = (combiner_kind)99;
+    CHECK(combiner_cache_size(&c, 10) == 0, "size: bad kind");
+    c = small_config(); c.block = -1;
+    CHECK(combiner_cache_size(&c, 10) == 0, "size: block -1");
+    c = small_config(); c.k_layout.head_stride = -4;
+    CHECK(combiner_cache_size(&c, 10) == 0, "size: negative k head stride");
+    c = small_config(); c.q_layout.head_stride = 3;
+    CHECK(combiner_cache_size(&c, 10) == 0, "size: q heads overlapping (head_stride < width)");
+    c = small_config(); c.seq_len = -7;
+    CHECK(combiner_cache_size(&c, 10) == 0, "size: seq_len -7");
+    c = small_config(); c.block = 0; c.seq_len = 0;
+    CHECK(combiner_cache_size(&c, 10) == 0, "size: neither block nor seq_len");
+  }
   for (ki = 0; ki < sizeof kinds / sizeof kinds[0]; ++ki)
     for (block = 0; block < 8; block += 7) {
       size_t prev = 0;
@@ -588,7 +591,7 @@ static void sizes(void) {
       c.kind = kinds[ki];
       c.block = block;
       c.seq_len = 100;   /* the model's context: block 0 is 10 at every max_len */
-      if (!kind_compiled(kinds[ki])) continue;
+      if (!kind_compiled(kinds[ki]) || !test_config_selected(&c)) continue;
       for (m = 1; m <= 300; ++m) {
         size_t sz = combiner_cache_size(&c, m);
         positive &= sz > 0;
@@ -738,9 +741,10 @@ static void uninitialized(void) {
 
 /* Every failing call on a live cache: its status, and nothing changes. */
 static void live_errors(test_rng *rng) {
+  const test_variant *var = test_variant_named("mixture-joint");
   problem p;
-  if (!kind_compiled(variants[3].kind)) return;
-  p = problem_make(&variants[3], COMBINER_POOL_MAX, 24, 4, 5, 6, 4, 2, LAYOUT_TOKEN_MAJOR, 24, 0.0f, rng);
+  if (!kind_compiled(var->kind) || !test_variant_selected(var)) return;
+  p = problem_make(var, COMBINER_POOL_MAX, 24, 4, 5, 6, 4, 2, LAYOUT_TOKEN_MAJOR, 24, 0.0f, rng);
   test_tensor o = out_make(&p), fresh = out_make(&p);
   cache_box b = cache_open(&p, 1, 3), f;
   unsigned char *before = (unsigned char *)test_alloc(b.size);
@@ -828,22 +832,26 @@ static void live_errors(test_rng *rng) {
 /* Any alignment works with exactly combiner_cache_size bytes, and gives the
  * same bits as an aligned buffer; the guards around it stay intact. */
 static void alignments(test_rng *rng) {
-  problem ps[NVARIANTS];
-  test_tensor aligned[NVARIANTS], o;
+  problem ps[TEST_NVARIANTS];
+  test_tensor aligned[TEST_NVARIANTS], o;
+  int on[TEST_NVARIANTS];
   size_t vi, off;
-  for (vi = 0; vi < NVARIANTS; ++vi) {
+  for (vi = 0; vi < TEST_NVARIANTS; ++vi) {   /* ps[vi] and aligned[vi]: test_variants[vi]'s */
+    const test_variant *var = &test_variants[vi];
     cache_box b;
-    ps[vi] = problem_make(&variants[vi], (combiner_pool)(vi % 2), 13, 0, 3, 2, 2, 1, (int)(vi % 3), 0, 0.0f, rng);
+    on[vi] = test_variant_selected(var);
+    if (!on[vi]) continue;
+    ps[vi] = problem_make(var, (combiner_pool)(vi % 2), 13, 0, 3, 2, 2, 1, (int)(vi % 3), 0, 0.0f, rng);
     aligned[vi] = out_make(&ps[vi]);
-    if (!kind_compiled(variants[vi].kind)) continue;
+    if (!kind_compiled(var->kind)) continue;
     b = cache_open(&ps[vi], 1, 0);
     feed_range(&ps[vi], b.c, 0, 13, SPLIT_RANDOM, &aligned[vi], rng);
     cache_close(&b, ps[vi].name);
   }
-  for (off = 1; off < 64; ++off) {
+  for (off = 1; off < 64; ++off) {   /* the offsets take turns among the variants */
     cache_box b;
-    vi = off % NVARIANTS;
-    if (!kind_compiled(variants[vi].kind)) continue;
+    vi = off % TEST_NVARIANTS;
+    if (!on[vi] || !kind_compiled(test_variants[vi].kind)) continue;
     o = out_make(&ps[vi]);
     b = cache_open(&ps[vi], 1 + (int)(off % 2), off);
     feed_range(&ps[vi], b.c, 0, 13, SPLIT_RANDOM, &o, rng);
@@ -851,7 +859,8 @@ static void alignments(test_rng *rng) {
     cache_close(&b, ps[vi].name);
     test_tensor_free(&o);
   }
-  for (vi = 0; vi < NVARIANTS; ++vi) {
+  for (vi = 0; vi < TEST_NVARIANTS; ++vi) {
+    if (!on[vi]) continue;
     CHECK(ps[vi].stray == 0, "%s: appends wrote outside their output rows", ps[vi].name);
     test_tensor_free(&aligned[vi]);
     problem_free(&ps[vi]);
@@ -931,13 +940,17 @@ static void script_finish(script *s, const script *solo, const char *mode) {
 }
 
 static void independence(test_rng *rng) {
-  problem pa = problem_make(&variants[1], COMBINER_POOL_MAX, 40, 0, 8, 8, 4, 2, LAYOUT_TOKEN_MAJOR, 0, 0.0f, rng);
-  problem pb = problem_make(&variants[4], COMBINER_POOL_MEAN, 31, 4, 5, 7, 2, 1, LAYOUT_PADDED, 0, 0.0f, rng);
-  problem pa2 = pa, pb2 = pb;   /* the threaded runs need staging of their own */
+  const test_variant *va = test_variant_named("axial-wsum"), *vb = test_variant_named("mixture-average");
+  const int a_on = test_variant_selected(va), b_on = test_variant_selected(vb);   /* either: both run */
+  problem pa, pb, pa2, pb2;   /* pa2, pb2: the threaded runs need staging of their own */
   script sa, sb, ia, ib, ta, tb;
   pthread_t th[2];
   double *ref;
   int i;
+  if (!a_on && !b_on) return;
+  pa = problem_make(va, COMBINER_POOL_MAX, 40, 0, 8, 8, 4, 2, LAYOUT_TOKEN_MAJOR, 0, 0.0f, rng);
+  pb = problem_make(vb, COMBINER_POOL_MEAN, 31, 4, 5, 7, 2, 1, LAYOUT_PADDED, 0, 0.0f, rng);
+  pa2 = pa; pb2 = pb;
   if (!kind_compiled(pa.cfg.kind) || !kind_compiled(pb.cfg.kind)) { problem_free(&pa); problem_free(&pb); return; }
   pa2.sq = test_tensor_make(pa.max_len, pa.sq.heads, pa.sq.width, LAYOUT_TOKEN_MAJOR);
   pa2.sk = test_tensor_make(pa.max_len, pa.sk.heads, pa.sk.width, (LAYOUT_TOKEN_MAJOR + 1) % LAYOUT_COUNT);
@@ -994,53 +1007,73 @@ static void independence(test_rng *rng) {
 int main(void) {
   static const int lengths[] = {1, 2, 7, 16, 33, 63, 64, 65, 100};
   test_rng rng = {20240611};
+  const test_variant *var;
   unsigned n = 0;
   size_t vi, li;
   int pool, bi;
-  status_strings();
+  if (test_unfiltered()) status_strings();   /* bad arguments belong to no variant */
   sizes();
-  init_errors();
-  layout_per_append();
-  uninitialized();
+  if (test_unfiltered()) {
+    init_errors();
+    layout_per_append();
+    uninitialized();
+  }
   live_errors(&rng);
   alignments(&rng);
   independence(&rng);
-  for (vi = 0; vi < NVARIANTS; ++vi)
+  /* a variant left out by COMBINER_TEST_KINDS still counts its cases (n),
+   * so that the others keep their shapes */
+  TEST_FOR_EACH_VARIANT(var) {
+    const int on = test_variant_selected(var);
     for (li = 0; li < sizeof lengths / sizeof lengths[0]; ++li)
       for (pool = 0; pool < 2; ++pool)
-        for (bi = 0; bi < 5; ++bi) {
+        for (bi = 0; bi < 5; ++bi, ++n) {
           int L = lengths[li], blocks[5];
           blocks[0] = 1; blocks[1] = 3; blocks[2] = 5; blocks[3] = 0; blocks[4] = L + (int)(n % 4);
-          decode_equals_prefill(&variants[vi], (combiner_pool)pool, L, blocks[bi], n++, &rng);
+          if (on && test_quick_keeps(L, n)) decode_equals_prefill(var, (combiner_pool)pool, L, blocks[bi], n, &rng);
         }
-  for (vi = 0; vi < NVARIANTS; ++vi) {   /* head_dim 64 with GQA on the longest sequence, every kind */
+  }
+  TEST_FOR_EACH_VARIANT(var) {   /* head_dim 64 with GQA on the longest sequence, every kind */
     shape s;
+    vi = test_variant_index(var);
     s.d = 64; s.dv = vi % 2 ? 64 : 40; s.H = 4; s.Hkv = 2; s.layout = (int)(vi % LAYOUT_COUNT);
     s.extra = (int)(vi % 3) * 11; s.seq_len = 0; s.scale = 0.0f;
-    decode_with_shape(&variants[vi], (combiner_pool)(vi % 2), 100, vi % 2 ? 0 : 7, s, &rng);
+    if (test_variant_selected(var))
+      decode_with_shape(var, (combiner_pool)(vi % 2), 100, vi % 2 ? 0 : 7, s, &rng);
   }
   {   /* the default kind (test_ref_problem maps it to AXIAL), and a longer sequence where optimized */
-    variant dflt = {COMBINER_KIND_DEFAULT, COMBINER_AXIAL_KEY_WSUM, COMBINER_MIXTURE_JOINT, "default-kind"};
-    if ((int)COMBINER_DEFAULT_KIND == (int)COMBINER_AXIAL) decode_equals_prefill(&dflt, COMBINER_POOL_MAX, 30, 0, n++, &rng);
+    test_variant dflt = {"default-kind", COMBINER_KIND_DEFAULT, COMBINER_AXIAL_KEY_WSUM, COMBINER_MIXTURE_JOINT};
+    if ((int)COMBINER_DEFAULT_KIND == (int)COMBINER_AXIAL) {   /* with WSUM keys: axial-wsum */
+      if (test_variant_selected(test_variant_named("axial-wsum")))
+        decode_equals_prefill(&dflt, COMBINER_POOL_MAX, 30, 0, n, &rng);
+      ++n;
+    }
 #if defined(__OPTIMIZE__)
-    for (vi = 0; vi < NVARIANTS; ++vi) decode_equals_prefill(&variants[vi], COMBINER_POOL_MAX, 300, 0, n++, &rng);
+    TEST_FOR_EACH_VARIANT(var) {
+      if (test_variant_selected(var)) decode_equals_prefill(var, COMBINER_POOL_MAX, 300, 0, n, &rng);
+      ++n;
+    }
 #endif
   }
-  for (vi = 0; vi < NVARIANTS; ++vi)
+  TEST_FOR_EACH_VARIANT(var) {
+    const int on = test_variant_selected(var);
     for (pool = 0; pool < 2; ++pool)
-      for (bi = 0; bi < 8; ++bi) {
+      for (bi = 0; bi < 8; ++bi, ++n) {
         static const int blocks[8] = {1, 3, 5, 0, 2, 4, 7, 0};
         static const int max_lens[5] = {17, 40, 65, 12, 33};
-        truncate_then_append(&variants[vi], (combiner_pool)pool, max_lens[(n + (unsigned)bi) % 5], blocks[bi], n,
-                             &rng);
-        ++n;
+        if (on)
+          truncate_then_append(var, (combiner_pool)pool, max_lens[(n + (unsigned)bi) % 5], blocks[bi], n, &rng);
       }
-  for (vi = 0; vi < NVARIANTS; ++vi)
-    for (bi = 0; bi < 3; ++bi) {
+  }
+  TEST_FOR_EACH_VARIANT(var) {
+    const int on = test_variant_selected(var);
+    vi = test_variant_index(var);
+    for (bi = 0; bi < 3; ++bi, ++n) {
       static const int max_lens[3] = {1, 9, 30};
       static const int blocks[3] = {0, 4, 2};
-      fill_to_max_len(&variants[vi], max_lens[bi], blocks[(vi + (size_t)bi) % 3], n++, &rng);
+      if (on) fill_to_max_len(var, max_lens[bi], blocks[(vi + (size_t)bi) % 3], n, &rng);
     }
+  }
   printf("test_cache: %d decode-vs-prefill configurations (5 caches each), %d truncation scripts, "
          "%d max_len cases\n", cases_decode, cases_truncate, cases_full);
   return TEST_SUMMARY();

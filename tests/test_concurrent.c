@@ -28,20 +28,24 @@ static void *worker(void *arg) {
 }
 
 int main(void) {
-  static const combiner_kind kinds[] = {COMBINER_FIXED, COMBINER_AXIAL, COMBINER_MIXTURE, COMBINER_DENSE,
-                                        COMBINER_LOGSPARSE};
+  static const char *const names[] = {"fixed", "axial-wsum", "mixture-joint", "dense", "logsparse"};
   test_rng rng = {31337};
   test_tensor q = test_tensor_make(L, H, D, LAYOUT_TOKEN_MAJOR);
   test_tensor k = test_tensor_make(L, HKV, D, LAYOUT_TOKEN_MAJOR);
   test_tensor v = test_tensor_make(L, HKV, D, LAYOUT_TOKEN_MAJOR);
-  size_t n = (size_t)L * H * D, ki;
+  size_t n = (size_t)L * H * D, ni;
   int t;
   test_tensor_fill(&q, &rng); test_tensor_fill(&k, &rng); test_tensor_fill(&v, &rng);
-  for (ki = 0; ki < sizeof kinds / sizeof kinds[0]; ++ki) {
-    combiner_config cfg = test_config(kinds[ki], L, D, H, HKV, 0, (int)(ki % 2));
-    float *serial = (float *)test_alloc(n * sizeof(float));
+  for (ni = 0; ni < sizeof names / sizeof names[0]; ++ni) {
+    const test_variant *var = test_variant_named(names[ni]);
+    combiner_config cfg = test_config(var->kind, L, D, H, HKV, 0, (int)(ni % 2));   /* causal every other */
+    float *serial;
     pthread_t th[THREADS];
     job jobs[THREADS];
+    if (!test_variant_selected(var)) continue;
+    serial = (float *)test_alloc(n * sizeof(float));
+    cfg.axial_key = var->key;
+    cfg.mixture_norm = var->norm;
     cfg.num_threads = 1;
     CHECK(combiner_attention(&cfg, q.data, k.data, v.data, serial, NULL, 0) == COMBINER_OK, "serial");
     for (t = 0; t < THREADS; ++t) {
@@ -56,7 +60,7 @@ int main(void) {
       pthread_join(th[t], NULL);
       CHECK(jobs[t].status == COMBINER_OK, "thread %d: %s", t, combiner_status_string(jobs[t].status));
       CHECK(memcmp(jobs[t].out, serial, n * sizeof(float)) == 0, "%s: thread %d differs from serial",
-            combiner_kind_string(cfg.kind), t);
+            var->name, t);
       free(jobs[t].out);
       free(jobs[t].work);
     }

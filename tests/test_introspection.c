@@ -363,6 +363,7 @@ static void check_map_invariants(int L, int block, int causal) {
     combiner_config a = test_config(kinds[ki], L, 3, 2, 1, block, causal);
     combiner_config b = test_config(kinds[ki], L, 7, 4, 4, block, causal);
     int *ma, *mb, *m1, cells = L * L;
+    if (!test_kind_selected(kinds[ki])) continue;   /* the whole kind, whatever its options */
     b.pool = COMBINER_POOL_MEAN; b.axial_key = COMBINER_AXIAL_KEY_SELF;
     b.mixture_norm = COMBINER_MIXTURE_AVERAGE; b.value_dim = 2; b.scale = 3.0f;
     snprintf(desc, sizeof desc, "%s L=%d block=%d causal=%d", combiner_kind_string(kinds[ki]), L,
@@ -402,6 +403,7 @@ static void check_map_invariants(int L, int block, int causal) {
  * reaches all of [1, 2^k] through one end-aligned block of level k. */
 static void check_logsparse_reaches_everything(void) {
   int k;
+  if (!test_variant_selected(test_variant_named("logsparse"))) return;
   for (k = 1; k <= 6; ++k) {
     int L = (1 << k) + 1, causal, j;
     for (causal = 0; causal < 2; ++causal) {
@@ -432,7 +434,7 @@ static void check_logsparse_reaches_everything(void) {
 
 enum { MATRIX_GUARD = 16 };
 
-static void check_matrix(const variant *var, int L, int block, int causal, combiner_pool pool,
+static void check_matrix(const test_variant *var, int L, int block, int causal, combiner_pool pool,
                          int Hkv, int layout, float scale, test_rng *rng) {
   enum { H = 4, D = 4, DV = 5 };
   combiner_config cfg = test_config(var->kind, L, D, H, Hkv, block, causal);
@@ -612,7 +614,7 @@ static void check_matrix(const variant *var, int L, int block, int causal, combi
 
 /* The matrix is bit-identical for any thread count and ignores the config's
  * value width and v/out layouts (it has its own [H][L][L] layout). */
-static void check_matrix_invariants(const variant *var, int L, int block, int causal, test_rng *rng) {
+static void check_matrix_invariants(const test_variant *var, int L, int block, int causal, test_rng *rng) {
   enum { H = 4, HKV = 2, D = 3 };
   combiner_config cfg = test_config(var->kind, L, D, H, HKV, block, causal), c2;
   test_tensor q = test_tensor_make(L, H, D, LAYOUT_TOKEN_MAJOR);
@@ -793,24 +795,27 @@ static void check_errors(test_rng *rng) {
  * live at once (T scratch slots), and nothing left allocated. */
 static void check_matrix_memory(test_rng *rng) {
   static const int Ls[] = {1, 7, 16, 61, 100}, Hkvs[] = {1, 2, 4}, ds[] = {1, 5, 16, 64};
+  const int nL = test_quick() ? 4 : 5;   /* quick: without L = 100 */
   const int H = 4;
   int kind, causal, avg, li, hi, di;
   double worst = 0.0;
   for (kind = COMBINER_FIXED; kind <= COMBINER_LOGSPARSE; ++kind)
     for (causal = 0; causal < 2; ++causal)
       for (avg = 0; avg < (kind == COMBINER_MIXTURE ? 2 : 1); ++avg)
-        for (li = 0; li < 5; ++li)
+        for (li = 0; li < nL; ++li)
           for (hi = 0; hi < 3; ++hi)
             for (di = 0; di < 4; ++di) {
               const size_t L = (size_t)Ls[li], Hkv = (size_t)Hkvs[hi], d = (size_t)ds[di];
               combiner_config cfg = test_config((combiner_kind)kind, (int)L, (int)d, H, (int)Hkv, 0, causal);
-              float *q = (float *)test_alloc(L * H * d * sizeof(float));
-              float *k = (float *)test_alloc(L * Hkv * d * sizeof(float));
-              float *mat = (float *)test_alloc((size_t)H * L * L * sizeof(float));
+              float *q, *k, *mat;
               size_t a, before, bound, T = 1;
               combiner_status st;
               long live = malloc_live;
               cfg.mixture_norm = avg ? COMBINER_MIXTURE_AVERAGE : COMBINER_MIXTURE_JOINT;
+              if (!test_config_selected(&cfg)) continue;
+              q = (float *)test_alloc(L * H * d * sizeof(float));
+              k = (float *)test_alloc(L * Hkv * d * sizeof(float));
+              mat = (float *)test_alloc((size_t)H * L * L * sizeof(float));
 #if defined(_OPENMP) && !defined(COMBINER_NO_OPENMP)
               T = (size_t)omp_get_max_threads();
 #endif
@@ -841,33 +846,38 @@ int main(void) {
                                             COMBINER_DENSE, COMBINER_LOGSPARSE,
                                             COMBINER_KIND_DEFAULT};
   test_rng rng = {20240611};
-  size_t vi, li, ki;
+  const test_variant *var;
+  size_t li, ki;
   int causal, pool, bi, L, plan, counter = 0;
   clock_t t0 = clock();
 
   /* Checks 1, 2, 3, 5 over every variant, length, block, mode and pool; GQA
-   * group sizes, layouts and scales rotate so that all combinations occur. */
-  for (vi = 0; vi < NVARIANTS; ++vi)
+   * group sizes, layouts and scales rotate so that all combinations occur
+   * (a variant left out by COMBINER_TEST_KINDS still turns the rotation). */
+  TEST_FOR_EACH_VARIANT(var) {
+    const int on = test_variant_selected(var);
     for (li = 0; li < sizeof lengths / sizeof lengths[0]; ++li)
       for (bi = 0; bi < 6; ++bi)
         for (causal = 0; causal < 2; ++causal)
-          for (pool = 0; pool < 2; ++pool) {
+          for (pool = 0; pool < 2; ++pool, ++counter) {
             int blocks[6];
             L = lengths[li];
             blocks[0] = 1; blocks[1] = 3; blocks[2] = 5; blocks[3] = 0; blocks[4] = L;
             blocks[5] = L + 4;
-            check_matrix(&variants[vi], L, blocks[bi], causal, (combiner_pool)pool,
-                         hkv_options[counter % 3], (counter / 3) % LAYOUT_COUNT,
-                         (counter / 9) % 2 ? 2.5f : 0.0f, &rng);
-            ++counter;
+            if (on && test_quick_keeps(L, (unsigned)counter))
+              check_matrix(var, L, blocks[bi], causal, (combiner_pool)pool, hkv_options[counter % 3],
+                           (counter / 3) % LAYOUT_COUNT, (counter / 9) % 2 ? 2.5f : 0.0f, &rng);
           }
-  for (vi = 0; vi < NVARIANTS; ++vi)
-    for (causal = 0; causal < 2; ++causal) {
-      check_matrix_invariants(&variants[vi], 23, 5, causal, &rng);
-      check_matrix_invariants(&variants[vi], 40, 0, causal, &rng);
-    }
+  }
+  TEST_FOR_EACH_VARIANT(var)
+    if (test_variant_selected(var))
+      for (causal = 0; causal < 2; ++causal) {
+        check_matrix_invariants(var, 23, 5, causal, &rng);
+        check_matrix_invariants(var, 40, 0, causal, &rng);
+      }
 
-  /* Check 4 (and 3 for the MIXTURE plans) on every length up to 70. */
+  /* Check 4 (and 3 for the MIXTURE plans) on every length up to 70: the
+   * map is the kind's, whatever its options. */
   for (L = 1; L <= 70; ++L) {
     int blocks[8];
     blocks[0] = 1; blocks[1] = 2; blocks[2] = 3; blocks[3] = 5; blocks[4] = 8;
@@ -875,16 +885,17 @@ int main(void) {
     for (bi = 0; bi < 8; ++bi)
       for (causal = 0; causal < 2; ++causal) {
         for (ki = 0; ki < sizeof map_kinds / sizeof map_kinds[0]; ++ki)
-          for (plan = 0; plan < (map_kinds[ki] == COMBINER_MIXTURE ? 2 : 1); ++plan)
-            check_support_map(map_kinds[ki], map_kinds[ki] == COMBINER_KIND_DEFAULT
-                                  ? "default" : combiner_kind_string(map_kinds[ki]),
-                              L, blocks[bi], causal, plan);
+          if (test_kind_selected(map_kinds[ki]))
+            for (plan = 0; plan < (map_kinds[ki] == COMBINER_MIXTURE ? 2 : 1); ++plan)
+              check_support_map(map_kinds[ki], map_kinds[ki] == COMBINER_KIND_DEFAULT
+                                    ? "default" : combiner_kind_string(map_kinds[ki]),
+                                L, blocks[bi], causal, plan);
         check_map_invariants(L, blocks[bi], causal);
       }
   }
 
   check_logsparse_reaches_everything();
-  check_errors(&rng);
+  if (test_unfiltered()) check_errors(&rng);   /* bad input belongs to no variant */
   check_matrix_memory(&rng);
 
   printf("matrix configs %d (fixed %d, axial %d, mixture %d, dense %d, logsparse %d; "

@@ -14,8 +14,10 @@ static const int lengths[] = {1, 2, 7, 16, 61, 64, 200};
 static const int head_dims[] = {1, 5, 64};
 static const int heads[][2] = {{1, 1}, {4, 1}, {4, 2}, {4, 4}};
 
+static int configurations = 0;
+
 /* Runs one configuration and compares with the reference. */
-static void run_case(const variant *var, int L, int block, int causal, combiner_pool pool,
+static void run_case(const test_variant *var, int L, int block, int causal, combiner_pool pool,
                      unsigned n, test_rng *rng) {
   /* each rotating choice from its own bits of a hash of the case number, so
    * that every choice meets every kind, length and block */
@@ -38,6 +40,7 @@ static void run_case(const variant *var, int L, int block, int causal, combiner_
   double *qd, *kd, *vd, *ref;
   double err;
   combiner_status st;
+  ++configurations;
   cfg.value_dim = dv;
   cfg.pool = pool;
   cfg.axial_key = var->key;
@@ -81,41 +84,52 @@ static unsigned case_with(unsigned d_idx, unsigned h_idx, unsigned skip) {
 int main(void) {
   test_rng rng = {12345};
   unsigned n = 0;
-  size_t vi, li;
+  const test_variant *var;
+  size_t li;
   int causal, pool, bi;
-  for (vi = 0; vi < sizeof variants / sizeof variants[0]; ++vi)
+  /* a variant left out by COMBINER_TEST_KINDS still counts its cases, so
+   * that the others keep their shapes */
+  TEST_FOR_EACH_VARIANT(var) {
+    const int on = test_variant_selected(var);
     for (li = 0; li < sizeof lengths / sizeof lengths[0]; ++li)
       for (causal = 0; causal < 2; ++causal)
         for (pool = 0; pool < 2; ++pool)
-          for (bi = 0; bi < 6; ++bi) {
+          for (bi = 0; bi < 6; ++bi, ++n) {
             int L = lengths[li];
             int blocks[6];
             /* 70: rows and row tiles longer than the kernels' 64-query tile */
             blocks[0] = 1; blocks[1] = 3; blocks[2] = 8; blocks[3] = 0; blocks[4] = 70; blocks[5] = L + 5;
-            run_case(&variants[vi], L, blocks[bi], causal, (combiner_pool)pool, n++, &rng);
+            if (on && test_quick_keeps(L, n)) run_case(var, L, blocks[bi], causal, (combiner_pool)pool, n, &rng);
           }
+  }
   /* head_dim 64 with GQA on the largest size, every kind, both directions */
-  for (vi = 0; vi < sizeof variants / sizeof variants[0]; ++vi)
+  TEST_FOR_EACH_VARIANT(var)
     for (causal = 0; causal < 2; ++causal)
-      run_case(&variants[vi], 200, 0, causal, COMBINER_POOL_MAX, case_with(2, 2, vi * 2 + (unsigned)causal), &rng);
+      if (test_variant_selected(var))
+        run_case(var, 200, 0, causal, COMBINER_POOL_MAX,
+                 case_with(2, 2, (unsigned)test_variant_index(var) * 2 + (unsigned)causal), &rng);
   /* Logsparse past 2^9 positions: its summaries run per 512-position chunk
    * (levels 1-9, a short last chunk here) and per level above (level 10) */
+  var = test_variant_named("logsparse");
   for (causal = 0; causal < 2; ++causal)
     for (pool = 0; pool < 2; ++pool)
-      run_case(&variants[6], 1100, 0, causal, (combiner_pool)pool, case_with(1, 2, (unsigned)(causal * 2 + pool)), &rng);
+      if (test_variant_selected(var))
+        run_case(var, 1100, 0, causal, (combiner_pool)pool, case_with(1, 2, (unsigned)(causal * 2 + pool)), &rng);
   /* DENSE past 256 keys: the tile packs each value chunk before P.V there
    * (strided rows only); every head dim, GQA 4/1 and 4/2, both directions,
    * layouts, value widths and 1/2 threads rotating; L = 333 is no multiple
    * of the 64-key chunk */
   {
-    unsigned di, hi, extra = 0;
+    unsigned di, hi;
+    var = test_variant_named("dense");
     for (di = 0; di < 3; ++di)
       for (hi = 1; hi < 3; ++hi)
         for (causal = 0; causal < 2; ++causal)
-          for (bi = 0; bi < 2; ++bi, ++extra)
-            run_case(&variants[5], 333, 0, causal, COMBINER_POOL_MAX,
-                     case_with(di, hi, (unsigned)(causal * 2 + bi)), &rng);
-    printf("test_kernels: %u configurations\n", n + 12 + 4 + extra);
+          for (bi = 0; bi < (test_quick() ? 1 : 2); ++bi)
+            if (test_variant_selected(var))
+              run_case(var, 333, 0, causal, COMBINER_POOL_MAX, case_with(di, hi, (unsigned)(causal * 2 + bi)),
+                       &rng);
   }
+  printf("test_kernels: %d configurations\n", configurations);
   return TEST_SUMMARY();
 }

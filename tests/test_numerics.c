@@ -15,7 +15,7 @@ typedef struct problem {
   test_tensor q, k, v, o;
 } problem;
 
-static problem make(const variant *var, int L, int block, int causal, int pool) {
+static problem make(const test_variant *var, int L, int block, int causal, int pool) {
   problem p;
   const int d = 4, H = 2, Hkv = 1;
   p.cfg = test_config(var->kind, L, d, H, Hkv, block, causal);
@@ -62,7 +62,7 @@ static int all_finite(const test_tensor *t) {
 
 /* Logits around +-1e30: the softmax is max-subtracted, so nothing overflows;
  * the output is (nearly) the value of the winning term. */
-static void huge_logits(const variant *var, int L, int block, int causal, int pool, test_rng *rng) {
+static void huge_logits(const test_variant *var, int L, int block, int causal, int pool, test_rng *rng) {
   problem p = make(var, L, block, causal, pool);
   combiner_status st;
   double err;
@@ -71,10 +71,10 @@ static void huge_logits(const variant *var, int L, int block, int causal, int po
   st = combiner_attention(&p.cfg, p.q.data, p.k.data, p.v.data, p.o.data, NULL, 0);
   CHECK(st == COMBINER_OK, "%s", combiner_status_string(st));
   CHECK(all_finite(&p.o), "%s causal=%d L=%d block=%d: non-finite output at logits ~1e30",
-        combiner_kind_string(p.cfg.kind), causal, L, block);
+        var->name, causal, L, block);
   err = error_vs_reference(&p);
   CHECK(err <= TEST_TOLERANCE, "%s causal=%d L=%d block=%d pool=%d: scale 1e30 rel err %.3g",
-        combiner_kind_string(p.cfg.kind), causal, L, block, pool, err);
+        var->name, causal, L, block, pool, err);
   release(&p);
 }
 
@@ -82,7 +82,7 @@ static void huge_logits(const variant *var, int L, int block, int causal, int po
  * attention is uniform over each set; v stays normal, so the output is exact
  * to float precision. v ~ 1e-30 checks small (normal) outputs keep their
  * relative precision. */
-static void tiny_inputs(const variant *var, int L, int block, int causal, test_rng *rng) {
+static void tiny_inputs(const test_variant *var, int L, int block, int causal, test_rng *rng) {
   problem p = make(var, L, block, causal, 0);
   double err;
   test_tensor_fill(&p.q, rng); test_tensor_fill(&p.k, rng); test_tensor_fill(&p.v, rng);
@@ -91,18 +91,18 @@ static void tiny_inputs(const variant *var, int L, int block, int causal, test_r
   CHECK(combiner_attention(&p.cfg, p.q.data, p.k.data, p.v.data, p.o.data, NULL, 0) == COMBINER_OK, "run");
   err = error_vs_reference(&p);
   CHECK(err <= TEST_TOLERANCE, "%s causal=%d L=%d: q,k ~1e-20 rel err %.3g",
-        combiner_kind_string(p.cfg.kind), causal, L, err);
+        var->name, causal, L, err);
   scale_tensor(&p.v, 1e-30f);
   CHECK(combiner_attention(&p.cfg, p.q.data, p.k.data, p.v.data, p.o.data, NULL, 0) == COMBINER_OK, "run");
   err = error_vs_reference(&p);
   CHECK(err <= TEST_TOLERANCE, "%s causal=%d L=%d: v ~1e-30 rel err %.3g",
-        combiner_kind_string(p.cfg.kind), causal, L, err);
+        var->name, causal, L, err);
   release(&p);
 }
 
 /* A NaN or Inf in q, k or v at position j (causal): outputs before j are
  * bit-identical to the clean run; bidirectional calls must not crash. */
-static void poison_isolation(const variant *var, int L, int block, float bad, int which,
+static void poison_isolation(const test_variant *var, int L, int block, float bad, int which,
                              test_rng *rng) {
   problem p = make(var, L, block, 1, 0);
   test_tensor clean = test_tensor_make(L, 2, 4, LAYOUT_TOKEN_MAJOR);
@@ -113,7 +113,7 @@ static void poison_isolation(const variant *var, int L, int block, float bad, in
   test_at(target, j, 0)[1] = bad;
   CHECK(combiner_attention(&p.cfg, p.q.data, p.k.data, p.v.data, p.o.data, NULL, 0) == COMBINER_OK, "poisoned");
   CHECK(test_same_rows(&clean, &p.o, j), "%s L=%d block=%d: %g in %c at %d leaked into earlier outputs",
-        combiner_kind_string(p.cfg.kind), L, block, (double)bad, "qkv"[which], j);
+        var->name, L, block, (double)bad, "qkv"[which], j);
   p.cfg.causal = 0;
   CHECK(combiner_attention(&p.cfg, p.q.data, p.k.data, p.v.data, p.o.data, NULL, 0) == COMBINER_OK,
         "bidirectional with %g", (double)bad);
@@ -124,9 +124,12 @@ static void poison_isolation(const variant *var, int L, int block, float bad, in
 /* The call restores the caller's MXCSR (it flushes denormals only inside). */
 static void control_state(void) {
 #if defined(__SSE__) && !defined(COMBINER_KEEP_DENORMALS)
-  problem p = make(&variants[1], 30, 0, 1, 0);
+  const test_variant *var = test_variant_named("axial-wsum");
+  problem p;
   test_rng rng = {3};
   unsigned before, after;
+  if (!test_variant_selected(var)) return;
+  p = make(var, 30, 0, 1, 0);
   test_tensor_fill(&p.q, &rng); test_tensor_fill(&p.k, &rng); test_tensor_fill(&p.v, &rng);
   before = _mm_getcsr();
   CHECK(combiner_attention(&p.cfg, p.q.data, p.k.data, p.v.data, p.o.data, NULL, 0) == COMBINER_OK, "run");
@@ -140,22 +143,25 @@ int main(void) {
   static const int lengths[] = {1, 7, 16, 61};
   static const float bad[] = {NAN, INFINITY, -INFINITY};
   test_rng rng = {2024};
-  size_t vi, li, bi;
+  const test_variant *var;
+  size_t li, bi;
   int causal, which, pool;
-  for (vi = 0; vi < NVARIANTS; ++vi)
-    for (li = 0; li < 4; ++li)
-      for (causal = 0; causal < 2; ++causal) {
-        for (pool = 0; pool < 2; ++pool) {
-          huge_logits(&variants[vi], lengths[li], 3, causal, pool, &rng);
-          huge_logits(&variants[vi], lengths[li], 0, causal, pool, &rng);
+  TEST_FOR_EACH_VARIANT(var)
+    if (test_variant_selected(var))
+      for (li = 0; li < 4; ++li)
+        for (causal = 0; causal < 2; ++causal) {
+          for (pool = 0; pool < 2; ++pool) {
+            huge_logits(var, lengths[li], 3, causal, pool, &rng);
+            huge_logits(var, lengths[li], 0, causal, pool, &rng);
+          }
+          tiny_inputs(var, lengths[li], 0, causal, &rng);
         }
-        tiny_inputs(&variants[vi], lengths[li], 0, causal, &rng);
-      }
-  for (vi = 0; vi < NVARIANTS; ++vi)
-    for (li = 0; li < 4; ++li)
-      for (bi = 0; bi < 3; ++bi)
-        for (which = 0; which < 3; ++which)
-          poison_isolation(&variants[vi], lengths[li], 3, bad[bi], which, &rng);
+  TEST_FOR_EACH_VARIANT(var)
+    if (test_variant_selected(var))
+      for (li = 0; li < 4; ++li)
+        for (bi = 0; bi < 3; ++bi)
+          for (which = 0; which < 3; ++which)   /* the poisoned input: q, k or v */
+            poison_isolation(var, lengths[li], 3, bad[bi], which, &rng);
   control_state();
   return TEST_SUMMARY();
 }

@@ -26,26 +26,30 @@ static void *run_part(void *arg) {
 }
 
 int main(void) {
-  static const combiner_kind kinds[] = {COMBINER_FIXED, COMBINER_AXIAL, COMBINER_MIXTURE, COMBINER_MIXTURE,
-                                        COMBINER_DENSE, COMBINER_LOGSPARSE};
-  static const int want_steps[] = {2, 2, 3, 3, 1, 2};
+  /* the variants split here, and the steps each takes */
+  static const struct { const char *name; int steps; } runs[] = {
+    {"fixed", 2}, {"axial-wsum", 2}, {"mixture-joint", 3}, {"mixture-average", 3}, {"dense", 1},
+    {"logsparse", 2}};
   const int L = 150, d = 8, H = 4, Hkv = 2;
   test_rng rng = {77};
   test_tensor q = test_tensor_make(L, H, d, LAYOUT_PADDED), k = test_tensor_make(L, Hkv, d, LAYOUT_TOKEN_MAJOR);
   test_tensor v = test_tensor_make(L, Hkv, d, LAYOUT_HEAD_MAJOR);
   test_tensor ref = test_tensor_make(L, H, d, LAYOUT_TOKEN_MAJOR), o = test_tensor_make(L, H, d, LAYOUT_TOKEN_MAJOR);
-  size_t ki;
+  size_t ri;
   int causal, nth, step, ith;
   test_tensor_fill(&q, &rng); test_tensor_fill(&k, &rng); test_tensor_fill(&v, &rng);
-  for (ki = 0; ki < sizeof kinds / sizeof kinds[0]; ++ki)
+  for (ri = 0; ri < sizeof runs / sizeof runs[0]; ++ri)
     for (causal = 0; causal < 2; ++causal) {
-      combiner_config cfg = test_config(kinds[ki], L, d, H, Hkv, 11, causal);
+      const test_variant *var = test_variant_named(runs[ri].name);
+      combiner_config cfg = test_config(var->kind, L, d, H, Hkv, 11, causal);
       int steps;
-      if (ki == 3) cfg.mixture_norm = COMBINER_MIXTURE_AVERAGE;
+      if (!test_variant_selected(var)) continue;
+      cfg.axial_key = var->key;
+      cfg.mixture_norm = var->norm;
       cfg.q_layout = q.lay; cfg.v_layout = v.lay;
       CHECK(combiner_attention(&cfg, q.data, k.data, v.data, ref.data, NULL, 0) == COMBINER_OK, "one call");
       steps = combiner_step_count(&cfg);
-      CHECK(steps == want_steps[ki], "%s: %d steps", combiner_kind_string(cfg.kind), steps);
+      CHECK(steps == runs[ri].steps, "%s: %d steps", var->name, steps);
       for (nth = 1; nth <= 3; ++nth) {
         size_t ws = combiner_part_workspace_size(&cfg, nth);
         void *work = test_alloc(ws);
@@ -55,7 +59,7 @@ int main(void) {
           for (ith = nth - 1; ith >= 0; --ith)          /* parts of a step in reverse order */
             ok &= combiner_attention_part(&cfg, q.data, k.data, v.data, o.data, work, ws, step, ith, nth) == COMBINER_OK;
         CHECK(ok && test_same_rows(&o, &ref, L), "%s causal=%d, %d parts in sequence: differs from one call",
-              combiner_kind_string(cfg.kind), causal, nth);
+              var->name, causal, nth);
         /* the same on real threads, one per part, joined after every step */
         memset(work, 0xFF, ws);
         memset(o.data, 0, o.floats * sizeof(float));
@@ -75,11 +79,11 @@ int main(void) {
           }
         }
         CHECK(ok && test_same_rows(&o, &ref, L), "%s causal=%d, %d parts on threads: differs from one call",
-              combiner_kind_string(cfg.kind), causal, nth);
+              var->name, causal, nth);
         free(work);
       }
     }
-  {   /* bad arguments: specific status, out untouched */
+  if (test_unfiltered()) {   /* bad arguments: specific status, out untouched */
     combiner_config cfg = test_config(COMBINER_AXIAL, L, d, H, Hkv, 11, 1);
     size_t ws = combiner_part_workspace_size(&cfg, 2), i;
     void *work = test_alloc(ws);

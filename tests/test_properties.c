@@ -9,7 +9,7 @@
 #include "test_common.h"
 
 
-static combiner_config variant_config(const variant *var, int L, int d, int H, int Hkv, int block,
+static combiner_config variant_config(const test_variant *var, int L, int d, int H, int Hkv, int block,
                                       int causal, combiner_pool pool) {
   combiner_config cfg = test_config(var->kind, L, d, H, Hkv, block, causal);
   cfg.axial_key = var->key;
@@ -19,7 +19,7 @@ static combiner_config variant_config(const variant *var, int L, int d, int H, i
 }
 
 /* A[h][i][j] for every query head: values are one-hot, v_j = e_j. */
-static void full_attention(const variant *var, int L, int block, int causal, combiner_pool pool,
+static void full_attention(const test_variant *var, int L, int block, int causal, combiner_pool pool,
                            test_rng *rng) {
   int d = 3, H = 2, Hkv = 1, i, j, h;
   combiner_config cfg = variant_config(var, L, d, H, Hkv, block, causal, pool);
@@ -58,7 +58,7 @@ static void full_attention(const variant *var, int L, int block, int causal, com
 }
 
 /* Changing q, k, v after position p leaves out[0..p] bit-identical. */
-static void causality(const variant *var, int L, int block, combiner_pool pool, test_rng *rng) {
+static void causality(const test_variant *var, int L, int block, combiner_pool pool, test_rng *rng) {
   int d = 4, H = 2, Hkv = 2, p = (int)(test_rng_u32(rng) % (unsigned)L), i, h;
   combiner_config cfg = variant_config(var, L, d, H, Hkv, block, 1, pool);
   test_tensor q = test_tensor_make(L, H, d, LAYOUT_TOKEN_MAJOR);
@@ -88,11 +88,11 @@ static void causality(const variant *var, int L, int block, combiner_pool pool, 
 }
 
 /* The kind at this block equals DENSE (kernel against kernel). */
-static void equals_dense(const variant *var, int L, int block, int causal, combiner_pool pool,
+static void equals_dense(const test_variant *var, int L, int block, int causal, combiner_pool pool,
                          test_rng *rng) {
   int d = 5, H = 4, Hkv = 2;
   combiner_config cfg = variant_config(var, L, d, H, Hkv, block, causal, pool);
-  combiner_config dense = variant_config(&variants[5], L, d, H, Hkv, block, causal, pool);
+  combiner_config dense = variant_config(test_variant_named("dense"), L, d, H, Hkv, block, causal, pool);
   test_tensor q = test_tensor_make(L, H, d, LAYOUT_TOKEN_MAJOR);
   test_tensor k = test_tensor_make(L, Hkv, d, LAYOUT_TOKEN_MAJOR);
   test_tensor v = test_tensor_make(L, Hkv, d, LAYOUT_TOKEN_MAJOR);
@@ -116,30 +116,32 @@ static void equals_dense(const variant *var, int L, int block, int causal, combi
 int main(void) {
   static const int lengths[] = {1, 2, 7, 16, 17, 33, 61, 64, 65};   /* 2^k - 1, 2^k, 2^k + 1 */
   test_rng rng = {777};
-  size_t vi, li;
+  const test_variant *var;
+  size_t li;
   int causal, pool, bi;
-  for (vi = 0; vi < NVARIANTS; ++vi)
-    for (li = 0; li < sizeof lengths / sizeof lengths[0]; ++li)
-      for (pool = 0; pool < 2; ++pool)
-        for (bi = 0; bi < 5; ++bi) {
-          int L = lengths[li];
-          int blocks[5];
-          blocks[0] = 1; blocks[1] = 3; blocks[2] = 4; blocks[3] = 0; blocks[4] = L + 2;
-          for (causal = 0; causal < 2; ++causal)
-            full_attention(&variants[vi], L, blocks[bi], causal, (combiner_pool)pool, &rng);
-          causality(&variants[vi], L, blocks[bi], (combiner_pool)pool, &rng);
-        }
-  for (vi = 0; vi < NVARIANTS; ++vi)
-    for (li = 0; li < sizeof lengths / sizeof lengths[0]; ++li)
-      for (causal = 0; causal < 2; ++causal)
-        for (pool = 0; pool < 2; ++pool) {
-          if (variants[vi].kind == COMBINER_LOGSPARSE) continue;   /* blocks do not apply */
-          int L = lengths[li];
-          equals_dense(&variants[vi], L, L, causal, (combiner_pool)pool, &rng);
-          equals_dense(&variants[vi], L, L + 9, causal, (combiner_pool)pool, &rng);
-          /* SPEC names MIXTURE JOINT for m = 1; AVERAGE holds too: with one
-           * column neither plan has an abstraction left. */
-          equals_dense(&variants[vi], L, 1, causal, (combiner_pool)pool, &rng);
-        }
+  TEST_FOR_EACH_VARIANT(var)
+    if (test_variant_selected(var))
+      for (li = 0; li < sizeof lengths / sizeof lengths[0]; ++li)
+        for (pool = 0; pool < 2; ++pool)
+          for (bi = 0; bi < 5; ++bi) {
+            int L = lengths[li];
+            int blocks[5];
+            blocks[0] = 1; blocks[1] = 3; blocks[2] = 4; blocks[3] = 0; blocks[4] = L + 2;
+            for (causal = 0; causal < 2; ++causal)
+              full_attention(var, L, blocks[bi], causal, (combiner_pool)pool, &rng);
+            causality(var, L, blocks[bi], (combiner_pool)pool, &rng);
+          }
+  TEST_FOR_EACH_VARIANT(var)
+    if (var->kind != COMBINER_LOGSPARSE && test_variant_selected(var))   /* blocks do not apply */
+      for (li = 0; li < sizeof lengths / sizeof lengths[0]; ++li)
+        for (causal = 0; causal < 2; ++causal)
+          for (pool = 0; pool < 2; ++pool) {
+            int L = lengths[li];
+            equals_dense(var, L, L, causal, (combiner_pool)pool, &rng);
+            equals_dense(var, L, L + 9, causal, (combiner_pool)pool, &rng);
+            /* SPEC names MIXTURE JOINT for m = 1; AVERAGE holds too: with one
+             * column neither plan has an abstraction left. */
+            equals_dense(var, L, 1, causal, (combiner_pool)pool, &rng);
+          }
   return TEST_SUMMARY();
 }

@@ -1,8 +1,11 @@
 /* tests/test_reference.c -- self-check of the float64 reference
    (tests/reference.c) against the properties of SPEC.md section 6 and a few
    hand-computed tiny cases. Prints "N passed, M failed" as its last line and
-   returns nonzero on failure. */
+   returns nonzero on failure. COMBINER_TEST_KINDS selects variants by the
+   names of test_common.h (the caller-keys variant is "axial-caller": the
+   kind name "axial" selects it). */
 #include "reference.h"
+#include "test_common.h"   /* the variant names and their filter; no kernel is called */
 
 #include <math.h>
 #include <stdarg.h>
@@ -57,19 +60,22 @@ static double max_rel_err(const double *a, const double *b, size_t n) {
   return worst;
 }
 
+/* The reference's variants: test_variants' (under their names there) and
+ * Axial with caller keys, which only the reference takes. */
 typedef struct variant {
   int kind, key, norm;
   const char *name;
+  const char *filter_name;   /* for COMBINER_TEST_KINDS */
 } variant;
 
 static const variant variants[] = {
-    {REF_FIXED, 0, 0, "FIXED"},
-    {REF_AXIAL, REF_KEY_WSUM, 0, "AXIAL/WSUM"},
-    {REF_AXIAL, REF_KEY_SELF, 0, "AXIAL/SELF"},
-    {REF_AXIAL, REF_KEY_CALLER, 0, "AXIAL/CALLER"},
-    {REF_MIXTURE, 0, REF_MIX_JOINT, "MIXTURE/JOINT"},
-    {REF_MIXTURE, 0, REF_MIX_AVERAGE, "MIXTURE/AVERAGE"},
-    {REF_DENSE, 0, 0, "DENSE"},
+    {REF_FIXED, 0, 0, "FIXED", "fixed"},
+    {REF_AXIAL, REF_KEY_WSUM, 0, "AXIAL/WSUM", "axial-wsum"},
+    {REF_AXIAL, REF_KEY_SELF, 0, "AXIAL/SELF", "axial-self"},
+    {REF_AXIAL, REF_KEY_CALLER, 0, "AXIAL/CALLER", "axial-caller"},
+    {REF_MIXTURE, 0, REF_MIX_JOINT, "MIXTURE/JOINT", "mixture-joint"},
+    {REF_MIXTURE, 0, REF_MIX_AVERAGE, "MIXTURE/AVERAGE", "mixture-average"},
+    {REF_DENSE, 0, 0, "DENSE", "dense"},
 };
 enum { N_VARIANTS = (int)(sizeof(variants) / sizeof(variants[0])) };
 
@@ -337,8 +343,20 @@ static double run1(int kind, int L, int m, int causal, int pool, int key, int no
   return out[i];
 }
 
+/* The variant a hand case's name ("axial L5 causal wsum q3") is of. */
+static const char *hand_variant(const char *name) {
+  static const char *const options[][2] = {{" wsum ", "axial-wsum"}, {" self ", "axial-self"},
+                                           {" caller ", "axial-caller"}, {" joint ", "mixture-joint"},
+                                           {" average ", "mixture-average"}};
+  size_t o;
+  for (o = 0; o < sizeof options / sizeof options[0]; ++o)
+    if (strstr(name, options[o][0])) return options[o][1];
+  return !strncmp(name, "fixed ", 6) ? "fixed" : !strncmp(name, "dense ", 6) ? "dense" : "logsparse";
+}
+
 static void hand_check(const char *name, double got, double want) {
   double err = fabs(got - want) / (fabs(want) > 1.0 ? fabs(want) : 1.0);
+  if (!test_name_selected(hand_variant(name))) return;
   check(err <= 1e-14, "hand case %s: got %.17g want %.17g", name, got, want);
 }
 
@@ -725,7 +743,7 @@ static void hand_cases(void) {
 /* ------------------------------------------------------------------------ */
 /* LOGSPARSE (SPEC section 5b).                                              */
 /* ------------------------------------------------------------------------ */
-static const variant logsparse_var = {REF_LOGSPARSE, 0, 0, "LOGSPARSE"};
+static const variant logsparse_var = {REF_LOGSPARSE, 0, 0, "LOGSPARSE", "logsparse"};
 
 /* Independent description of the partition, not a copy of the reference's
    construction. For a query at index pp and an earlier index jj < pp (in the
@@ -1025,6 +1043,7 @@ int main(void) {
             for (causal = 0; causal < 2; ++causal)
               for (pool = 0; pool < 2; ++pool) {
                 const variant *var = &variants[vi];
+                if (!test_name_selected(var->filter_name)) continue;
                 test_effective_matrix(var, L, m, ds[di], Hs[hi][0], Hs[hi][1], causal, pool);
                 for (dvi = 0; dvi < 2; ++dvi)
                   test_random(var, L, m, ds[di], dvs[dvi], Hs[hi][0], Hs[hi][1], causal, pool);
@@ -1033,9 +1052,9 @@ int main(void) {
   }
   /* LOGSPARSE (m unused). */
   hand_cases_logsparse();
-  test_logsparse_pow2_plus_one();
-  {
+  if (test_name_selected(logsparse_var.filter_name)) {
     static const int Lls[] = {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65};
+    test_logsparse_pow2_plus_one();
     for (li = 0; li < (int)(sizeof(Lls) / sizeof(Lls[0])); ++li)
       for (di = 0; di < 2; ++di)
         for (hi = 0; hi < 2; ++hi)
@@ -1051,6 +1070,5 @@ int main(void) {
             }
   }
   printf("kernels: none (this program checks the float64 reference itself)\n");
-  printf("%d passed, %d failed\n", n_pass, n_fail);
-  return n_fail != 0;
+  return test_summary_end(n_pass, n_fail);
 }

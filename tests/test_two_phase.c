@@ -5,19 +5,16 @@
 #define COMBINER_IMPLEMENTATION
 #include "test_common.h"
 
-static const combiner_kind kinds[] = {COMBINER_FIXED, COMBINER_AXIAL, COMBINER_AXIAL,
-                                      COMBINER_MIXTURE, COMBINER_MIXTURE, COMBINER_DENSE,
-                                      COMBINER_LOGSPARSE};
-
 typedef struct two_phase_run {
   float *keys, *values;
   combiner_summary_info info;
 } two_phase_run;
 
-static combiner_config make_config(int which, int L, int block, int causal, int d, int H, int Hkv) {
-  combiner_config cfg = test_config(kinds[which], L, d, H, Hkv, block, causal);
-  if (which == 2) cfg.axial_key = COMBINER_AXIAL_KEY_SELF;
-  if (which == 4) cfg.mixture_norm = COMBINER_MIXTURE_AVERAGE;
+static combiner_config make_config(const test_variant *var, int L, int block, int causal, int d, int H,
+                                   int Hkv) {
+  combiner_config cfg = test_config(var->kind, L, d, H, Hkv, block, causal);
+  cfg.axial_key = var->key;
+  cfg.mixture_norm = var->norm;
   cfg.pool = (combiner_pool)(block % 2);
   cfg.value_dim = d + 1;
   return cfg;
@@ -52,9 +49,9 @@ static void combine(const combiner_config *cfg, const test_tensor *q, const test
   free(work);
 }
 
-static void equals_one_call(int which, int L, int block, int causal, test_rng *rng) {
+static void equals_one_call(const test_variant *var, int L, int block, int causal, test_rng *rng) {
   int d = 6, H = 4, Hkv = 2;
-  combiner_config cfg = make_config(which, L, block, causal, d, H, Hkv);
+  combiner_config cfg = make_config(var, L, block, causal, d, H, Hkv);
   test_tensor q = test_tensor_make(L, H, d, LAYOUT_PADDED);
   test_tensor k = test_tensor_make(L, Hkv, d, LAYOUT_TOKEN_MAJOR);
   test_tensor v = test_tensor_make(L, Hkv, d + 1, LAYOUT_HEAD_MAJOR);
@@ -69,8 +66,8 @@ static void equals_one_call(int which, int L, int block, int causal, test_rng *r
         "one call");
   r = summarize(&cfg, &q, &k, &v);
   combine(&cfg, &q, &k, &v, &r, &o2);
-  CHECK(test_same_rows(&o1, &o2, L), "kind %s causal=%d L=%d block=%d: two-phase != one-call",
-        combiner_kind_string(cfg.kind), causal, L, block);
+  CHECK(test_same_rows(&o1, &o2, L), "%s causal=%d L=%d block=%d: two-phase != one-call",
+        var->name, causal, L, block);
   free(r.keys); free(r.values); free(work);
   test_tensor_free(&q); test_tensor_free(&k); test_tensor_free(&v);
   test_tensor_free(&o1); test_tensor_free(&o2);
@@ -116,36 +113,39 @@ static void caller_keys(int L, int block, int causal, combiner_pool pool, test_r
 
 /* Summary counts follow combiner_summary_info's table. */
 static void summary_counts(void) {
+  /* each check runs when its config's variant is selected */
+#define COUNT_CHECK(...) do { if (test_config_selected(&cfg)) CHECK(__VA_ARGS__); } while (0)
   combiner_config cfg = test_config(COMBINER_FIXED, 10, 4, 2, 1, 3, 1);
   combiner_summary_info info;
-  CHECK(combiner_query_summaries(&cfg, &info) == COMBINER_OK && info.count == 4, "fixed: n blocks");
+  COUNT_CHECK(combiner_query_summaries(&cfg, &info) == COMBINER_OK && info.count == 4, "fixed: n blocks");
   cfg.kind = COMBINER_AXIAL;
-  CHECK(combiner_query_summaries(&cfg, &info) == COMBINER_OK && info.count == 10, "axial causal: L");
+  COUNT_CHECK(combiner_query_summaries(&cfg, &info) == COMBINER_OK && info.count == 10, "axial causal: L");
   cfg.causal = 0;
-  CHECK(combiner_query_summaries(&cfg, &info) == COMBINER_OK && info.count == 11,
-        "axial bidirectional, short last row: L + 1");
+  COUNT_CHECK(combiner_query_summaries(&cfg, &info) == COMBINER_OK && info.count == 11,
+              "axial bidirectional, short last row: L + 1");
   cfg.block = 5;
-  CHECK(combiner_query_summaries(&cfg, &info) == COMBINER_OK && info.count == 10,
-        "axial bidirectional, full rows: L");
+  COUNT_CHECK(combiner_query_summaries(&cfg, &info) == COMBINER_OK && info.count == 10,
+              "axial bidirectional, full rows: L");
   cfg.block = 12;
-  CHECK(combiner_query_summaries(&cfg, &info) == COMBINER_OK && info.count == 10,
-        "axial bidirectional, one row (block > L): L, no short-row entry");
+  COUNT_CHECK(combiner_query_summaries(&cfg, &info) == COMBINER_OK && info.count == 10,
+              "axial bidirectional, one row (block > L): L, no short-row entry");
   cfg.block = 5;
   cfg.kind = COMBINER_MIXTURE;
-  CHECK(combiner_query_summaries(&cfg, &info) == COMBINER_OK && info.count == 40 &&
-        info.sections == 4 && info.key_floats == 2u * 40 * 4, "mixture bidirectional: 4L");
+  COUNT_CHECK(combiner_query_summaries(&cfg, &info) == COMBINER_OK && info.count == 40 &&
+              info.sections == 4 && info.key_floats == 2u * 40 * 4, "mixture bidirectional: 4L");
   cfg.causal = 1;
-  CHECK(combiner_query_summaries(&cfg, &info) == COMBINER_OK && info.count == 30, "mixture causal: 3L");
+  COUNT_CHECK(combiner_query_summaries(&cfg, &info) == COMBINER_OK && info.count == 30, "mixture causal: 3L");
   cfg.kind = COMBINER_DENSE;
-  CHECK(combiner_query_summaries(&cfg, &info) == COMBINER_OK && info.count == 0, "dense: none");
+  COUNT_CHECK(combiner_query_summaries(&cfg, &info) == COMBINER_OK && info.count == 0, "dense: none");
   cfg.kind = COMBINER_LOGSPARSE;    /* L = 10: floor(10/2) + floor(10/4) + floor(10/8) = 8 */
-  CHECK(combiner_query_summaries(&cfg, &info) == COMBINER_OK && info.count == 8 && info.sections == 1,
-        "logsparse causal: 8 aligned blocks");
+  COUNT_CHECK(combiner_query_summaries(&cfg, &info) == COMBINER_OK && info.count == 8 && info.sections == 1,
+              "logsparse causal: 8 aligned blocks");
   cfg.causal = 0;
-  CHECK(combiner_query_summaries(&cfg, &info) == COMBINER_OK && info.count == 16 && info.sections == 2,
-        "logsparse bidirectional: start- and end-aligned");
+  COUNT_CHECK(combiner_query_summaries(&cfg, &info) == COMBINER_OK && info.count == 16 && info.sections == 2,
+              "logsparse bidirectional: start- and end-aligned");
   cfg.seq_len = 1;
-  CHECK(combiner_query_summaries(&cfg, &info) == COMBINER_OK && info.count == 0, "logsparse L=1: none");
+  COUNT_CHECK(combiner_query_summaries(&cfg, &info) == COMBINER_OK && info.count == 0, "logsparse L=1: none");
+#undef COUNT_CHECK
 }
 
 /* The workspace formula the README states, recomputed here. */
@@ -168,6 +168,7 @@ static void workspace_formula(void) {
         cfg.value_dim = (int)dv;
         cfg.num_threads = (int)T;
         cfg.mixture_norm = avg ? COMBINER_MIXTURE_AVERAGE : COMBINER_MIXTURE_JOINT;
+        if (!test_config_selected(&cfg)) continue;
         CHECK(combiner_query_summaries(&cfg, &info) == COMBINER_OK, "query");
         sets = wkinds[ki] == COMBINER_AXIAL ? 1 : wkinds[ki] == COMBINER_MIXTURE ? (avg ? 2 : 1) : 0;
         scratch = r16(d * 64) + 2 * r16(64 * 64) + r16(64 * d) + r16(2 * d) + r16(64 * d) +
@@ -200,6 +201,7 @@ static void header_scratch_statement(void) {
           const size_t header = 4 * (size_t)(192 * (d + dv) + 16 * ((d + 7) / 8) + 8832);
           size_t one, two, five;
           cfg.value_dim = dv;
+          if (!test_config_selected(&cfg)) continue;
           one = combiner_part_workspace_size(&cfg, 1);
           two = combiner_part_workspace_size(&cfg, 2);
           five = combiner_part_workspace_size(&cfg, 5);
@@ -214,19 +216,23 @@ int main(void) {
   static const int lengths[] = {1, 7, 61, 64};
   static const int blocks[] = {3, 8, 0, 100};
   test_rng rng = {4242};
+  const test_variant *var;
   size_t li, bi;
-  int which, causal, pool;
+  int causal, pool;
   summary_counts();
   workspace_formula();
   header_scratch_statement();
-  for (which = 0; which < 7; ++which)
+  TEST_FOR_EACH_VARIANT(var)
+    if (test_variant_selected(var))
+      for (causal = 0; causal < 2; ++causal)
+        for (li = 0; li < 4; ++li)
+          for (bi = 0; bi < 4; ++bi) equals_one_call(var, lengths[li], blocks[bi], causal, &rng);
+  /* Axial's summary keys (computed with WSUM) replaced by the caller's */
+  if (test_variant_selected(test_variant_named("axial-wsum")))
     for (causal = 0; causal < 2; ++causal)
-      for (li = 0; li < 4; ++li)
-        for (bi = 0; bi < 4; ++bi) equals_one_call(which, lengths[li], blocks[bi], causal, &rng);
-  for (causal = 0; causal < 2; ++causal)
-    for (pool = 0; pool < 2; ++pool)
-      for (li = 0; li < 4; ++li)
-        for (bi = 0; bi < 4; ++bi)
-          caller_keys(lengths[li], blocks[bi], causal, (combiner_pool)pool, &rng);
+      for (pool = 0; pool < 2; ++pool)
+        for (li = 0; li < 4; ++li)
+          for (bi = 0; bi < 4; ++bi)
+            caller_keys(lengths[li], blocks[bi], causal, (combiner_pool)pool, &rng);
   return TEST_SUMMARY();
 }
