@@ -830,9 +830,9 @@ static combiner_status combiner__layout(const combiner__problem *p, int with_sum
  *   tiles: 6*NV accumulators + NV + 1 must fit the register file),
  *   combiner__vf, combiner__vm and the operations of the AVX2 section, with
  *   the same semantics: vmax(a, b) = a > b ? a : b per lane (so a NaN in
- *   either gives b), vexp as combiner__exp (same reduction and polynomial;
- *   0 below -87, NaN stays NaN), vloadn / vstoren touch only lanes < n, and
- *   vhsum adds lanes 0..VL-1 in order. Then add its detection at the top of
+ *   either gives b), vround to nearest (ties to even), vscale2n(y, n) =
+ *   y * 2^n for integral n, vloadn / vstoren touch only lanes < n. vexp and
+ *   vhsum are built on them, once. Then add its detection at the top of
  *   the implementation, a name in combiner_kernel_name, and a build of the
  *   suite on it to `make test`. Optional extras (a register transpose for
  *   the query pack, a 16-key score reduction) are ISA-specific speedups
@@ -867,23 +867,12 @@ static combiner__vm combiner__vm_or(combiner__vm a, combiner__vm b) { return (co
 static int combiner__vm_any(combiner__vm a) { return a != 0; }
 static combiner__vf combiner__vblend(combiner__vm m, combiner__vf a, combiner__vf b) { return _mm512_mask_blend_ps(m, a, b); }
 
-/* e^x as combiner__exp, 16 lanes: scalef builds 2^n */
-static combiner__vf combiner__vexp(combiner__vf x) {
-  const __m512 lo = _mm512_set1_ps(-87.0f);
-  __m512 xc = _mm512_mask_max_ps(x, 0xFFFF, lo, x);   /* NaN in x stays NaN */
-  __m512 t = _mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f));
-  __m512 n = _mm512_mask_roundscale_ps(t, 0xFFFF, t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
-  __m512 y = _mm512_set1_ps(1.9875691500e-4f);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.3981999507e-3f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(8.3334519073e-3f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.1665795894e-2f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.6666665459e-1f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(5.0000001201e-1f));
-  y = _mm512_fmadd_ps(y, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-  y = _mm512_mask_scalef_ps(y, 0xFFFF, y, n);
-  return _mm512_maskz_mov_ps(~_mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ), y);   /* 0 below -87 */
+static combiner__vm combiner__vm_lt(combiner__vf a, combiner__vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
+static combiner__vf combiner__vround(combiner__vf a) {   /* to nearest, ties to even */
+  return _mm512_mask_roundscale_ps(a, 0xFFFF, a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+static combiner__vf combiner__vscale2n(combiner__vf y, combiner__vf n) {   /* y * 2^n, n integral */
+  return _mm512_mask_scalef_ps(y, 0xFFFF, y, n);
 }
 
 /* dst[r][c] = scale * src[c][r] for a 16 x 16 block (rows `ss` / `ds` floats
@@ -988,27 +977,16 @@ static combiner__vm combiner__vm_or(combiner__vm a, combiner__vm b) { return _mm
 static int combiner__vm_any(combiner__vm a) { return _mm256_movemask_ps(a) != 0; }
 static combiner__vf combiner__vblend(combiner__vm m, combiner__vf a, combiner__vf b) { return _mm256_blendv_ps(a, b, m); }
 
-/* e^x as combiner__exp, 8 lanes; 2^n built in the exponent bits (x >= -87
- * keeps n >= -126, a normal float). */
-static combiner__vf combiner__vexp(combiner__vf x) {
-  const __m256 lo = _mm256_set1_ps(-87.0f);
-  __m256 xc = _mm256_max_ps(lo, x);                    /* NaN in x stays NaN */
-  __m256 t = _mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f));
-  __m256 n = _mm256_min_ps(_mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
-                           _mm256_set1_ps(127.0f));
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), xc);
-  __m256 y = _mm256_set1_ps(1.9875691500e-4f);
-  __m256i e;
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
-  y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-  e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  y = _mm256_mul_ps(y, _mm256_castsi256_ps(e));
-  return _mm256_andnot_ps(_mm256_cmp_ps(x, lo, _CMP_LT_OQ), y);   /* 0 below -87 */
+static combiner__vm combiner__vm_lt(combiner__vf a, combiner__vf b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
+static combiner__vf combiner__vround(combiner__vf a) {   /* to nearest, ties to even */
+  return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+/* y * 2^n for integral n in [-126, 127] (vexp's range): 2^n built in the
+ * exponent bits */
+static combiner__vf combiner__vscale2n(combiner__vf y, combiner__vf n) {
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(_mm256_min_ps(n, _mm256_set1_ps(127.0f))),
+                                                       _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
 }
 
 #elif defined(COMBINER__NEON)
@@ -1054,31 +1032,38 @@ static combiner__vm combiner__vm_or(combiner__vm a, combiner__vm b) { return vor
 static int combiner__vm_any(combiner__vm a) { return vmaxvq_u32(a) != 0; }
 static combiner__vf combiner__vblend(combiner__vm m, combiner__vf a, combiner__vf b) { return vbslq_f32(m, b, a); }
 
-/* e^x as combiner__exp, 4 lanes; 2^n built in the exponent bits (x >= -87
- * keeps n >= -126, a normal float). */
-static combiner__vf combiner__vexp(combiner__vf x) {
-  const float32x4_t lo = vdupq_n_f32(-87.0f);
-  const float32x4_t xc = vbslq_f32(vcltq_f32(x, lo), lo, x);   /* NaN in x stays NaN */
-  const float32x4_t n = vminq_f32(vrndnq_f32(vmulq_f32(xc, vdupq_n_f32(1.44269504088896341f))),
-                                  vdupq_n_f32(127.0f));
-  float32x4_t r = vfmsq_f32(xc, n, vdupq_n_f32(0.693359375f));
-  float32x4_t y = vdupq_n_f32(1.9875691500e-4f);
-  int32x4_t e;
-  r = vfmsq_f32(r, n, vdupq_n_f32(-2.12194440e-4f));
-  y = vfmaq_f32(vdupq_n_f32(1.3981999507e-3f), y, r);
-  y = vfmaq_f32(vdupq_n_f32(8.3334519073e-3f), y, r);
-  y = vfmaq_f32(vdupq_n_f32(4.1665795894e-2f), y, r);
-  y = vfmaq_f32(vdupq_n_f32(1.6666665459e-1f), y, r);
-  y = vfmaq_f32(vdupq_n_f32(5.0000001201e-1f), y, r);
-  y = vfmaq_f32(vaddq_f32(r, vdupq_n_f32(1.0f)), y, vmulq_f32(r, r));
-  e = vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23);
-  y = vmulq_f32(y, vreinterpretq_f32_s32(e));
-  return vbslq_f32(vcltq_f32(x, lo), vdupq_n_f32(0.0f), y);   /* 0 below -87 */
+static combiner__vm combiner__vm_lt(combiner__vf a, combiner__vf b) { return vcltq_f32(a, b); }
+static combiner__vf combiner__vround(combiner__vf a) { return vrndnq_f32(a); }   /* to nearest, ties to even */
+/* y * 2^n for integral n in [-126, 127] (vexp's range): 2^n built in the
+ * exponent bits */
+static combiner__vf combiner__vscale2n(combiner__vf y, combiner__vf n) {
+  const int32x4_t e = vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(vminq_f32(n, vdupq_n_f32(127.0f))), vdupq_n_s32(127)), 23);
+  return vmulq_f32(y, vreinterpretq_f32_s32(e));
 }
 #endif
 
 #if defined(COMBINER__AVX512) || defined(COMBINER__AVX2) || defined(COMBINER__NEON)
 #  define COMBINER__VEC 1
+/* e^x as combiner__exp, VL lanes: the same Cody-Waite reduction and Cephes
+ * polynomial; 0 below -87 (a masked -inf gives 0), NaN stays NaN (vmax
+ * keeps it, and every later step carries it). */
+static combiner__vf combiner__vexp(combiner__vf x) {
+  const combiner__vf lo = combiner__vset1(-87.0f);
+  const combiner__vf xc = combiner__vmax(lo, x);
+  const combiner__vf n = combiner__vround(combiner__vmul(xc, combiner__vset1(1.44269504088896341f)));
+  combiner__vf r = combiner__vfma(n, combiner__vset1(-0.693359375f), xc);
+  combiner__vf y = combiner__vset1(1.9875691500e-4f);
+  r = combiner__vfma(n, combiner__vset1(2.12194440e-4f), r);
+  y = combiner__vfma(y, r, combiner__vset1(1.3981999507e-3f));
+  y = combiner__vfma(y, r, combiner__vset1(8.3334519073e-3f));
+  y = combiner__vfma(y, r, combiner__vset1(4.1665795894e-2f));
+  y = combiner__vfma(y, r, combiner__vset1(1.6666665459e-1f));
+  y = combiner__vfma(y, r, combiner__vset1(5.0000001201e-1f));
+  y = combiner__vfma(y, combiner__vmul(r, r), combiner__vadd(r, combiner__vset1(1.0f)));
+  y = combiner__vscale2n(y, n);
+  return combiner__vblend(combiner__vm_lt(x, lo), y, combiner__vzero());   /* 0 below -87 */
+}
+
 /* Horizontal sum, lanes 0..VL-1 in order (through memory: gcc 12's own
  * reduce intrinsics trip its -Wmaybe-uninitialized in C++). */
 static float combiner__vhsum(combiner__vf a) {
