@@ -415,24 +415,31 @@ COMBINER_API combiner_status combiner_cache_config(const combiner_cache *cache, 
 #define COMBINER_IMPLEMENTATION_INCLUDED
 
 /* MAP OF THE IMPLEMENTATION (grep the markers; each section may call the ones
- * above it, never below)
+ * above it, never below, except the few per-kind questions that >>config and
+ * >>workspace declare ahead and >>kinds answers)
  *   >>config        validation, defaults resolved in one place (combiner__resolve),
- *                   the model's block, abstractions per head
+ *                   the model's block
  *   >>workspace     one layout function for the size queries and the kernels
  *   >>isa           the vector layer: >>isa-avx512, >>isa-avx2, >>isa-neon define
  *                   the same operations; the only intrinsics in the file
  *   >>primitives    pooling, exp, softmax states, the attention tile (scores,
  *                   softmax of a chunk, P.V) on the vector layer or portable C
  *   >>single-query  one query against a sequence; region summaries
- *   >>units         the context of a call, threads, denormals, rows of tensors
+ *   >>units         the context of a call, threads, denormals, rows of tensors,
+ *                   the decode job, and combiner__kind_ops: what a kind is
  *   >>dense >>fixed >>axial >>mixture >>logsparse
- *                   one section per factorization: its work units
- *   >>dispatch      the steps of a call per kind
- *   >>cache         the decode cache: triggers and per-query gathers per kind
- *   >>introspection support map (the partitions of SPEC 3-5b) and the matrix
- *   >>api           the public functions (FLOP counts from the partitions)
- * Every place a kind's math lives carries its marker: `grep '>>mixture'`
- * finds its section and each per-kind line of the others.
+ *                   one section per factorization, all of it: the partition
+ *                   (entries per head, support map, terms per query for the
+ *                   FLOP count), the prefill units and steps, the decode
+ *                   cache's triggers and per-query terms, its cache layout;
+ *                   one combiner__kind_ops at the end
+ *   >>kinds         the table: kind -> its ops (the only switch on the kind)
+ *   >>dispatch      runs a call's steps; buffer checks, workspace
+ *   >>cache         the decode cache, kind-blind: storage, appends, threads
+ *   >>introspection support map and the effective matrix
+ *   >>api           the public functions
+ * ADDING A KIND: a section like >>fixed and one row in >>kinds (and its enum
+ * value, name and COMBINER_NO_ switch in the declarations).
  *
  * GLOSSARY: the units of work
  *   call      one public entry (combiner_attention, an append, ...)
@@ -613,40 +620,14 @@ static int combiner__model_block(const combiner_config *cfg) {
   return cfg->seq_len >= 1 ? combiner__ceil_sqrt(cfg->seq_len) : 0;
 }
 
-/* Whether a kind's math depends on the block (DENSE and LOGSPARSE ignore it). */
-static int combiner__kind_has_blocks(int kind) {
-  return kind == COMBINER_FIXED || kind == COMBINER_AXIAL || kind == COMBINER_MIXTURE;
-}
 
-static int combiner__kind_compiled(int kind) {
-  return (kind == COMBINER_FIXED && COMBINER__HAS_FIXED) ||  /* >>fixed */
-         (kind == COMBINER_AXIAL && COMBINER__HAS_AXIAL) ||  /* >>axial */
-         (kind == COMBINER_MIXTURE && COMBINER__HAS_MIXTURE) ||  /* >>mixture */
-         (kind == COMBINER_DENSE && COMBINER__HAS_DENSE) ||  /* >>dense */
-         (kind == COMBINER_LOGSPARSE && COMBINER__HAS_LOGSPARSE);  /* >>logsparse */
-}
-
-/* Abstractions per query head: see combiner_summary_info. */
-static int combiner__summary_count(combiner__problem *p) {
-  size_t L = (size_t)p->L;
-  switch (p->kind) {
-    case COMBINER_FIXED: p->sections = 1; p->count = (size_t)p->n; return 1;  /* >>fixed */
-    case COMBINER_AXIAL:  /* >>axial */
-      p->sections = 1;
-      p->count = L + ((!p->causal && p->last != p->m && p->n > 1) ? 1u : 0u);
-      return 1;
-    case COMBINER_MIXTURE:  /* >>mixture */
-      p->sections = p->causal ? 3 : 4;
-      return combiner__mul(L, (size_t)p->sections, &p->count);
-    case COMBINER_LOGSPARSE: {          /* >>logsparse: floor(L/2) + floor(L/4) + ... per section */
-      size_t per = 0, s = L;
-      while (s >>= 1) per += s;
-      p->sections = p->causal ? 1 : 2;
-      return combiner__mul(per, (size_t)p->sections, &p->count);
-    }
-    default: p->sections = 0; p->count = 0; return 1;
-  }
-}
+/* What depends on the kind lives in its section (>>dense .. >>logsparse),
+ * reached through the table in >>kinds; the calls that come before it: */
+static int combiner__kind_has_blocks(int kind);
+static int combiner__kind_compiled(int kind);
+static int combiner__summary_count(combiner__problem *p);   /* 0: overflow */
+static int combiner__state_sets(const combiner__problem *p);
+static double combiner__kind_terms(const combiner__problem *p, double len);
 
 /* The one place where defaults are resolved and the config is validated. */
 static combiner_status combiner__resolve(const combiner_config *cfg, combiner__problem *p) {
@@ -754,14 +735,6 @@ static size_t combiner__scratch_parts(const combiner__problem *p, combiner__scra
     if (n < parts[i] || !combiner__add(off, n, &off)) return 0;
   }
   return off;
-}
-
-/* Softmax state sets kept across passes (Axial, Mixture): per query max,
- * sum and unnormalized output, [set][H][L] and [set][H][L][dv]. */
-static int combiner__state_sets(const combiner__problem *p) {
-  if (p->kind == COMBINER_AXIAL) return 1;  /* >>axial */
-  if (p->kind == COMBINER_MIXTURE) return p->mixture_norm == COMBINER_MIXTURE_AVERAGE ? 2 : 1;  /* >>mixture */
-  return 0;
 }
 
 typedef struct combiner__workspace {
@@ -1849,12 +1822,10 @@ typedef struct combiner__ctx {
 typedef void (*combiner__unit_fn)(const combiner__ctx *c, ptrdiff_t unit, const combiner__scratch *sc);
 
 /* Starting a thread team costs microseconds, and far more when cores are
- * oversubscribed; below ~1e5 multiply-adds (L*H*(m+n)*d) one thread is
- * faster. The result does not depend on this choice. */
+ * oversubscribed; below ~1e5 multiply-adds (L * H * terms per query * d)
+ * one thread is faster. The result does not depend on this choice. */
 COMBINER__SHARED int combiner__worth_threads(const combiner__problem *p) {
-  double work = (double)p->L * p->H * ((double)p->m + p->n) * ((double)p->d + p->dv);
-  if (p->kind == COMBINER_DENSE) work = (double)p->L * p->L * p->H * ((double)p->d + p->dv);  /* >>dense */
-  return work >= 1e5;
+  return (double)p->L * p->H * combiner__kind_terms(p, p->L) * ((double)p->d + p->dv) >= 1e5;
 }
 
 /* Denormals: on x86 a float below FLT_MIN costs a microcode assist per
@@ -2064,10 +2035,149 @@ COMBINER__SHARED void combiner__attend_own_row(const combiner__ctx *c, const com
   combiner__attend(p, sc, t->nq, &ks, &vs, p->causal ? COMBINER__CAUSAL : COMBINER__ALL, t->q0, st);
 }
 
+/* The steps of a call. Each is a set of independent units (any thread, any
+ * order, same bits); a step needs the previous one complete. A kind with
+ * abstractions computes them in step 0. */
+typedef struct combiner__step {
+  combiner__unit_fn fn;
+  ptrdiff_t units;
+} combiner__step;
+
+#define COMBINER__MAX_STEPS 3
+
+/* Prefill steps by shape: (head, row, tile of its cells) and (head,
+ * column, tile of its rows). */
+COMBINER__SHARED ptrdiff_t combiner__row_tiles(const combiner__problem *p) {
+  return (ptrdiff_t)p->H * p->n * combiner__tiles(combiner__cols(p));
+}
+COMBINER__SHARED ptrdiff_t combiner__col_tiles(const combiner__problem *p) {
+  return (ptrdiff_t)p->H * combiner__cols(p) * combiner__tiles(p->n);
+}
+
+/* The block partition Fixed and Axial share (Axial's rows are Fixed's
+ * blocks): the own block direct, every other (causal: earlier) block t
+ * through one summary, region 1 + t. */
+COMBINER__SHARED int combiner__blocks_support(const combiner__problem *p, int plan, ptrdiff_t i, ptrdiff_t j) {
+  const ptrdiff_t s = i / p->m, t = j / p->m;
+  (void)plan;
+  return s == t ? 0 : 1 + (int)t;
+}
+
+COMBINER__SHARED double combiner__blocks_query_terms(const combiner__problem *p, int r, int u) {
+  return p->causal ? (double)(u + 1) + r : (double)combiner__row_len(p, r) + (p->n - 1);
+}
+
+COMBINER__SHARED int combiner__no_summaries(combiner__problem *p) {
+  p->sections = 0;
+  p->count = 0;
+  return 1;
+}
+
+/* ---- the decode job: what a kind's cache functions see ------------------ */
+
+/* Storage of a cache (see combiner__cache_plan): K, V, Q head-major
+ * [head][position][width], so a head's row or block is contiguous. Axial's
+ * entries and Mixture's row regions are column-major (entry of cell (t, u)
+ * at u*n + t: the entries a query reads are contiguous), and Mixture keeps
+ * column-major copies of K, V and Q ([head][column][row][width]) for its
+ * column terms. */
+typedef struct combiner__cache_job {
+  combiner__ctx c;         /* p, q, k, v, keys and values of the cache */
+  float *kc, *vc, *qc;     /* Mixture's column-major copies */
+  ptrdiff_t section;       /* entries per head and section */
+  ptrdiff_t first, count;  /* the appended positions */
+  ptrdiff_t triggered;     /* positions below this skip their triggers */
+  float *out;
+  combiner__tensor o;
+  const float *q;          /* the caller's queries (DENSE reads them there) */
+  combiner__tensor tq;
+} combiner__cache_job;
+
+static float *combiner__cache_out(const combiner__cache_job *jb, ptrdiff_t i, int h) {
+  return jb->out + (i - jb->first) * jb->o.ts + (ptrdiff_t)h * jb->o.hs;
+}
+
+/* Row t of column u of head `head` in a column-major copy of width w. */
+COMBINER__SHARED float *combiner__colrow(const combiner__cache_job *jb, float *base, int head, ptrdiff_t u, ptrdiff_t t, int w) {
+  const combiner__problem *p = jb->c.p;
+  return base + (((ptrdiff_t)head * combiner__cols(p) + u) * p->n + t) * w;
+}
+
+/* st += summary entries first, first+step, ... (count of them) of head h */
+COMBINER__SHARED void combiner__dsummaries(const combiner__ctx *c, const combiner__scratch *sc, const float *q, int h,
+                                 ptrdiff_t first, ptrdiff_t step, ptrdiff_t count, combiner__single_state *st) {
+  combiner__seq ks, vs;
+  if (count <= 0) return;
+  ks = combiner__seq_of(combiner__skey(c, h, first), step * c->p->d, (int)count);
+  vs = combiner__seq_of(combiner__sval(c, h, first), step * c->p->dv, (int)count);
+  combiner__single_query_attend(c->p, q, &ks, &vs, st, sc->s);
+}
+
+/* st += the keys of kv head g at positions first .. first+count-1 */
+COMBINER__SHARED void combiner__ddirect(const combiner__ctx *c, const combiner__scratch *sc, const float *q, int g,
+                              ptrdiff_t first, ptrdiff_t count, combiner__single_state *st) {
+  combiner__seq ks, vs;
+  if (count <= 0) return;
+  ks = combiner__keys(c, g, first, 1, (int)count);
+  vs = combiner__values(c, g, first, 1, (int)count);
+  combiner__single_query_attend(c->p, q, &ks, &vs, st, sc->s);
+}
+
+/* ---- a factorization, as the rest of the library sees it ---------------- */
+
+/* A kind: its partition (SPEC 3-5b: sizes, support map, FLOP counts) and
+ * its kernels. */
+typedef struct combiner__kind_ops {
+  int has_blocks;                 /* the math depends on the block m */
+  int (*count)(combiner__problem *p);   /* p->sections, p->count; 0 on overflow */
+  /* region of key j for query i (j <= i when causal): 0 direct, else a summary */
+  int (*support)(const combiner__problem *p, int plan, ptrdiff_t i, ptrdiff_t j);
+  /* terms query (row r, column u) attends */
+  double (*query_terms)(const combiner__problem *p, int r, int u);
+  /* terms of the summaries, and extra multiply-adds (NULL: none) */
+  double (*summary_terms)(const combiner__problem *p, double *extra);
+  /* terms a token touches per head at length len, roughly: thread choice */
+  double (*terms)(const combiner__problem *p, double len);
+  int (*state_sets)(const combiner__problem *p);   /* across passes (NULL: none) */
+  /* the decode cache: entries indexed by cell (u*n + t), sections of them,
+   * whether past queries and column-major copies of Q, K, V are kept, and
+   * whether a position's triggers read the position itself */
+  int cache_by_cell, cache_sections, cache_queries, cache_columns, trigger_reads_self;
+  /* the kernels: the steps of a call (one_call: combiner_attention, which
+   * may fuse), and optionally a whole one-call run in another shape (0 when
+   * it declines) */
+  int (*steps)(const combiner__problem *p, int one_call, combiner__step *s);
+  int (*whole)(const combiner__ctx *c);
+  /* decode: the abstractions position i is the first to need, from
+   * positions <= i only, so a truncated cache recomputes exactly those whose
+   * trigger comes again and the split into appends changes nothing (NULL:
+   * none); query (i, h)'s terms folded into st, q scaled (1: it wrote the
+   * output itself); or instead by kv head, every query head of kv head g
+   * (GQA reads a key once) */
+  void (*cache_trigger)(const combiner__cache_job *jb, const combiner__scratch *sc, int h, ptrdiff_t i);
+  int (*cache_query)(const combiner__cache_job *jb, const combiner__scratch *sc, int h, ptrdiff_t i,
+                     const float *q, combiner__single_state *st);
+  void (*cache_group)(const combiner__cache_job *jb, const combiner__scratch *sc, int g, ptrdiff_t i);
+} combiner__kind_ops;
+
 /* ------------------------------------------------------------------------ */
 /* >>dense: exact softmax attention                                        */
 /* ------------------------------------------------------------------------ */
 #if COMBINER__HAS_DENSE
+
+/* The partition: every key direct, no summaries. */
+static int combiner__dense_support(const combiner__problem *p, int plan, ptrdiff_t i, ptrdiff_t j) {
+  (void)p; (void)plan; (void)i; (void)j;
+  return 0;
+}
+
+static double combiner__dense_query_terms(const combiner__problem *p, int r, int u) {
+  const double i = (double)r * p->m + u;
+  return p->causal ? i + 1 : (double)p->L;
+}
+
+static double combiner__dense_terms(const combiner__problem *p, double len) { (void)p; return len; }
+
 
 /* Unit (head h, tile of BQ queries): flash-style over all keys, causal tiles
  * past the diagonal never touched. */
@@ -2086,12 +2196,69 @@ static void combiner__dense_unit(const combiner__ctx *c, ptrdiff_t unit, const c
   combiner__states_finish(&st, nq, p->dv, combiner__out(c, q0, h), p->o.ts);
 }
 
+static int combiner__dense_steps(const combiner__problem *p, int one_call, combiner__step *s) {
+  (void)one_call;
+  s[0].fn = combiner__dense_unit;
+  s[0].units = (ptrdiff_t)p->H * combiner__tiles(p->L);
+  return 1;
+}
+
+/* Dense decode of position i for every query head of kv head g: each chunk
+ * of 64 keys is read once for the whole group (GQA), up to 64 heads at once. */
+static void combiner__dense_cache_group(const combiner__cache_job *jb, const combiner__scratch *sc, int g, ptrdiff_t i) {
+  const combiner__ctx *c = &jb->c;
+  const combiner__problem *p = c->p;
+  combiner__single_state st[COMBINER__BQ];
+  int h0, b, nb;
+  for (h0 = 0; h0 < p->group; h0 += nb) {
+    ptrdiff_t j0;
+    nb = p->group - h0 < COMBINER__BQ ? p->group - h0 : COMBINER__BQ;
+    for (b = 0; b < nb; ++b) {
+      combiner__scaled_copy(sc->qbuf + (ptrdiff_t)b * p->d,
+                            jb->q + (i - jb->first) * jb->tq.ts + (ptrdiff_t)(g * p->group + h0 + b) * jb->tq.hs,
+                            p->scale, p->d);
+      combiner__single_state_begin(&st[b], sc->tile[0] + (ptrdiff_t)b * p->dv, NULL, p->dv, p->d);
+    }
+    for (j0 = 0; j0 <= i; j0 += COMBINER__CHUNK) {
+      const int nk = i + 1 - j0 < COMBINER__CHUNK ? (int)(i + 1 - j0) : COMBINER__CHUNK;
+      combiner__seq ks = combiner__keys(c, g, j0, 1, nk), vs = combiner__values(c, g, j0, 1, nk);
+      for (b = 0; b < nb; ++b) combiner__single_query_attend(p, sc->qbuf + (ptrdiff_t)b * p->d, &ks, &vs, &st[b], sc->s);
+    }
+    for (b = 0; b < nb; ++b) combiner__single_state_finish(&st[b], combiner__cache_out(jb, i, g * p->group + h0 + b), p->dv);
+  }
+}
+
+static const combiner__kind_ops combiner__dense_ops = {
+  0, combiner__no_summaries, combiner__dense_support, combiner__dense_query_terms,   /* partition */
+  NULL, combiner__dense_terms, NULL,
+  0, 1, 0, 0, 0,   /* cache layout */
+  combiner__dense_steps, NULL,   /* prefill */
+  NULL, NULL, combiner__dense_cache_group   /* decode */
+};
+
 #endif
 
 /* ------------------------------------------------------------------------ */
 /* >>fixed: Combiner-Fixed (SPEC 3)                                        */
 /* ------------------------------------------------------------------------ */
 #if COMBINER__HAS_FIXED
+
+/* The partition: blocks of m positions; a query attends its own block
+ * (causal: up to itself) and one abstraction per other (causal: earlier)
+ * block, entry t for block t. */
+static int combiner__fixed_count(combiner__problem *p) {
+  p->sections = 1;
+  p->count = (size_t)p->n;
+  return 1;
+}
+
+static double combiner__fixed_summary_terms(const combiner__problem *p, double *extra) {
+  *extra = 0.0;
+  return (double)p->L;          /* each block's pooled query attends the block */
+}
+
+static double combiner__fixed_terms(const combiner__problem *p, double len) { (void)len; return (double)p->m + p->n; }
+
 
 /* Unit (block t), every head: K̂_t = pool(k over t), V̂_t = att(pool(q over
  * t), t). The pools walk the block token by token across all heads (up to
@@ -2201,12 +2368,76 @@ static void combiner__fixed_causal_unit(const combiner__ctx *c, ptrdiff_t unit, 
   combiner__fixed_causal_heads(c, unit, combiner__run_threads(c->p), sc);
 }
 
+/* A whole causal call in one pass, a share of the heads per thread, when
+ * there are heads for every thread (same bits as the two steps). */
+static int combiner__fixed_whole(const combiner__ctx *c) {
+  if (!c->p->causal || c->p->H < combiner__run_threads(c->p)) return 0;
+  combiner__run(c, combiner__run_threads(c->p), combiner__fixed_causal_unit);
+  return 1;
+}
+
+static int combiner__fixed_steps(const combiner__problem *p, int one_call, combiner__step *s) {
+  (void)one_call;
+  s[0].fn = combiner__fixed_summary_unit; s[0].units = p->n;
+  s[1].fn = combiner__fixed_combine_unit; s[1].units = combiner__row_tiles(p);
+  return 2;
+}
+
+/* Decode: block r-1's abstraction, at the first position of block r. */
+static void combiner__fixed_cache_trigger(const combiner__cache_job *jb, const combiner__scratch *sc, int h, ptrdiff_t i) {
+  const combiner__ctx *c = &jb->c;
+  const ptrdiff_t m = c->p->m, r = i / m;
+  if (i % m == 0 && r > 0)
+    combiner__block_summary(c, sc, h, (r - 1) * m, (int)m, combiner__wkey(c, h, r - 1), combiner__wval(c, h, r - 1));
+}
+
+static int combiner__fixed_cache_query(const combiner__cache_job *jb, const combiner__scratch *sc, int h, ptrdiff_t i,
+                                       const float *q, combiner__single_state *st) {
+  const combiner__ctx *c = &jb->c;
+  const ptrdiff_t m = c->p->m, r = i / m, u = i % m;
+  combiner__ddirect(c, sc, q, h / c->p->group, r * m, u + 1, st);
+  combiner__dsummaries(c, sc, q, h, 0, 1, r, st);
+  return 0;
+}
+
+static const combiner__kind_ops combiner__fixed_ops = {
+  1, combiner__fixed_count, combiner__blocks_support, combiner__blocks_query_terms,   /* partition */
+  combiner__fixed_summary_terms, combiner__fixed_terms, NULL,
+  0, 1, 1, 0, 0,   /* cache layout */
+  combiner__fixed_steps, combiner__fixed_whole,   /* prefill */
+  combiner__fixed_cache_trigger, combiner__fixed_cache_query, NULL   /* decode */
+};
+
 #endif
 
 /* ------------------------------------------------------------------------ */
 /* >>axial: Combiner-Axial (SPEC 4)                                        */
 /* ------------------------------------------------------------------------ */
 #if COMBINER__HAS_AXIAL
+
+/* The partition: rows of m cells are Fixed's blocks (same support map);
+ * the abstraction of row t reaching query (r, u) is cell (t, u)'s entry,
+ * R[t][u] = att(q[t][u], row t); a bidirectional short last row adds the
+ * row's Fixed-style abstraction at entry L for the columns it lacks. */
+static int combiner__axial_count(combiner__problem *p) {
+  p->sections = 1;
+  p->count = (size_t)p->L + ((!p->causal && p->last != p->m && p->n > 1) ? 1u : 0u);
+  return 1;
+}
+
+static double combiner__axial_summary_terms(const combiner__problem *p, double *extra) {
+  double summary = 0.0;
+  int r;
+  for (r = 0; r < p->n; ++r) summary += (double)combiner__row_len(p, r) * combiner__row_len(p, r);
+  *extra = p->axial_key == COMBINER_AXIAL_KEY_WSUM ? summary * 2.0 * p->d : 0.0;   /* expected keys */
+  if ((size_t)p->L < p->count) summary += p->last;
+  return summary;
+}
+
+static double combiner__axial_terms(const combiner__problem *p, double len) { (void)len; return 2.0 * p->m + p->n; }
+
+static int combiner__axial_state_sets(const combiner__problem *p) { (void)p; return 1; }  /* the direct terms, between passes */
+
 
 /* Unit (head h, row t, tile of its cells): R[t][c] = att(q[t][c], whole row
  * t), with its key (WSUM: expected key under the same weights; SELF:
@@ -2300,12 +2531,118 @@ static void combiner__axial_cols_unit(const combiner__ctx *c, ptrdiff_t unit, co
   combiner__states_finish(&st, nq, p->dv, combiner__out(c, col + q0 * m, h), m * p->o.ts);
 }
 
+static int combiner__axial_steps(const combiner__problem *p, int one_call, combiner__step *s) {
+  int n = 0;
+  if (one_call) {          /* a call that keeps its abstractions: rows fused in */
+    s[n].fn = combiner__axial_summary_rows_unit; s[n++].units = combiner__row_tiles(p);
+  } else {
+    s[n].fn = combiner__axial_summary_unit; s[n++].units = combiner__row_tiles(p);
+    s[n].fn = combiner__axial_rows_unit; s[n++].units = combiner__row_tiles(p);
+  }
+  s[n].fn = combiner__axial_cols_unit; s[n++].units = combiner__col_tiles(p);
+  return n;
+}
+
+/* Axial cell (t, u) at position e = t*m + u: R = att(q_e, row t) and its
+ * key (WSUM: the expected key; SELF: k_e), into entry `slot`. */
+static void combiner__axial_decode_cell(const combiner__ctx *c, const combiner__scratch *sc, int h, ptrdiff_t e, ptrdiff_t slot) {
+  const combiner__problem *p = c->p;
+  const int g = h / p->group, wsum = p->axial_key == COMBINER_AXIAL_KEY_WSUM;
+  const ptrdiff_t row = e / p->m * p->m;
+  float *qp = sc->qbuf + p->d, *key = combiner__wkey(c, h, slot);
+  combiner__seq ks = combiner__keys(c, g, row, 1, p->m), vs = combiner__values(c, g, row, 1, p->m);
+  combiner__single_state st;
+  combiner__scaled_copy(qp, combiner__q(c, e, h), p->scale, p->d);
+  combiner__single_state_begin(&st, sc->tile[1], wsum ? sc->acc2 : NULL, p->dv, p->d);
+  combiner__single_query_attend(p, qp, &ks, &vs, &st, sc->s);
+  combiner__single_state_finish(&st, combiner__wval(c, h, slot), p->dv);
+  if (wsum) {
+    combiner__single_state kst = st;
+    kst.acc = st.acc2;
+    combiner__single_state_finish(&kst, key, p->d);
+  } else {
+    memcpy(key, combiner__k(c, e, g), (size_t)p->d * sizeof(float));
+  }
+}
+
+/* Decode: cell (r-1, u), first used by (r, u). */
+static void combiner__axial_cache_trigger(const combiner__cache_job *jb, const combiner__scratch *sc, int h, ptrdiff_t i) {
+  const ptrdiff_t m = jb->c.p->m, r = i / m, u = i % m;
+  if (r > 0) combiner__axial_decode_cell(&jb->c, sc, h, i - m, u * jb->c.p->n + r - 1);
+}
+
+static int combiner__axial_cache_query(const combiner__cache_job *jb, const combiner__scratch *sc, int h, ptrdiff_t i,
+                                       const float *q, combiner__single_state *st) {
+  const combiner__ctx *c = &jb->c;
+  const ptrdiff_t m = c->p->m, r = i / m, u = i % m;
+  combiner__ddirect(c, sc, q, h / c->p->group, r * m, u + 1, st);
+  combiner__dsummaries(c, sc, q, h, u * c->p->n, 1, r, st);
+  return 0;
+}
+
+static const combiner__kind_ops combiner__axial_ops = {
+  1, combiner__axial_count, combiner__blocks_support, combiner__blocks_query_terms,   /* partition */
+  combiner__axial_summary_terms, combiner__axial_terms, combiner__axial_state_sets,
+  1, 1, 1, 0, 0,   /* cache layout */
+  combiner__axial_steps, NULL,   /* prefill */
+  combiner__axial_cache_trigger, combiner__axial_cache_query, NULL   /* decode */
+};
+
 #endif
 
 /* ------------------------------------------------------------------------ */
 /* >>mixture: Combiner-Mixture (SPEC 5)                                    */
 /* ------------------------------------------------------------------------ */
 #if COMBINER__HAS_MIXTURE
+
+/* The partition: query (r, u) attends its column (up to r causal) and row
+ * (up to u causal) directly; the rest of the grid through two plans of
+ * abstractions, per section of L entries indexed by the region's last cell:
+ * column prefixes (0) and, bidirectional, suffixes (3) for the vertical
+ * plan, row prefixes (1) and suffixes (2) for the horizontal one. */
+static int combiner__mixture_count(combiner__problem *p) {
+  p->sections = p->causal ? 3 : 4;
+  return combiner__mul((size_t)p->L, (size_t)p->sections, &p->count);
+}
+
+static int combiner__mixture_support(const combiner__problem *p, int plan, ptrdiff_t i, ptrdiff_t j) {
+  const ptrdiff_t m = p->m, s = i / m, u = i % m, t = j / m, c = j % m;
+  if (s == t || u == c) return 0;
+  if (plan == 0) return t < s ? 1 + (int)c : 1 + (int)(m + c);
+  return c < u ? 1 + 2 * (int)t : 2 + 2 * (int)t;
+}
+
+/* Groups 1-5 of SPEC 5. */
+static double combiner__mixture_query_terms(const combiner__problem *p, int r, int u) {
+  const int n = p->n, m = p->m, len = combiner__row_len(p, r);
+  double t;
+  if (p->causal) return (double)r + (u + 1) + (r >= 1 ? m - 1 : 0) + (u >= 1 ? r : 0) + (u + 1 < m ? r : 0);
+  t = (double)(combiner__col_len(p, u) - 1) + len;
+  if (r >= 1) t += m - 1;
+  if (r + 1 < n) t += combiner__row_len(p, r + 1) - (u < combiner__row_len(p, r + 1) ? 1 : 0);
+  t += u >= 1 ? n - 1 : 0;                                            /* left parts */
+  t += (u + 1 < m ? n - 1 : 0) + (u + 1 < p->last ? 1 : 0) - (u + 1 < len ? 1 : 0);  /* right */
+  return t;
+}
+
+static double combiner__mixture_summary_terms(const combiner__problem *p, double *extra) {
+  double summary = 0.0;
+  int r, u;
+  for (r = 0; r < p->n; ++r) summary += (double)combiner__row_len(p, r) * (combiner__row_len(p, r) + 1);  /* row prefix + suffix */
+  for (u = 0; u < combiner__cols(p); ++u) {
+    double rows = combiner__col_len(p, u);
+    summary += rows * (rows + 1) / 2 * (p->causal ? 1 : 2);                  /* column prefix (+ suffix) */
+  }
+  *extra = 0.0;
+  return summary;
+}
+
+static double combiner__mixture_terms(const combiner__problem *p, double len) { (void)len; return 3.0 * p->m + 5.0 * p->n; }
+
+static int combiner__mixture_state_sets(const combiner__problem *p) {
+  return p->mixture_norm == COMBINER_MIXTURE_AVERAGE ? 2 : 1;   /* AVERAGE: one per plan */
+}
+
 
 enum { COMBINER__COL_PREFIX = 0, COMBINER__ROW_PREFIX, COMBINER__ROW_SUFFIX, COMBINER__COL_SUFFIX };
 
@@ -2470,12 +2807,147 @@ static void combiner__mixture_cols_unit(const combiner__ctx *c, ptrdiff_t unit, 
   }
 }
 
+static int combiner__mixture_steps(const combiner__problem *p, int one_call, combiner__step *s) {
+  (void)one_call;
+  s[0].fn = combiner__mixture_summary_unit; s[0].units = combiner__mixture_summary_units(p);
+  s[1].fn = combiner__mixture_rows_unit; s[1].units = combiner__row_tiles(p);
+  s[2].fn = combiner__mixture_cols_unit; s[2].units = combiner__col_tiles(p);
+  return 3;
+}
+
+/* Decode: SPEC 5's regions ending at i, and row r-1's suffix from column
+ * u+1 (first used by (r, u)). The cache's entries are column-major per
+ * section, S = entries per section. */
+static void combiner__mixture_cache_trigger(const combiner__cache_job *jb, const combiner__scratch *sc, int h, ptrdiff_t i) {
+  const combiner__ctx *c = &jb->c;
+  const combiner__problem *p = c->p;
+  const ptrdiff_t m = p->m, n = p->n, r = i / m, u = i % m, S = jb->section;
+  const int g = h / p->group;
+  combiner__seq ks = combiner__seq_of(combiner__colrow(jb, jb->kc, g, u, 0, p->d), p->d, (int)r + 1);
+  combiner__seq vs = combiner__seq_of(combiner__colrow(jb, jb->vc, g, u, 0, p->dv), p->dv, (int)r + 1);
+  /* section 0, row-major: column u, rows 0..r (used by row r+1) */
+  combiner__region_summary(p, sc, combiner__colrow(jb, jb->qc, h, u, 0, p->d), p->d, &ks, &vs,
+                           combiner__wkey(c, h, r * m + u), combiner__wval(c, h, r * m + u));
+  /* section 1: row r, columns 0..u (used by later rows at column u+1) */
+  ks = combiner__keys(c, g, r * m, 1, (int)u + 1);
+  vs = combiner__values(c, g, r * m, 1, (int)u + 1);
+  combiner__region_summary(p, sc, combiner__q(c, r * m, h), p->q.ts, &ks, &vs,
+                           combiner__wkey(c, h, S + u * n + r), combiner__wval(c, h, S + u * n + r));
+  if (r > 0 && u + 1 < m) {   /* section 2: row r-1, columns u+1.. (first used by (r, u)) */
+    ks = combiner__keys(c, g, i - m + 1, 1, (int)(m - u - 1));
+    vs = combiner__values(c, g, i - m + 1, 1, (int)(m - u - 1));
+    combiner__region_summary(p, sc, combiner__q(c, i - m + 1, h), p->q.ts, &ks, &vs,
+                             combiner__wkey(c, h, 2 * S + (u + 1) * n + r - 1),
+                             combiner__wval(c, h, 2 * S + (u + 1) * n + r - 1));
+  }
+}
+
+static int combiner__mixture_cache_query(const combiner__cache_job *jb, const combiner__scratch *sc, int h, ptrdiff_t i,
+                                         const float *q, combiner__single_state *st) {
+  const combiner__ctx *c = &jb->c;
+  const combiner__problem *p = c->p;
+  const ptrdiff_t m = p->m, n = p->n, r = i / m, u = i % m, S = jb->section;
+  const int g = h / p->group;
+  combiner__single_state hz;
+  if (r > 0) {                                                  /* 1. column direct */
+    combiner__seq ks = combiner__seq_of(combiner__colrow(jb, jb->kc, g, u, 0, p->d), p->d, (int)r);
+    combiner__seq vs = combiner__seq_of(combiner__colrow(jb, jb->vc, g, u, 0, p->dv), p->dv, (int)r);
+    combiner__single_query_attend(p, q, &ks, &vs, st, sc->s);
+  }
+  combiner__ddirect(c, sc, q, g, r * m, u + 1, st);             /* 2. row direct */
+  hz = *st;
+  if (p->mixture_norm == COMBINER_MIXTURE_AVERAGE) {            /* the horizontal plan: own copy */
+    hz.acc = sc->tile[1];
+    memcpy(hz.acc, st->acc, (size_t)p->dv * sizeof(float));
+  }
+  if (r > 0) {                                                  /* 3. column abstractions, c != u */
+    combiner__dsummaries(c, sc, q, h, (r - 1) * m, 1, u, st);
+    combiner__dsummaries(c, sc, q, h, (r - 1) * m + u + 1, 1, m - u - 1, st);
+  }
+  if (p->mixture_norm != COMBINER_MIXTURE_AVERAGE) hz = *st;    /* JOINT: one softmax */
+  if (u > 0) combiner__dsummaries(c, sc, q, h, S + (u - 1) * n, 1, r, &hz);       /* 4. left */
+  if (u + 1 < m) combiner__dsummaries(c, sc, q, h, 2 * S + (u + 1) * n, 1, r, &hz); /* 5. right */
+  if (p->mixture_norm == COMBINER_MIXTURE_AVERAGE) {            /* (A_vertical + A_horizontal) / 2 */
+    float *out = combiner__cache_out(jb, i, h), *tmp = sc->acc2;
+    int y;
+    combiner__single_state_finish(st, out, p->dv);
+    combiner__single_state_finish(&hz, tmp, p->dv);
+    for (y = 0; y < p->dv; ++y) out[y] = 0.5f * out[y] + 0.5f * tmp[y];
+    return 1;
+  }
+  *st = hz;
+  return 0;
+}
+
+static const combiner__kind_ops combiner__mixture_ops = {
+  1, combiner__mixture_count, combiner__mixture_support, combiner__mixture_query_terms,   /* partition */
+  combiner__mixture_summary_terms, combiner__mixture_terms, combiner__mixture_state_sets,
+  1, 3, 1, 1, 1,   /* cache layout */
+  combiner__mixture_steps, NULL,   /* prefill */
+  combiner__mixture_cache_trigger, combiner__mixture_cache_query, NULL   /* decode */
+};
+
 #endif
 
 /* ------------------------------------------------------------------------ */
 /* >>logsparse: Combiner-Logsparse (SPEC 5b)                               */
 /* ------------------------------------------------------------------------ */
 #if COMBINER__HAS_LOGSPARSE
+
+/* The partition: query p attends itself, p-1 when p is odd, and for every
+ * set bit l >= 1 of p the aligned block of 2^l positions just below p's
+ * prefix at that bit; bidirectional, the same on the reversed sequence.
+ * Entries per section: floor(L/2) + floor(L/4) + ... (level by level). */
+static int combiner__logsparse_count(combiner__problem *p) {
+  size_t per = 0, s = (size_t)p->L;
+  while (s >>= 1) per += s;
+  p->sections = p->causal ? 1 : 2;
+  return combiner__mul(per, (size_t)p->sections, &p->count);
+}
+
+static int combiner__logsparse_support(const combiner__problem *p, int plan, ptrdiff_t i, ptrdiff_t j) {
+  ptrdiff_t a = i, b = j;
+  int base = 0, l;
+  (void)plan;
+  if (j == i) return 0;
+  if (j > i) {               /* the future: the same construction, reversed */
+    a = (ptrdiff_t)p->L - 1 - i;
+    b = (ptrdiff_t)p->L - 1 - j;
+    base = 32;
+  }
+  if ((a & 1) && b == a - 1) return 0;
+  for (l = 1; ((ptrdiff_t)1 << l) <= a; ++l)
+    if (((a >> l) & 1) && b >= ((a >> l) - 1) << l && b < (a >> l) << l) return base + l;
+  return -1;                 /* unreachable: the blocks partition [0, a - a%2) */
+}
+
+static int combiner__popcount_above0(ptrdiff_t x) {   /* set bits l >= 1 */
+  int c = 0;
+  for (x >>= 1; x; x >>= 1) c += (int)(x & 1);
+  return c;
+}
+
+static double combiner__logsparse_query_terms(const combiner__problem *p, int r, int u) {
+  const ptrdiff_t i = (ptrdiff_t)r * p->m + u, rev = (ptrdiff_t)p->L - 1 - i;
+  double t = 1.0 + (double)(i & 1) + combiner__popcount_above0(i);
+  if (!p->causal) t += (double)(rev & 1) + combiner__popcount_above0(rev);
+  return t;
+}
+
+/* Every aligned block attends to itself once. */
+static double combiner__logsparse_summary_terms(const combiner__problem *p, double *extra) {
+  double summary = 0.0;
+  ptrdiff_t span;
+  for (span = 2; span <= (ptrdiff_t)p->L; span *= 2) {
+    ptrdiff_t covered = (ptrdiff_t)p->L - (ptrdiff_t)p->L % span;      /* whole blocks only */
+    summary += (double)covered * (p->causal ? 1 : 2);
+  }
+  *extra = 0.0;
+  return summary;
+}
+
+static double combiner__logsparse_terms(const combiner__problem *p, double len) { (void)len; return 3.0 * log2((double)p->L + 1.0); }
+
 
 /* Levels l >= 1 with a whole aligned block of 2^l positions: floor(log2 L). */
 static int combiner__log_levels(ptrdiff_t L) {
@@ -2610,87 +3082,136 @@ static void combiner__logsparse_combine_unit(const combiner__ctx *c, ptrdiff_t u
   }
 }
 
+static int combiner__logsparse_steps(const combiner__problem *p, int one_call, combiner__step *s) {
+  int n = 0;
+  (void)one_call;
+  if (p->count) {                     /* L = 1 has no block */
+    s[n].fn = combiner__logsparse_summary_unit; s[n++].units = combiner__logsparse_summary_units(p);
+  }
+  s[n].fn = combiner__logsparse_combine_unit; s[n++].units = (ptrdiff_t)p->H * combiner__tiles(p->L);
+  return n;
+}
+
+/* Decode: every aligned block that ends just before i. */
+static void combiner__logsparse_cache_trigger(const combiner__cache_job *jb, const combiner__scratch *sc, int h, ptrdiff_t i) {
+  const combiner__ctx *c = &jb->c;
+  int l;
+  for (l = 1; ((ptrdiff_t)1 << l) <= i && i % ((ptrdiff_t)1 << l) == 0; ++l) {
+    const ptrdiff_t b = (i >> l) - 1, e = combiner__log_offset(c->p->L, l) + b;
+    combiner__block_summary(c, sc, h, b << l, 1 << l, combiner__wkey(c, h, e), combiner__wval(c, h, e));
+  }
+}
+
+/* Decode: self, i-1 if odd, one block per set bit l >= 1, gathered into
+ * one batch. */
+static int combiner__logsparse_cache_query(const combiner__cache_job *jb, const combiner__scratch *sc, int h, ptrdiff_t i,
+                                           const float *q, combiner__single_state *st) {
+  const combiner__ctx *c = &jb->c;
+  const combiner__problem *p = c->p;
+  const int g = h / p->group;
+  combiner__gather gt;
+  int l;
+  gt.keys = sc->qt;
+  gt.vals = sc->tile[1];
+  gt.q = q;
+  gt.n = 0;
+  combiner__gather_add(p, sc, &gt, st, combiner__k(c, i, g), combiner__v(c, i, g));
+  if (i & 1) combiner__gather_add(p, sc, &gt, st, combiner__k(c, i - 1, g), combiner__v(c, i - 1, g));
+  for (l = 1; ((ptrdiff_t)1 << l) <= i; ++l)
+    if ((i >> l) & 1) {
+      const ptrdiff_t e = combiner__log_offset(p->L, l) + (i >> l) - 1;
+      combiner__gather_add(p, sc, &gt, st, combiner__skey(c, h, e), combiner__sval(c, h, e));
+    }
+  combiner__gather_flush(p, sc, &gt, st);
+  return 0;
+}
+
+static const combiner__kind_ops combiner__logsparse_ops = {
+  0, combiner__logsparse_count, combiner__logsparse_support, combiner__logsparse_query_terms,   /* partition */
+  combiner__logsparse_summary_terms, combiner__logsparse_terms, NULL,
+  0, 1, 1, 0, 0,   /* cache layout */
+  combiner__logsparse_steps, NULL,   /* prefill */
+  combiner__logsparse_cache_trigger, combiner__logsparse_cache_query, NULL   /* decode */
+};
+
 #endif
 
 /* ------------------------------------------------------------------------ */
-/* >>dispatch: the steps of a call, per kind                               */
+/* >>kinds: the table of factorizations                                    */
 /* ------------------------------------------------------------------------ */
 
-/* The steps of a call. Each is a set of independent units (any thread, any
- * order, same bits); a step needs the previous one complete. A kind with
- * abstractions computes them in step 0. */
-typedef struct combiner__step {
-  combiner__unit_fn fn;
-  ptrdiff_t units;
-} combiner__step;
+/* Adding a kind: a section like the ones above (its partition and kernels
+ * under COMBINER__HAS_<KIND>, one combiner__kind_ops) and one row here. */
+/* A kind compiled out (COMBINER_NO_<KIND>): no summaries, no kernels;
+ * combiner__resolve reports it unsupported after the generic checks. */
+static const combiner__kind_ops combiner__absent_ops = {
+  0, combiner__no_summaries, NULL, NULL,   /* partition */
+  NULL, NULL, NULL,
+  0, 0, 0, 0, 0,   /* cache layout */
+  NULL, NULL,   /* prefill */
+  NULL, NULL, NULL   /* decode */
+};
 
-#define COMBINER__MAX_STEPS 3
-
-static int combiner__steps(const combiner__problem *p, int one_call, combiner__step *s) {
-  ptrdiff_t row_tiles = (ptrdiff_t)p->H * p->n * combiner__tiles(combiner__cols(p));
-  ptrdiff_t col_tiles = (ptrdiff_t)p->H * combiner__cols(p) * combiner__tiles(p->n);
-  int n = 0;
-  (void)row_tiles; (void)col_tiles; (void)one_call;
-  memset(s, 0, COMBINER__MAX_STEPS * sizeof *s);
-  switch (p->kind) {
+static const combiner__kind_ops *combiner__ops(int kind) {
+  switch (kind) {
 #if COMBINER__HAS_FIXED
-    case COMBINER_FIXED:  /* >>fixed */
-      s[n].fn = combiner__fixed_summary_unit; s[n++].units = p->n;
-      s[n].fn = combiner__fixed_combine_unit; s[n++].units = row_tiles;
-      break;
+    case COMBINER_FIXED: return &combiner__fixed_ops;
 #endif
 #if COMBINER__HAS_AXIAL
-    case COMBINER_AXIAL:  /* >>axial */
-      if (one_call) {          /* a call that keeps its abstractions: rows fused in */
-        s[n].fn = combiner__axial_summary_rows_unit; s[n++].units = row_tiles;
-      } else {
-        s[n].fn = combiner__axial_summary_unit; s[n++].units = row_tiles;
-        s[n].fn = combiner__axial_rows_unit; s[n++].units = row_tiles;
-      }
-      s[n].fn = combiner__axial_cols_unit; s[n++].units = col_tiles;
-      break;
+    case COMBINER_AXIAL: return &combiner__axial_ops;
 #endif
 #if COMBINER__HAS_MIXTURE
-    case COMBINER_MIXTURE:  /* >>mixture */
-      s[n].fn = combiner__mixture_summary_unit; s[n++].units = combiner__mixture_summary_units(p);
-      s[n].fn = combiner__mixture_rows_unit; s[n++].units = row_tiles;
-      s[n].fn = combiner__mixture_cols_unit; s[n++].units = col_tiles;
-      break;
+    case COMBINER_MIXTURE: return &combiner__mixture_ops;
 #endif
 #if COMBINER__HAS_DENSE
-    case COMBINER_DENSE:  /* >>dense */
-      s[n].fn = combiner__dense_unit; s[n++].units = (ptrdiff_t)p->H * combiner__tiles(p->L);
-      break;
+    case COMBINER_DENSE: return &combiner__dense_ops;
 #endif
 #if COMBINER__HAS_LOGSPARSE
-    case COMBINER_LOGSPARSE:  /* >>logsparse */
-      if (p->count) {                     /* L = 1 has no block */
-        s[n].fn = combiner__logsparse_summary_unit; s[n++].units = combiner__logsparse_summary_units(p);
-      }
-      s[n].fn = combiner__logsparse_combine_unit; s[n++].units = (ptrdiff_t)p->H * combiner__tiles(p->L);
-      break;
+    case COMBINER_LOGSPARSE: return &combiner__logsparse_ops;
 #endif
-    default: break;   /* unreachable: combiner__resolve rejects kinds not compiled in */
+    default: return &combiner__absent_ops;
   }
+}
+
+static int combiner__kind_has_blocks(int kind) { return combiner__ops(kind)->has_blocks; }
+static int combiner__kind_compiled(int kind) { return combiner__ops(kind)->steps != NULL; }
+static int combiner__summary_count(combiner__problem *p) {
+  const combiner__kind_ops *k = combiner__ops(p->kind);
+  return k->count(p);
+}
+
+static int combiner__state_sets(const combiner__problem *p) {
+  const combiner__kind_ops *k = combiner__ops(p->kind);
+  return k->state_sets ? k->state_sets(p) : 0;
+}
+
+static double combiner__kind_terms(const combiner__problem *p, double len) {
+  const combiner__kind_ops *k = combiner__ops(p->kind);
+  COMBINER_ASSERT(k->terms != NULL);   /* a kind compiled in */
+  return k->terms(p, len);
+}
+
+/* ------------------------------------------------------------------------ */
+/* >>dispatch: running the steps of a call                                 */
+/* ------------------------------------------------------------------------ */
+
+static int combiner__steps(const combiner__problem *p, int one_call, combiner__step *s) {
+  const combiner__kind_ops *k = combiner__ops(p->kind);   /* resolve refused kinds compiled out */
+  int n;
+  memset(s, 0, COMBINER__MAX_STEPS * sizeof *s);
+  COMBINER_ASSERT(k->steps != NULL);   /* a kind compiled in */
+  n = k->steps(p, one_call, s);
   COMBINER_ASSERT(n <= COMBINER__MAX_STEPS);
   return n;
 }
 
 /* Runs steps [first, last) (last < 0: to the end) on the call's threads. */
 static void combiner__run_steps(const combiner__ctx *c, int first, int last) {
+  const combiner__kind_ops *k = combiner__ops(c->p->kind);
   combiner__step s[COMBINER__MAX_STEPS];
   int n = combiner__steps(c->p, c->one_call, s), i;
   if (last < 0 || last > n) last = n;
-#if COMBINER__HAS_FIXED
-  /* A whole causal Fixed call in one pass, a share of the heads per
-   * thread, when there are heads for every thread (same bits as the two
-   * steps). */
-  if (c->p->kind == COMBINER_FIXED && c->p->causal && c->one_call &&  /* >>fixed */
-      c->p->H >= combiner__run_threads(c->p)) {
-    combiner__run(c, combiner__run_threads(c->p), combiner__fixed_causal_unit);
-    return;
-  }
-#endif
+  if (c->one_call && k->whole && k->whole(c)) return;
   for (i = first; i < last; ++i) combiner__run(c, s[i].units, s[i].fn);
 }
 
@@ -2794,277 +3315,38 @@ enum { COMBINER__CQ = 0, COMBINER__CK, COMBINER__CV, COMBINER__CQC, COMBINER__CK
 
 #define COMBINER__CACHE_MAGIC 0x436f6d62u
 
-#if COMBINER__HAS_AXIAL
-/* Axial cell (t, u) at position e = t*m + u: R = att(q_e, row t) and its
- * key (WSUM: the expected key; SELF: k_e), into entry `slot`. */
-static void combiner__axial_decode_cell(const combiner__ctx *c, const combiner__scratch *sc, int h, ptrdiff_t e, ptrdiff_t slot) {
-  const combiner__problem *p = c->p;
-  const int g = h / p->group, wsum = p->axial_key == COMBINER_AXIAL_KEY_WSUM;
-  const ptrdiff_t row = e / p->m * p->m;
-  float *qp = sc->qbuf + p->d, *key = combiner__wkey(c, h, slot);
-  combiner__seq ks = combiner__keys(c, g, row, 1, p->m), vs = combiner__values(c, g, row, 1, p->m);
-  combiner__single_state st;
-  combiner__scaled_copy(qp, combiner__q(c, e, h), p->scale, p->d);
-  combiner__single_state_begin(&st, sc->tile[1], wsum ? sc->acc2 : NULL, p->dv, p->d);
-  combiner__single_query_attend(p, qp, &ks, &vs, &st, sc->s);
-  combiner__single_state_finish(&st, combiner__wval(c, h, slot), p->dv);
-  if (wsum) {
-    combiner__single_state kst = st;
-    kst.acc = st.acc2;
-    combiner__single_state_finish(&kst, key, p->d);
-  } else {
-    memcpy(key, combiner__k(c, e, g), (size_t)p->d * sizeof(float));
-  }
-}
-#endif
-
-/* st += summary entries first, first+step, ... (count of them) of head h */
-COMBINER__SHARED void combiner__dsummaries(const combiner__ctx *c, const combiner__scratch *sc, const float *q, int h,
-                                 ptrdiff_t first, ptrdiff_t step, ptrdiff_t count, combiner__single_state *st) {
-  combiner__seq ks, vs;
-  if (count <= 0) return;
-  ks = combiner__seq_of(combiner__skey(c, h, first), step * c->p->d, (int)count);
-  vs = combiner__seq_of(combiner__sval(c, h, first), step * c->p->dv, (int)count);
-  combiner__single_query_attend(c->p, q, &ks, &vs, st, sc->s);
-}
-
-/* st += the keys of kv head g at positions first .. first+count-1 */
-COMBINER__SHARED void combiner__ddirect(const combiner__ctx *c, const combiner__scratch *sc, const float *q, int g,
-                              ptrdiff_t first, ptrdiff_t count, combiner__single_state *st) {
-  combiner__seq ks, vs;
-  if (count <= 0) return;
-  ks = combiner__keys(c, g, first, 1, (int)count);
-  vs = combiner__values(c, g, first, 1, (int)count);
-  combiner__single_query_attend(c->p, q, &ks, &vs, st, sc->s);
-}
-
-/* Storage of a cache (see combiner__cache_plan): K, V, Q head-major
- * [head][position][width], so a head's row or block is contiguous. Axial's
- * entries and Mixture's row regions are column-major (entry of cell (t, u)
- * at u*n + t: the entries a query reads are contiguous), and Mixture keeps
- * column-major copies of K, V and Q ([head][column][row][width]) for its
- * column terms. */
-typedef struct combiner__cache_job {
-  combiner__ctx c;         /* p, q, k, v, keys and values of the cache */
-  float *kc, *vc, *qc;     /* Mixture's column-major copies */
-  ptrdiff_t section;       /* entries per head and section */
-  ptrdiff_t first, count;  /* the appended positions */
-  ptrdiff_t triggered;     /* positions below this skip their triggers */
-  float *out;
-  combiner__tensor o;
-  const float *q;          /* the caller's queries (DENSE reads them there) */
-  combiner__tensor tq;
-} combiner__cache_job;
-
-static float *combiner__cache_out(const combiner__cache_job *jb, ptrdiff_t i, int h) {
-  return jb->out + (i - jb->first) * jb->o.ts + (ptrdiff_t)h * jb->o.hs;
-}
-
-/* Row t of column u of head `head` in a column-major copy of width w. */
-COMBINER__SHARED float *combiner__colrow(const combiner__cache_job *jb, float *base, int head, ptrdiff_t u, ptrdiff_t t, int w) {
-  const combiner__problem *p = jb->c.p;
-  return base + (((ptrdiff_t)head * combiner__cols(p) + u) * p->n + t) * w;
-}
-
-/* The abstractions that position i is the first to need, computed from
- * positions <= i only: so a truncated cache recomputes exactly those whose
- * trigger comes again, and the split into appends changes nothing. */
-static void combiner__cache_triggers(const combiner__cache_job *jb, const combiner__scratch *sc, int h, ptrdiff_t i) {
-  const combiner__ctx *c = &jb->c;
-  const combiner__problem *p = c->p;
-  const ptrdiff_t m = p->m, n = p->n, r = i / m, u = i % m, S = jb->section;
-  (void)r; (void)u; (void)n; (void)S; (void)sc; (void)h;
-  switch (p->kind) {
-#if COMBINER__HAS_FIXED
-    case COMBINER_FIXED:       /* >>fixed: block r-1, at the first position of block r */
-      if (u == 0 && r > 0)
-        combiner__block_summary(c, sc, h, (r - 1) * m, (int)m, combiner__wkey(c, h, r - 1), combiner__wval(c, h, r - 1));
-      break;
-#endif
-#if COMBINER__HAS_AXIAL
-    case COMBINER_AXIAL:       /* >>axial: cell (r-1, u), first used by (r, u) */
-      if (r > 0) combiner__axial_decode_cell(c, sc, h, i - m, u * n + r - 1);
-      break;
-#endif
-#if COMBINER__HAS_MIXTURE
-    case COMBINER_MIXTURE: {   /* >>mixture: SPEC 5's regions ending at i, and row r-1's suffix from column u+1 */
-      const int g = h / p->group;
-      combiner__seq ks = combiner__seq_of(combiner__colrow(jb, jb->kc, g, u, 0, p->d), p->d, (int)r + 1);
-      combiner__seq vs = combiner__seq_of(combiner__colrow(jb, jb->vc, g, u, 0, p->dv), p->dv, (int)r + 1);
-      /* section 0, row-major: column u, rows 0..r (used by row r+1) */
-      combiner__region_summary(p, sc, combiner__colrow(jb, jb->qc, h, u, 0, p->d), p->d, &ks, &vs,
-                        combiner__wkey(c, h, r * m + u), combiner__wval(c, h, r * m + u));
-      /* section 1: row r, columns 0..u (used by later rows at column u+1) */
-      ks = combiner__keys(c, g, r * m, 1, (int)u + 1);
-      vs = combiner__values(c, g, r * m, 1, (int)u + 1);
-      combiner__region_summary(p, sc, combiner__q(c, r * m, h), p->q.ts, &ks, &vs,
-                        combiner__wkey(c, h, S + u * n + r), combiner__wval(c, h, S + u * n + r));
-      if (r > 0 && u + 1 < m) {   /* section 2: row r-1, columns u+1.. (first used by (r, u)) */
-        ks = combiner__keys(c, g, i - m + 1, 1, (int)(m - u - 1));
-        vs = combiner__values(c, g, i - m + 1, 1, (int)(m - u - 1));
-        combiner__region_summary(p, sc, combiner__q(c, i - m + 1, h), p->q.ts, &ks, &vs,
-                          combiner__wkey(c, h, 2 * S + (u + 1) * n + r - 1),
-                          combiner__wval(c, h, 2 * S + (u + 1) * n + r - 1));
-      }
-      break;
-    }
-#endif
-#if COMBINER__HAS_LOGSPARSE
-    case COMBINER_LOGSPARSE: { /* >>logsparse: every aligned block that ends just before i */
-      int l;
-      for (l = 1; ((ptrdiff_t)1 << l) <= i && i % ((ptrdiff_t)1 << l) == 0; ++l) {
-        const ptrdiff_t b = (i >> l) - 1, e = combiner__log_offset(p->L, l) + b;
-        combiner__block_summary(c, sc, h, b << l, 1 << l, combiner__wkey(c, h, e), combiner__wval(c, h, e));
-      }
-      break;
-    }
-#endif
-    default: break;
-  }
-}
-
 /* Output of position i, head h: its direct terms and abstractions (SPEC 3-5b). */
-static void combiner__cache_query(const combiner__cache_job *jb, const combiner__scratch *sc, int h, ptrdiff_t i) {
-  const combiner__ctx *c = &jb->c;
-  const combiner__problem *p = c->p;
-  const ptrdiff_t m = p->m, n = p->n, r = i / m, u = i % m, S = jb->section;
-  const int g = h / p->group;
-  float *q = sc->qbuf, *out = combiner__cache_out(jb, i, h);
+static void combiner__cache_query(const combiner__cache_job *jb, const combiner__kind_ops *k, const combiner__scratch *sc,
+                                  int h, ptrdiff_t i) {
+  const combiner__problem *p = jb->c.p;
   combiner__single_state st;
-  (void)n; (void)S; (void)r; (void)u; (void)g;   /* unused when only some kinds are compiled in */
-  combiner__scaled_copy(q, combiner__q(c, i, h), p->scale, p->d);
+  combiner__scaled_copy(sc->qbuf, combiner__q(&jb->c, i, h), p->scale, p->d);
   combiner__single_state_begin(&st, sc->tile[0], NULL, p->dv, p->d);
-  switch (p->kind) {
-#if COMBINER__HAS_FIXED
-    case COMBINER_FIXED:  /* >>fixed */
-      combiner__ddirect(c, sc, q, g, r * m, u + 1, &st);
-      combiner__dsummaries(c, sc, q, h, 0, 1, r, &st);
-      break;
-#endif
-#if COMBINER__HAS_AXIAL
-    case COMBINER_AXIAL:  /* >>axial */
-      combiner__ddirect(c, sc, q, g, r * m, u + 1, &st);
-      combiner__dsummaries(c, sc, q, h, u * n, 1, r, &st);
-      break;
-#endif
-#if COMBINER__HAS_MIXTURE
-    case COMBINER_MIXTURE: {  /* >>mixture */
-      combiner__single_state hz;
-      if (r > 0) {                                                  /* 1. column direct */
-        combiner__seq ks = combiner__seq_of(combiner__colrow(jb, jb->kc, g, u, 0, p->d), p->d, (int)r);
-        combiner__seq vs = combiner__seq_of(combiner__colrow(jb, jb->vc, g, u, 0, p->dv), p->dv, (int)r);
-        combiner__single_query_attend(p, q, &ks, &vs, &st, sc->s);
-      }
-      combiner__ddirect(c, sc, q, g, r * m, u + 1, &st);            /* 2. row direct */
-      hz = st;
-      if (p->mixture_norm == COMBINER_MIXTURE_AVERAGE) {            /* the horizontal plan: own copy */
-        hz.acc = sc->tile[1];
-        memcpy(hz.acc, st.acc, (size_t)p->dv * sizeof(float));
-      }
-      if (r > 0) {                                                  /* 3. column abstractions, c != u */
-        combiner__dsummaries(c, sc, q, h, (r - 1) * m, 1, u, &st);
-        combiner__dsummaries(c, sc, q, h, (r - 1) * m + u + 1, 1, m - u - 1, &st);
-      }
-      if (p->mixture_norm != COMBINER_MIXTURE_AVERAGE) hz = st;     /* JOINT: one softmax */
-      if (u > 0) combiner__dsummaries(c, sc, q, h, S + (u - 1) * n, 1, r, &hz);       /* 4. left */
-      if (u + 1 < m) combiner__dsummaries(c, sc, q, h, 2 * S + (u + 1) * n, 1, r, &hz); /* 5. right */
-      if (p->mixture_norm == COMBINER_MIXTURE_AVERAGE) {            /* (A_vertical + A_horizontal) / 2 */
-        int y;
-        float *tmp = sc->acc2;
-        combiner__single_state_finish(&st, out, p->dv);
-        combiner__single_state_finish(&hz, tmp, p->dv);
-        for (y = 0; y < p->dv; ++y) out[y] = 0.5f * out[y] + 0.5f * tmp[y];
-        return;
-      }
-      st = hz;
-      break;
-    }
-#endif
-#if COMBINER__HAS_LOGSPARSE
-    case COMBINER_LOGSPARSE: {   /* >>logsparse: gather self, i-1 if odd, one block per set bit l >= 1 */
-      float *keys = sc->qt, *vals = sc->tile[1];
-      int cnt = 0, l;
-      combiner__seq ks, vs;
-      memcpy(keys, combiner__k(c, i, g), (size_t)p->d * sizeof(float));
-      memcpy(vals, combiner__v(c, i, g), (size_t)p->dv * sizeof(float));
-      ++cnt;
-      if (i & 1) {
-        memcpy(keys + (ptrdiff_t)cnt * p->d, combiner__k(c, i - 1, g), (size_t)p->d * sizeof(float));
-        memcpy(vals + (ptrdiff_t)cnt * p->dv, combiner__v(c, i - 1, g), (size_t)p->dv * sizeof(float));
-        ++cnt;
-      }
-      for (l = 1; ((ptrdiff_t)1 << l) <= i; ++l)
-        if ((i >> l) & 1) {
-          const ptrdiff_t e = combiner__log_offset(p->L, l) + (i >> l) - 1;
-          memcpy(keys + (ptrdiff_t)cnt * p->d, combiner__skey(c, h, e), (size_t)p->d * sizeof(float));
-          memcpy(vals + (ptrdiff_t)cnt * p->dv, combiner__sval(c, h, e), (size_t)p->dv * sizeof(float));
-          ++cnt;
-        }
-      ks = combiner__seq_of(keys, p->d, cnt);
-      vs = combiner__seq_of(vals, p->dv, cnt);
-      combiner__single_query_attend(p, q, &ks, &vs, &st, sc->s);
-      break;
-    }
-#endif
-    default: break;
-  }
-  combiner__single_state_finish(&st, out, p->dv);
+  COMBINER_ASSERT(k->cache_query != NULL);   /* a kind compiled in */
+  if (!k->cache_query(jb, sc, h, i, sc->qbuf, &st)) combiner__single_state_finish(&st, combiner__cache_out(jb, i, h), p->dv);
 }
 
-#if COMBINER__HAS_DENSE
-/* Dense decode of position i for every query head of kv head g: each chunk
- * of 64 keys is read once for the whole group (GQA), up to 64 heads at once. */
-static void combiner__cache_dense(const combiner__cache_job *jb, const combiner__scratch *sc, int g, ptrdiff_t i) {
-  const combiner__ctx *c = &jb->c;
-  const combiner__problem *p = c->p;
-  combiner__single_state st[COMBINER__BQ];
-  int h0, b, nb;
-  for (h0 = 0; h0 < p->group; h0 += nb) {
-    ptrdiff_t j0;
-    nb = p->group - h0 < COMBINER__BQ ? p->group - h0 : COMBINER__BQ;
-    for (b = 0; b < nb; ++b) {
-      combiner__scaled_copy(sc->qbuf + (ptrdiff_t)b * p->d,
-                            jb->q + (i - jb->first) * jb->tq.ts + (ptrdiff_t)(g * p->group + h0 + b) * jb->tq.hs,
-                            p->scale, p->d);
-      combiner__single_state_begin(&st[b], sc->tile[0] + (ptrdiff_t)b * p->dv, NULL, p->dv, p->d);
-    }
-    for (j0 = 0; j0 <= i; j0 += COMBINER__CHUNK) {
-      const int nk = i + 1 - j0 < COMBINER__CHUNK ? (int)(i + 1 - j0) : COMBINER__CHUNK;
-      combiner__seq ks = combiner__keys(c, g, j0, 1, nk), vs = combiner__values(c, g, j0, 1, nk);
-      for (b = 0; b < nb; ++b) combiner__single_query_attend(p, sc->qbuf + (ptrdiff_t)b * p->d, &ks, &vs, &st[b], sc->s);
-    }
-    for (b = 0; b < nb; ++b) combiner__single_state_finish(&st[b], combiner__cache_out(jb, i, g * p->group + h0 + b), p->dv);
-  }
-}
-#endif
-
-/* Unit = a query head (its abstractions and outputs), or for DENSE a kv
- * head with its query heads; it walks the appended positions in order. */
+/* Unit = a query head (its abstractions and outputs), or a kv head with its
+ * query heads (kinds with cache_group); it walks the appended positions in
+ * order. */
 static void combiner__cache_unit(const combiner__cache_job *jb, ptrdiff_t unit, const combiner__scratch *sc) {
+  const combiner__kind_ops *k = combiner__ops(jb->c.p->kind);
   ptrdiff_t i;
-#if COMBINER__HAS_DENSE
-  if (jb->c.p->kind == COMBINER_DENSE) {  /* >>dense */
-    for (i = jb->first; i < jb->first + jb->count; ++i) combiner__cache_dense(jb, sc, (int)unit, i);
-    return;
-  }
-#endif
   for (i = jb->first; i < jb->first + jb->count; ++i) {
-    if (i >= jb->triggered) combiner__cache_triggers(jb, sc, (int)unit, i);
-    if (jb->out) combiner__cache_query(jb, sc, (int)unit, i);
+    if (k->cache_trigger && i >= jb->triggered) k->cache_trigger(jb, sc, (int)unit, i);
+    if (!jb->out) continue;
+    if (k->cache_group) k->cache_group(jb, sc, (int)unit, i);
+    else combiner__cache_query(jb, k, sc, (int)unit, i);
   }
 }
 
 /* base: scratch slot 0; stride: bytes per slot */
 static void combiner__cache_run(const combiner__cache_job *jb, unsigned char *base, size_t stride) {
   const combiner__problem *p = jb->c.p;
-  const ptrdiff_t units = p->kind == COMBINER_DENSE ? p->Hkv : p->H;  /* >>dense */
-  /* terms a token touches per head, roughly (see the README's table): a
-   * team costs microseconds to wake, more than a small token's work */
-  const double m = p->m, n = (double)p->L / p->m, lg = log2((double)p->L + 1.0);
-  const double per = p->kind == COMBINER_DENSE ? (double)jb->first + (double)jb->count  /* >>dense */
-                   : p->kind == COMBINER_FIXED ? m + n : p->kind == COMBINER_AXIAL ? 2.0 * m + n
-                   : p->kind == COMBINER_MIXTURE ? 3.0 * m + 5.0 * n : 3.0 * lg;  /* >>mixture */
-  const double work = (double)jb->count * p->H * per * ((double)p->d + p->dv);
+  const ptrdiff_t units = combiner__ops(p->kind)->cache_group ? p->Hkv : p->H;
+  /* a team costs microseconds to wake, more than a small token's work */
+  const double work = (double)jb->count * p->H * combiner__kind_terms(p, (double)jb->first + (double)jb->count) *
+                      ((double)p->d + p->dv);
   (void)work; (void)stride;
 #ifdef COMBINER__OPENMP
   if (p->threads > 1 && units > 1 && work >= 1.5e5) {
@@ -3097,6 +3379,7 @@ static combiner_status combiner__cache_plan(const combiner_config *cfg, int max_
   combiner_config c2;
   combiner__tensor t;
   combiner__problem *p = &hdr->p;
+  const combiner__kind_ops *kind;
   combiner__scratch sc;
   combiner_status st;
   size_t rows[9], width[9], off, cells;
@@ -3125,6 +3408,7 @@ static combiner_status combiner__cache_plan(const combiner_config *cfg, int max_
   c2.out_layout.token_stride = t.ts; c2.out_layout.head_stride = t.hs;
   if (!combiner__kind_compiled(p->kind)) return COMBINER_ERR_UNSUPPORTED;
   if (!c2.block && combiner__kind_has_blocks(p->kind)) return COMBINER_ERR_NO_BLOCK;
+  kind = combiner__ops(p->kind);
   c2.kind = (combiner_kind)p->kind;
   c2.value_dim = p->dv;
   c2.num_kv_heads = p->Hkv;
@@ -3135,13 +3419,13 @@ static combiner_status combiner__cache_plan(const combiner_config *cfg, int max_
   hdr->max_len = max_len;
   /* entries per head: Axial and Mixture index cells column-major, u*n + t */
   cells = (size_t)combiner__cols(p) * (size_t)p->n;       /* <= 2*max_len */
-  hdr->section = p->kind == COMBINER_AXIAL || p->kind == COMBINER_MIXTURE ? cells : p->count;
-  p->count = hdr->section * (size_t)(p->kind == COMBINER_MIXTURE ? 3 : 1);  /* >>mixture */
+  hdr->section = kind->cache_by_cell ? cells : p->count;
+  p->count = hdr->section * (size_t)kind->cache_sections;
   /* rows x width of each part */
-  rows[COMBINER__CQ] = p->kind == COMBINER_DENSE ? 0 : (size_t)max_len * (size_t)p->H;  /* >>dense */
+  rows[COMBINER__CQ] = kind->cache_queries ? (size_t)max_len * (size_t)p->H : 0;
   rows[COMBINER__CK] = rows[COMBINER__CV] = (size_t)max_len * (size_t)p->Hkv;
-  rows[COMBINER__CQC] = p->kind == COMBINER_MIXTURE ? cells * (size_t)p->H : 0;  /* >>mixture */
-  rows[COMBINER__CKC] = rows[COMBINER__CVC] = p->kind == COMBINER_MIXTURE ? cells * (size_t)p->Hkv : 0;  /* >>mixture */
+  rows[COMBINER__CQC] = kind->cache_columns ? cells * (size_t)p->H : 0;
+  rows[COMBINER__CKC] = rows[COMBINER__CVC] = kind->cache_columns ? cells * (size_t)p->Hkv : 0;
   rows[COMBINER__CKEYS] = rows[COMBINER__CVALS] = p->count;
   width[COMBINER__CQ] = width[COMBINER__CK] = width[COMBINER__CQC] = width[COMBINER__CKC] = (size_t)p->d;
   width[COMBINER__CV] = width[COMBINER__CVC] = (size_t)p->dv;
@@ -3186,31 +3470,10 @@ static float *combiner__cache_floats(combiner_cache *cache, size_t off) {
 /* Region of position j for query i (see combiner_support_map): an
  * evaluation of SPEC's partitions, independent of the kernels. */
 static int combiner__support(const combiner__problem *p, int plan, ptrdiff_t i, ptrdiff_t j) {
-  const ptrdiff_t m = p->m, s = i / m, u = i % m, t = j / m, c = j % m;
   if (p->causal && j > i) return -1;
-  switch (p->kind) {
-    case COMBINER_FIXED:  /* >>fixed */
-    case COMBINER_AXIAL: return s == t ? 0 : 1 + (int)t;       /* >>axial: blocks are rows */
-    case COMBINER_MIXTURE:  /* >>mixture */
-      if (s == t || u == c) return 0;
-      if (plan == 0) return t < s ? 1 + (int)c : 1 + (int)(m + c);
-      return c < u ? 1 + 2 * (int)t : 2 + 2 * (int)t;
-    case COMBINER_LOGSPARSE: {  /* >>logsparse */
-      ptrdiff_t a = i, b = j;
-      int base = 0, l;
-      if (j == i) return 0;
-      if (j > i) {               /* the future: the same construction, reversed */
-        a = (ptrdiff_t)p->L - 1 - i;
-        b = (ptrdiff_t)p->L - 1 - j;
-        base = 32;
-      }
-      if ((a & 1) && b == a - 1) return 0;
-      for (l = 1; ((ptrdiff_t)1 << l) <= a; ++l)
-        if (((a >> l) & 1) && b >= ((a >> l) - 1) << l && b < (a >> l) << l) return base + l;
-      return -1;                 /* unreachable: the blocks partition [0, a - a%2) */
-    }
-    default: return 0;
-  }
+  const combiner__kind_ops *k = combiner__ops(p->kind);
+  COMBINER_ASSERT(k->support != NULL);   /* a kind compiled in */
+  return k->support(p, plan, i, j);
 }
 
 COMBINER_API combiner_status combiner_support_map(const combiner_config *cfg, int plan, int *map) {
@@ -3344,67 +3607,21 @@ COMBINER_API size_t combiner_phase_workspace_size(const combiner_config *cfg) {
   return w.total;
 }
 
-/* Terms (logit + value) that query (row r, column u) attends, and the terms
- * of the summaries, per head: the counting behind combiner_flops. */
-static int combiner__popcount_above0(ptrdiff_t x) {   /* set bits l >= 1 */
-  int c = 0;
-  for (x >>= 1; x; x >>= 1) c += (int)(x & 1);
-  return c;
-}
-
-static double combiner__query_terms(const combiner__problem *p, int r, int u) {
-  int n = p->n, m = p->m, len = combiner__row_len(p, r);
-  if (p->kind == COMBINER_LOGSPARSE) {   /* >>logsparse: self, p-1 if odd, one block per set bit l >= 1 */
-    ptrdiff_t i = (ptrdiff_t)r * m + u, rev = (ptrdiff_t)p->L - 1 - i;
-    double t = 1.0 + (double)(i & 1) + combiner__popcount_above0(i);
-    if (!p->causal) t += (double)(rev & 1) + combiner__popcount_above0(rev);
-    return t;
-  }
-  if (p->kind == COMBINER_DENSE) {  /* >>dense */
-    double i = (double)r * m + u;
-    return p->causal ? i + 1 : (double)p->L;
-  }
-  if (p->kind == COMBINER_FIXED) return p->causal ? (double)(u + 1) + r : (double)len + (n - 1);  /* >>fixed */
-  if (p->kind == COMBINER_AXIAL) return p->causal ? (double)(u + 1) + r : (double)len + (n - 1);  /* >>axial */
-  if (p->causal) {   /* MIXTURE: groups 1-5 of SPEC 5 */
-    return (double)r + (u + 1) + (r >= 1 ? m - 1 : 0) + (u >= 1 ? r : 0) + (u + 1 < m ? r : 0);
-  } else {
-    double t = (double)(combiner__col_len(p, u) - 1) + len;
-    if (r >= 1) t += m - 1;
-    if (r + 1 < n) t += combiner__row_len(p, r + 1) - (u < combiner__row_len(p, r + 1) ? 1 : 0);
-    t += u >= 1 ? n - 1 : 0;                                            /* left parts */
-    t += (u + 1 < m ? n - 1 : 0) + (u + 1 < p->last ? 1 : 0) - (u + 1 < len ? 1 : 0);  /* right */
-    return t;
-  }
-}
-
+/* Terms (logit + value) that every query attends, and the terms of the
+ * summaries, per head (each kind's partition counts them). */
 COMBINER_API double combiner_flops(const combiner_config *cfg) {
   combiner__problem p;
+  const combiner__kind_ops *kind;
   double per_term, terms = 0.0, summary = 0.0, extra = 0.0;
   int r, u;
   if (combiner__resolve(cfg, &p) != COMBINER_OK) return 0.0;
+  kind = combiner__ops(p.kind);
   per_term = 2.0 * ((double)p.d + p.dv);
   for (r = 0; r < p.n; ++r) {
     int len = combiner__row_len(&p, r);
-    for (u = 0; u < len; ++u) terms += combiner__query_terms(&p, r, u);
-    if (p.kind == COMBINER_FIXED) summary += len;  /* >>fixed */
-    if (p.kind == COMBINER_AXIAL) summary += (double)len * len;  /* >>axial */
-    if (p.kind == COMBINER_MIXTURE) summary += (double)len * (len + 1);      /* >>mixture: row prefix + suffix */
+    for (u = 0; u < len; ++u) terms += kind->query_terms(&p, r, u);
   }
-  if (p.kind == COMBINER_AXIAL && p.axial_key == COMBINER_AXIAL_KEY_WSUM) extra = summary * 2.0 * p.d;  /* >>axial */
-  if (p.kind == COMBINER_AXIAL && (size_t)p.L < p.count) summary += p.last;  /* >>axial */
-  if (p.kind == COMBINER_LOGSPARSE) {      /* >>logsparse: every aligned block attends to itself once */
-    ptrdiff_t span;
-    for (span = 2; span <= (ptrdiff_t)p.L; span *= 2) {
-      ptrdiff_t covered = (ptrdiff_t)p.L - (ptrdiff_t)p.L % span;      /* whole blocks only */
-      summary += (double)covered * (p.causal ? 1 : 2);
-    }
-  }
-  if (p.kind == COMBINER_MIXTURE)  /* >>mixture */
-    for (u = 0; u < combiner__cols(&p); ++u) {
-      double rows = combiner__col_len(&p, u);
-      summary += rows * (rows + 1) / 2 * (p.causal ? 1 : 2);                  /* column prefix (+ suffix) */
-    }
+  if (kind->summary_terms) summary = kind->summary_terms(&p, &extra);
   return p.H * ((terms + summary) * per_term + extra);
 }
 
@@ -3581,7 +3798,7 @@ COMBINER_API combiner_status combiner_cache_truncate(combiner_cache *cache, int 
    * positions only (Mixture's regions ending at it include it): still valid,
    * so re-appending there does not redo, say, Logsparse's O(N) top block. */
   if (cache->triggered > length)
-    cache->triggered = cache->p.kind == COMBINER_MIXTURE ? length : length + 1;  /* >>mixture */
+    cache->triggered = combiner__ops(cache->p.kind)->trigger_reads_self ? length : length + 1;
   cache->length = length;
   return COMBINER_OK;
 }
@@ -3589,6 +3806,7 @@ COMBINER_API combiner_status combiner_cache_truncate(combiner_cache *cache, int 
 COMBINER_API combiner_status combiner_cache_append(combiner_cache *cache, int count,
     const float *q, const float *k, const float *v, float *out) {
   const combiner__problem *p;
+  const combiner__kind_ops *kind;
   combiner__tensor tq, tk, tv, to;
   combiner__cache_job jb;
   combiner_status st;
@@ -3598,6 +3816,7 @@ COMBINER_API combiner_status combiner_cache_append(combiner_cache *cache, int co
   int h;
   if (!combiner__cache_ok(cache) || count < 1 || !q || !k || !v) return COMBINER_ERR_INVALID_ARGUMENT;
   p = &cache->p;
+  kind = combiner__ops(p->kind);
   if (count > cache->max_len - cache->length) return COMBINER_ERR_CACHE_FULL;
   if ((st = combiner__resolve_tensor(&cache->cfg.q_layout, count, p->H, p->d, &tq)) != COMBINER_OK ||
       (st = combiner__resolve_tensor(&cache->cfg.k_layout, count, p->Hkv, p->d, &tk)) != COMBINER_OK ||
@@ -3639,19 +3858,19 @@ COMBINER_API combiner_status combiner_cache_append(combiner_cache *cache, int co
       const float *kr = k + i * tk.ts + (ptrdiff_t)h * tk.hs, *vr = v + i * tv.ts + (ptrdiff_t)h * tv.hs;
       memcpy(ck + at * p->k.ts + (ptrdiff_t)h * p->k.hs, kr, (size_t)p->d * sizeof(float));
       memcpy(cv + at * p->v.ts + (ptrdiff_t)h * p->v.hs, vr, (size_t)p->dv * sizeof(float));
-      if (p->kind == COMBINER_MIXTURE) {  /* >>mixture */
+      if (kind->cache_columns) {
         memcpy(combiner__colrow(&jb, jb.kc, h, u, r, p->d), kr, (size_t)p->d * sizeof(float));
         memcpy(combiner__colrow(&jb, jb.vc, h, u, r, p->dv), vr, (size_t)p->dv * sizeof(float));
       }
     }
-    if (p->kind != COMBINER_DENSE)   /* >>dense: the summaries pool queries; DENSE reads them in place */
+    if (kind->cache_queries)   /* the summaries pool queries (DENSE reads them in place) */
       for (h = 0; h < p->H; ++h) {
         const float *qr = q + i * tq.ts + (ptrdiff_t)h * tq.hs;
         memcpy(cq + at * p->q.ts + (ptrdiff_t)h * p->q.hs, qr, (size_t)p->d * sizeof(float));
-        if (p->kind == COMBINER_MIXTURE) memcpy(combiner__colrow(&jb, jb.qc, h, u, r, p->d), qr, (size_t)p->d * sizeof(float));  /* >>mixture */
+        if (kind->cache_columns) memcpy(combiner__colrow(&jb, jb.qc, h, u, r, p->d), qr, (size_t)p->d * sizeof(float));
       }
   }
-  if (p->kind != COMBINER_DENSE || out)  /* >>dense */
+  if (kind->cache_trigger || out)
     combiner__cache_run(&jb, (unsigned char *)(void *)combiner__cache_floats(cache, cache->off[COMBINER__CSCRATCH]),
                         cache->scratch_stride);
   cache->length += count;
