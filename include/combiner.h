@@ -197,7 +197,8 @@ typedef enum combiner_status {
   COMBINER_ERR_OVERFLOW,             /* sizes whose byte counts overflow    */
   COMBINER_ERR_UNSUPPORTED,          /* kind compiled out (COMBINER_NO_*)   */
   COMBINER_ERR_CACHE_FULL,           /* append would pass the cache's max_len */
-  COMBINER_ERR_NO_BLOCK              /* block 0 and no seq_len: the block is the model's */
+  COMBINER_ERR_NO_BLOCK,             /* block 0 and no seq_len: the block is the model's */
+  COMBINER_ERR_ROLLBACK              /* a borrowed cache asked to go back past its rollback window */
 } combiner_status;
 
 typedef enum combiner_kind {
@@ -401,6 +402,58 @@ COMBINER_API int combiner_cache_length(const combiner_cache *cache);
  * (the model's: see THE BLOCK IS THE MODEL'S). */
 COMBINER_API combiner_status combiner_cache_config(const combiner_cache *cache, combiner_config *resolved);
 
+/* ---- a cache inside an engine: borrowed K/V, shared scratch, positions ----
+ * An engine keeps its own KV cache; a borrowed cache reads K and V there
+ * and holds only what Combiner adds: the abstractions of completed regions,
+ * the queries of the last few positions (the open regions' and the rollback
+ * window's), and running pools of the queries of regions still open
+ * (MIXTURE's columns, LOGSPARSE's levels). Its outputs are bit-identical to
+ * an owned cache's fed the same tokens. Sizes (max_len 16384, d 64, 8 heads,
+ * 2 kv heads): see the README's memory table. */
+typedef struct combiner_cache_options {
+  int max_len;          /* positions the cache can hold, >= 1 */
+  /* Borrowed K/V: the engine's K and V of this layer (both, or neither for
+   * an owned cache): position i, kv head g at k + i * token_stride +
+   * g * head_stride of cfg's k_layout (v: v_layout), for max_len positions;
+   * e.g. layer l's slice of a [layer][seq][kv_heads][head_dim] cache. The
+   * engine writes positions [P, P+T) there before appending them, and the
+   * append passes k = v = NULL. The cache never writes them. */
+  const float *k, *v;
+  /* Borrowed: how far a truncate may go back (a speculative draft's
+   * tokens, say), measured from the furthest length the cache has held: to
+   * any length >= that - rollback; beyond: COMBINER_ERR_ROLLBACK. Owned
+   * caches go back any distance and ignore it. */
+  int rollback;
+  /* Nonzero: the cache has no scratch; every append passes one (see
+   * combiner_cache_scratch_size), which the caches of all layers may share
+   * when they append one after another. Zero: scratch for cfg's num_threads
+   * inside the cache, as combiner_cache_init does. */
+  int shared_scratch;
+} combiner_cache_options;
+
+/* combiner_cache_size / combiner_cache_init with options (those two are
+ * these with {max_len}: owned, no rollback limit, scratch inside). */
+COMBINER_API size_t combiner_cache_size_ex(const combiner_config *cfg, const combiner_cache_options *opt);
+COMBINER_API combiner_status combiner_cache_init_ex(combiner_cache **cache, const combiner_config *cfg,
+    const combiner_cache_options *opt, void *buffer, size_t buffer_size);
+/* Bytes of scratch for appends running on up to `threads` threads (0:
+ * cfg's num_threads, resolved now); depends on cfg's widths only, so one
+ * scratch serves every layer of a model. */
+COMBINER_API size_t combiner_cache_scratch_size(const combiner_config *cfg, int threads);
+/* Appends count tokens at `position`: equal to the length, an append;
+ * smaller, a truncate to it first (within the rollback window of a borrowed
+ * cache); larger: COMBINER_ERR_INVALID_ARGUMENT. scratch: NULL uses the
+ * cache's own; else scratch_size bytes of it (any alignment), threads
+ * limited to the slots it holds. Borrowed: k = v = NULL. */
+COMBINER_API combiner_status combiner_cache_append_at(combiner_cache *cache, int position, int count,
+    const float *q, const float *k, const float *v, float *out, void *scratch, size_t scratch_size);
+/* Where the cache's K and V are: position i, kv head g of K at
+ * *k + i * k_layout->token_stride + g * k_layout->head_stride (the engine's
+ * buffers for a borrowed cache, the cache's own head-major arrays for an
+ * owned one). Rows at positions >= the length are unspecified. */
+COMBINER_API combiner_status combiner_cache_kv(const combiner_cache *cache, const float **k, const float **v,
+    combiner_layout *k_layout, combiner_layout *v_layout);
+
 #ifdef __cplusplus
 }
 #endif
@@ -555,6 +608,7 @@ typedef struct combiner__problem {
   size_t count;        /* abstractions per query head */
   int sections;
   int slots;           /* scratch slots: OpenMP threads, or parts of a split call */
+  ptrdiff_t qring;     /* a borrowed cache's queries: position i in slot i % qring (0: all kept) */
 } combiner__problem;
 
 static int combiner__mul(size_t a, size_t b, size_t *r) {
@@ -1790,16 +1844,31 @@ static void combiner__scaled_copy(float *dst, const float *src, float scale, int
 /* Fixed-style abstraction of a region (SPEC 3, and SPEC 5's regions with max
  * or mean): key = pool of its keys, value = att(pool of its queries, region).
  * Queries at q0, q0 + qs, ...; keys and values as given. */
-static void combiner__region_summary(const combiner__problem *p, const combiner__scratch *sc, const float *q0,
-    ptrdiff_t qs, const combiner__seq *ks, const combiner__seq *vs, float *key, float *val) {
-  float *qp = sc->qbuf + p->d;
+static void combiner__region_value(const combiner__problem *p, const combiner__scratch *sc, float *qp,
+    const combiner__seq *ks, const combiner__seq *vs, float *val) {
   combiner__single_state st;
-  combiner__pool_rows(key, ks->base, ks->stride, ks->count, p->d, p->pool);
-  combiner__pool_rows(qp, q0, qs, ks->count, p->d, p->pool);
   combiner__scale_row(qp, p->scale, p->d);
   combiner__single_state_begin(&st, sc->tile[1], NULL, p->dv, p->d);
   combiner__single_query_attend(p, qp, ks, vs, &st, sc->s);
   combiner__single_state_finish(&st, val, p->dv);
+}
+
+static void combiner__region_summary(const combiner__problem *p, const combiner__scratch *sc, const float *q0,
+    ptrdiff_t qs, const combiner__seq *ks, const combiner__seq *vs, float *key, float *val) {
+  float *qp = sc->qbuf + p->d;
+  combiner__pool_rows(key, ks->base, ks->stride, ks->count, p->d, p->pool);
+  combiner__pool_rows(qp, q0, qs, ks->count, p->d, p->pool);
+  combiner__region_value(p, sc, qp, ks, vs, val);
+}
+
+/* The same with the queries' pool given: acc = pool_start and pool_add
+ * over the region's queries in order (the same bits as pooling the rows). */
+COMBINER__SHARED void combiner__region_summary_pooled(const combiner__problem *p, const combiner__scratch *sc,
+    const float *acc, const combiner__seq *ks, const combiner__seq *vs, float *key, float *val) {
+  float *qp = sc->qbuf + p->d;
+  combiner__pool_rows(key, ks->base, ks->stride, ks->count, p->d, p->pool);
+  combiner__pool_read(qp, acc, p->d, p->pool, ks->count);
+  combiner__region_value(p, sc, qp, ks, vs, val);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1911,6 +1980,7 @@ static void combiner__run(const combiner__ctx *c, ptrdiff_t units, combiner__uni
 
 /* Rows of the inputs: position i, head h. */
 COMBINER__SHARED const float *combiner__q(const combiner__ctx *c, ptrdiff_t i, int h) {
+  if (c->p->qring) i %= c->p->qring;   /* runs read through it never wrap (see combiner__cache_plan) */
   return c->q + i * c->p->q.ts + (ptrdiff_t)h * c->p->q.hs;
 }
 COMBINER__SHARED const float *combiner__k(const combiner__ctx *c, ptrdiff_t i, int g) {
@@ -2083,7 +2153,10 @@ COMBINER__SHARED int combiner__no_summaries(combiner__problem *p) {
  * column terms. */
 typedef struct combiner__cache_job {
   combiner__ctx c;         /* p, q, k, v, keys and values of the cache */
-  float *kc, *vc, *qc;     /* Mixture's column-major copies */
+  float *kc, *vc, *qc;     /* Mixture's column-major copies (owned caches; NULL borrowed) */
+  float *tracks;           /* borrowed: running pools of open regions' queries, [H][tracks][d] */
+  const ptrdiff_t *level_off;  /* borrowed LOGSPARSE: level l's entries are a ring of */
+  const int *level_keep;       /* level_keep[l] blocks from level_off[l] (NULL: all kept) */
   ptrdiff_t section;       /* entries per head and section */
   ptrdiff_t first, count;  /* the appended positions */
   ptrdiff_t triggered;     /* positions below this skip their triggers */
@@ -2143,6 +2216,16 @@ typedef struct combiner__kind_ops {
    * whether past queries and column-major copies of Q, K, V are kept, and
    * whether a position's triggers read the position itself */
   int cache_by_cell, cache_sections, cache_queries, cache_columns, trigger_reads_self;
+  /* a borrowed cache keeps the queries of the last positions only: in
+   * block-aligned rings (1; runs of a block never wrap) or any ring (2);
+   * regions that outlive the ring keep running pools of their queries
+   * (tracks per head, cache_fold adds position i's query); entries a
+   * borrowed cache need not keep (cache_window: the count for a rollback
+   * span, NULL: as owned) */
+  int cache_ring;
+  int (*cache_tracks)(const combiner__problem *p);
+  void (*cache_fold)(const combiner__cache_job *jb, float *tracks, int h, ptrdiff_t i);
+  size_t (*cache_window)(const combiner__problem *p, int span, ptrdiff_t *off, int *keep);
   /* the kernels: the steps of a call (one_call: combiner_attention, which
    * may fuse), and optionally a whole one-call run in another shape (0 when
    * it declines) */
@@ -2232,6 +2315,7 @@ static const combiner__kind_ops combiner__dense_ops = {
   0, combiner__no_summaries, combiner__dense_support, combiner__dense_query_terms,   /* partition */
   NULL, combiner__dense_terms, NULL,
   0, 1, 0, 0, 0,   /* cache layout */
+  0, NULL, NULL, NULL,   /* borrowed cache */
   combiner__dense_steps, NULL,   /* prefill */
   NULL, NULL, combiner__dense_cache_group   /* decode */
 };
@@ -2404,6 +2488,7 @@ static const combiner__kind_ops combiner__fixed_ops = {
   1, combiner__fixed_count, combiner__blocks_support, combiner__blocks_query_terms,   /* partition */
   combiner__fixed_summary_terms, combiner__fixed_terms, NULL,
   0, 1, 1, 0, 0,   /* cache layout */
+  1, NULL, NULL, NULL,   /* borrowed cache */
   combiner__fixed_steps, combiner__fixed_whole,   /* prefill */
   combiner__fixed_cache_trigger, combiner__fixed_cache_query, NULL   /* decode */
 };
@@ -2584,6 +2669,7 @@ static const combiner__kind_ops combiner__axial_ops = {
   1, combiner__axial_count, combiner__blocks_support, combiner__blocks_query_terms,   /* partition */
   combiner__axial_summary_terms, combiner__axial_terms, combiner__axial_state_sets,
   1, 1, 1, 0, 0,   /* cache layout */
+  1, NULL, NULL, NULL,   /* borrowed cache */
   combiner__axial_steps, NULL,   /* prefill */
   combiner__axial_cache_trigger, combiner__axial_cache_query, NULL   /* decode */
 };
@@ -2818,16 +2904,44 @@ static int combiner__mixture_steps(const combiner__problem *p, int one_call, com
 /* Decode: SPEC 5's regions ending at i, and row r-1's suffix from column
  * u+1 (first used by (r, u)). The cache's entries are column-major per
  * section, S = entries per section. */
+/* Column u, rows 0..rows-1 of K and V: an owned cache's column-major copy,
+ * else the (borrowed) rows themselves, m positions apart. */
+static void combiner__mixture_column(const combiner__cache_job *jb, int g, ptrdiff_t u, int rows,
+                                     combiner__seq *ks, combiner__seq *vs) {
+  const combiner__problem *p = jb->c.p;
+  if (jb->kc) {
+    *ks = combiner__seq_of(combiner__colrow(jb, jb->kc, g, u, 0, p->d), p->d, rows);
+    *vs = combiner__seq_of(combiner__colrow(jb, jb->vc, g, u, 0, p->dv), p->dv, rows);
+  } else {
+    *ks = combiner__keys(&jb->c, g, u, p->m, rows);
+    *vs = combiner__values(&jb->c, g, u, p->m, rows);
+  }
+}
+
+/* Borrowed: column u's running pool of queries, rows 0..r (section 0). */
+static int combiner__mixture_cache_tracks(const combiner__problem *p) { return combiner__cols(p); }
+
+static void combiner__mixture_cache_fold(const combiner__cache_job *jb, float *tracks, int h, ptrdiff_t i) {
+  const combiner__problem *p = jb->c.p;
+  float *acc = tracks + ((ptrdiff_t)h * combiner__cols(p) + i % p->m) * p->d;
+  if (i < p->m) combiner__pool_start(acc, combiner__q(&jb->c, i, h), p->d);
+  else combiner__pool_add(acc, combiner__q(&jb->c, i, h), p->d, p->pool);
+}
+
 static void combiner__mixture_cache_trigger(const combiner__cache_job *jb, const combiner__scratch *sc, int h, ptrdiff_t i) {
   const combiner__ctx *c = &jb->c;
   const combiner__problem *p = c->p;
   const ptrdiff_t m = p->m, n = p->n, r = i / m, u = i % m, S = jb->section;
   const int g = h / p->group;
-  combiner__seq ks = combiner__seq_of(combiner__colrow(jb, jb->kc, g, u, 0, p->d), p->d, (int)r + 1);
-  combiner__seq vs = combiner__seq_of(combiner__colrow(jb, jb->vc, g, u, 0, p->dv), p->dv, (int)r + 1);
+  combiner__seq ks, vs;
+  combiner__mixture_column(jb, g, u, (int)r + 1, &ks, &vs);
   /* section 0, row-major: column u, rows 0..r (used by row r+1) */
-  combiner__region_summary(p, sc, combiner__colrow(jb, jb->qc, h, u, 0, p->d), p->d, &ks, &vs,
-                           combiner__wkey(c, h, r * m + u), combiner__wval(c, h, r * m + u));
+  if (jb->qc)
+    combiner__region_summary(p, sc, combiner__colrow(jb, jb->qc, h, u, 0, p->d), p->d, &ks, &vs,
+                             combiner__wkey(c, h, r * m + u), combiner__wval(c, h, r * m + u));
+  else
+    combiner__region_summary_pooled(p, sc, jb->tracks + ((ptrdiff_t)h * combiner__cols(p) + u) * p->d, &ks, &vs,
+                                    combiner__wkey(c, h, r * m + u), combiner__wval(c, h, r * m + u));
   /* section 1: row r, columns 0..u (used by later rows at column u+1) */
   ks = combiner__keys(c, g, r * m, 1, (int)u + 1);
   vs = combiner__values(c, g, r * m, 1, (int)u + 1);
@@ -2850,8 +2964,8 @@ static int combiner__mixture_cache_query(const combiner__cache_job *jb, const co
   const int g = h / p->group;
   combiner__single_state hz;
   if (r > 0) {                                                  /* 1. column direct */
-    combiner__seq ks = combiner__seq_of(combiner__colrow(jb, jb->kc, g, u, 0, p->d), p->d, (int)r);
-    combiner__seq vs = combiner__seq_of(combiner__colrow(jb, jb->vc, g, u, 0, p->dv), p->dv, (int)r);
+    combiner__seq ks, vs;
+    combiner__mixture_column(jb, g, u, (int)r, &ks, &vs);
     combiner__single_query_attend(p, q, &ks, &vs, st, sc->s);
   }
   combiner__ddirect(c, sc, q, g, r * m, u + 1, st);             /* 2. row direct */
@@ -2883,6 +2997,7 @@ static const combiner__kind_ops combiner__mixture_ops = {
   1, combiner__mixture_count, combiner__mixture_support, combiner__mixture_query_terms,   /* partition */
   combiner__mixture_summary_terms, combiner__mixture_terms, combiner__mixture_state_sets,
   1, 3, 1, 1, 1,   /* cache layout */
+  1, combiner__mixture_cache_tracks, combiner__mixture_cache_fold, NULL,   /* borrowed cache */
   combiner__mixture_steps, NULL,   /* prefill */
   combiner__mixture_cache_trigger, combiner__mixture_cache_query, NULL   /* decode */
 };
@@ -3092,13 +3207,58 @@ static int combiner__logsparse_steps(const combiner__problem *p, int one_call, c
   return n;
 }
 
-/* Decode: every aligned block that ends just before i. */
+/* Entry of block b of level l in a cache: a borrowed one keeps a ring of
+ * the last few blocks per level (the only ones later queries read). */
+static ptrdiff_t combiner__log_entry(const combiner__cache_job *jb, int l, ptrdiff_t b) {
+  if (!jb->level_keep) return combiner__log_offset(jb->c.p->L, l) + b;
+  return jb->level_off[l] + b % jb->level_keep[l];
+}
+
+/* Query i reads block (i >> l) - 1 of level l: the last one completed. A
+ * rollback of `span` positions reaches back floor(span / 2^l) + 1 more. */
+static size_t combiner__logsparse_cache_window(const combiner__problem *p, int span, ptrdiff_t *off, int *keep) {
+  const int levels = combiner__log_levels(p->L);
+  size_t total = 0;
+  int l;
+  for (l = 1; l <= levels; ++l) {
+    keep[l] = (int)(span >> l) + 2;
+    off[l] = (ptrdiff_t)total;
+    total += (size_t)keep[l];
+  }
+  return total;
+}
+
+/* Borrowed: per level l, the running pool of the queries of the open
+ * block, restarted at every multiple of 2^l. */
+static int combiner__logsparse_cache_tracks(const combiner__problem *p) { return combiner__log_levels(p->L); }
+
+static void combiner__logsparse_cache_fold(const combiner__cache_job *jb, float *tracks, int h, ptrdiff_t i) {
+  const combiner__problem *p = jb->c.p;
+  const int levels = combiner__log_levels(p->L);
+  const float *q = combiner__q(&jb->c, i, h);
+  int l;
+  for (l = 1; l <= levels; ++l) {
+    float *acc = tracks + ((ptrdiff_t)h * levels + l - 1) * p->d;
+    if (i % ((ptrdiff_t)1 << l) == 0) combiner__pool_start(acc, q, p->d);
+    else combiner__pool_add(acc, q, p->d, p->pool);
+  }
+}
+
+/* Decode: every aligned block that ends just before i (before i's query is
+ * folded into the level pools). */
 static void combiner__logsparse_cache_trigger(const combiner__cache_job *jb, const combiner__scratch *sc, int h, ptrdiff_t i) {
   const combiner__ctx *c = &jb->c;
+  const int g = h / c->p->group, levels = combiner__log_levels(c->p->L);
   int l;
   for (l = 1; ((ptrdiff_t)1 << l) <= i && i % ((ptrdiff_t)1 << l) == 0; ++l) {
-    const ptrdiff_t b = (i >> l) - 1, e = combiner__log_offset(c->p->L, l) + b;
-    combiner__block_summary(c, sc, h, b << l, 1 << l, combiner__wkey(c, h, e), combiner__wval(c, h, e));
+    const ptrdiff_t b = (i >> l) - 1, e = combiner__log_entry(jb, l, b);
+    if (jb->tracks) {
+      combiner__seq ks = combiner__keys(c, g, b << l, 1, 1 << l), vs = combiner__values(c, g, b << l, 1, 1 << l);
+      combiner__region_summary_pooled(c->p, sc, jb->tracks + ((ptrdiff_t)h * levels + l - 1) * c->p->d, &ks, &vs,
+                                      combiner__wkey(c, h, e), combiner__wval(c, h, e));
+    } else {
+      combiner__block_summary(c, sc, h, b << l, 1 << l, combiner__wkey(c, h, e), combiner__wval(c, h, e));
+    }
   }
 }
 
@@ -3119,7 +3279,7 @@ static int combiner__logsparse_cache_query(const combiner__cache_job *jb, const 
   if (i & 1) combiner__gather_add(p, sc, &gt, st, combiner__k(c, i - 1, g), combiner__v(c, i - 1, g));
   for (l = 1; ((ptrdiff_t)1 << l) <= i; ++l)
     if ((i >> l) & 1) {
-      const ptrdiff_t e = combiner__log_offset(p->L, l) + (i >> l) - 1;
+      const ptrdiff_t e = combiner__log_entry(jb, l, (i >> l) - 1);
       combiner__gather_add(p, sc, &gt, st, combiner__skey(c, h, e), combiner__sval(c, h, e));
     }
   combiner__gather_flush(p, sc, &gt, st);
@@ -3130,6 +3290,7 @@ static const combiner__kind_ops combiner__logsparse_ops = {
   0, combiner__logsparse_count, combiner__logsparse_support, combiner__logsparse_query_terms,   /* partition */
   combiner__logsparse_summary_terms, combiner__logsparse_terms, NULL,
   0, 1, 1, 0, 0,   /* cache layout */
+  2, combiner__logsparse_cache_tracks, combiner__logsparse_cache_fold, combiner__logsparse_cache_window,   /* borrowed cache */
   combiner__logsparse_steps, NULL,   /* prefill */
   combiner__logsparse_cache_trigger, combiner__logsparse_cache_query, NULL   /* decode */
 };
@@ -3148,6 +3309,7 @@ static const combiner__kind_ops combiner__absent_ops = {
   0, combiner__no_summaries, NULL, NULL,   /* partition */
   NULL, NULL, NULL,
   0, 0, 0, 0, 0,   /* cache layout */
+  0, NULL, NULL, NULL,   /* borrowed cache */
   NULL, NULL,   /* prefill */
   NULL, NULL, NULL   /* decode */
 };
@@ -3301,19 +3463,72 @@ struct combiner_cache {
   unsigned magic;
   int length, max_len;
   int triggered;           /* positions [0, triggered) have run their triggers on today's data */
+  int borrowed, rollback;  /* K/V in the engine's buffers; how far a truncate may go back */
+  int batch;               /* positions per run: a run's Q rows never overwrite what it reads */
+  int tracks;              /* running query pools per head (borrowed MIXTURE, LOGSPARSE) */
+  int lag;                 /* positions [0, lag) are folded into the lag pools */
+  int reach;               /* the furthest length held: a borrowed cache goes back to reach - rollback */
   combiner_config cfg;     /* resolved; seq_len = max_len; layouts of the appended tensors */
   combiner__problem p;     /* L = max_len; q, k, v describe the stored arrays; count = entries per head */
   size_t section;          /* entries per head and section */
-  size_t off[9];           /* byte offsets from the cache of its parts (COMBINER__CQ..) */
+  size_t off[11];          /* byte offsets from the cache of its parts (COMBINER__CQ..) */
+  ptrdiff_t level_off[32]; /* borrowed LOGSPARSE: level l's ring of level_keep[l] entries */
+  int level_keep[32];
+  const float *bk, *bv;    /* borrowed K and V */
+  size_t bk_extent, bv_extent;   /* floats they span for max_len positions */
   size_t scratch_stride;   /* bytes of scratch per thread */
   size_t bytes;            /* from the cache to the end of its last scratch slot */
 };
 
-/* The parts of a cache, in order (Q and the column copies may be empty). */
+/* The parts of a cache, in order (any may be empty). Owned: Q, K, V of
+ * every position, Mixture's column copies. Borrowed: Q of the last `qring`
+ * positions, the running pools and their copy `rollback` positions behind
+ * (the lag pools: a truncate restarts from them). */
 enum { COMBINER__CQ = 0, COMBINER__CK, COMBINER__CV, COMBINER__CQC, COMBINER__CKC, COMBINER__CVC,
-       COMBINER__CKEYS, COMBINER__CVALS, COMBINER__CSCRATCH };
+       COMBINER__CKEYS, COMBINER__CVALS, COMBINER__CTRACK, COMBINER__CLAG, COMBINER__CSCRATCH, COMBINER__CPARTS };
 
 #define COMBINER__CACHE_MAGIC 0x436f6d62u
+
+static float *combiner__cache_floats(combiner_cache *cache, size_t off) {
+  return (float *)(void *)((unsigned char *)(void *)cache + off);
+}
+
+/* The job of appending [first, first + count) to a cache. */
+static void combiner__cache_job_of(combiner_cache *cache, combiner__cache_job *jb) {
+  memset(jb, 0, sizeof *jb);
+  jb->c.p = &cache->p;
+  jb->c.q = combiner__cache_floats(cache, cache->off[COMBINER__CQ]);
+  jb->c.k = cache->borrowed ? cache->bk : combiner__cache_floats(cache, cache->off[COMBINER__CK]);
+  jb->c.v = cache->borrowed ? cache->bv : combiner__cache_floats(cache, cache->off[COMBINER__CV]);
+  if (cache->off[COMBINER__CKC] != cache->off[COMBINER__CKEYS]) {   /* column copies kept */
+    jb->qc = combiner__cache_floats(cache, cache->off[COMBINER__CQC]);
+    jb->kc = combiner__cache_floats(cache, cache->off[COMBINER__CKC]);
+    jb->vc = combiner__cache_floats(cache, cache->off[COMBINER__CVC]);
+  }
+  if (cache->tracks) jb->tracks = combiner__cache_floats(cache, cache->off[COMBINER__CTRACK]);
+  if (cache->level_keep[1]) {
+    jb->level_off = cache->level_off;
+    jb->level_keep = cache->level_keep;
+  }
+  jb->c.wkeys = combiner__cache_floats(cache, cache->off[COMBINER__CKEYS]);
+  jb->c.wvals = combiner__cache_floats(cache, cache->off[COMBINER__CVALS]);
+  jb->c.skeys = jb->c.wkeys;
+  jb->c.svals = jb->c.wvals;
+  jb->section = (ptrdiff_t)cache->section;
+}
+
+/* Folds the queries of positions [from, to) into the pools at `tracks`,
+ * every head (the lag pools, or a truncate's replay). */
+static void combiner__cache_fold_range(combiner_cache *cache, float *tracks, ptrdiff_t from, ptrdiff_t to) {
+  const combiner__kind_ops *k = combiner__ops(cache->p.kind);
+  combiner__cache_job jb;
+  ptrdiff_t i;
+  int h;
+  COMBINER_ASSERT(k->cache_fold != NULL);   /* caches have tracks only for kinds that fold */
+  combiner__cache_job_of(cache, &jb);
+  for (i = from; i < to; ++i)
+    for (h = 0; h < cache->p.H; ++h) k->cache_fold(&jb, tracks, h, i);
+}
 
 /* Output of position i, head h: its direct terms and abstractions (SPEC 3-5b). */
 static void combiner__cache_query(const combiner__cache_job *jb, const combiner__kind_ops *k, const combiner__scratch *sc,
@@ -3326,31 +3541,35 @@ static void combiner__cache_query(const combiner__cache_job *jb, const combiner_
   if (!k->cache_query(jb, sc, h, i, sc->qbuf, &st)) combiner__single_state_finish(&st, combiner__cache_out(jb, i, h), p->dv);
 }
 
-/* Unit = a query head (its abstractions and outputs), or a kv head with its
- * query heads (kinds with cache_group); it walks the appended positions in
- * order. */
+/* Unit = a query head (its abstractions, pools and outputs), or a kv head
+ * with its query heads (kinds with cache_group); it walks the appended
+ * positions in order. A position's query joins the pools before its
+ * triggers when they read it (Mixture's regions ending at it), else after. */
 static void combiner__cache_unit(const combiner__cache_job *jb, ptrdiff_t unit, const combiner__scratch *sc) {
   const combiner__kind_ops *k = combiner__ops(jb->c.p->kind);
+  const int h = (int)unit;
   ptrdiff_t i;
   for (i = jb->first; i < jb->first + jb->count; ++i) {
-    if (k->cache_trigger && i >= jb->triggered) k->cache_trigger(jb, sc, (int)unit, i);
+    if (jb->tracks && k->trigger_reads_self) k->cache_fold(jb, jb->tracks, h, i);
+    if (k->cache_trigger && i >= jb->triggered) k->cache_trigger(jb, sc, h, i);
+    if (jb->tracks && !k->trigger_reads_self) k->cache_fold(jb, jb->tracks, h, i);
     if (!jb->out) continue;
-    if (k->cache_group) k->cache_group(jb, sc, (int)unit, i);
-    else combiner__cache_query(jb, k, sc, (int)unit, i);
+    if (k->cache_group) k->cache_group(jb, sc, h, i);
+    else combiner__cache_query(jb, k, sc, h, i);
   }
 }
 
-/* base: scratch slot 0; stride: bytes per slot */
-static void combiner__cache_run(const combiner__cache_job *jb, unsigned char *base, size_t stride) {
+/* base: scratch slot 0; stride: bytes per slot; threads: at most */
+static void combiner__cache_run(const combiner__cache_job *jb, unsigned char *base, size_t stride, int threads) {
   const combiner__problem *p = jb->c.p;
   const ptrdiff_t units = combiner__ops(p->kind)->cache_group ? p->Hkv : p->H;
   /* a team costs microseconds to wake, more than a small token's work */
   const double work = (double)jb->count * p->H * combiner__kind_terms(p, (double)jb->first + (double)jb->count) *
                       ((double)p->d + p->dv);
-  (void)work; (void)stride;
+  (void)work; (void)stride; (void)threads;
 #ifdef COMBINER__OPENMP
-  if (p->threads > 1 && units > 1 && work >= 1.5e5) {
-#pragma omp parallel num_threads(p->threads)
+  if (threads > 1 && units > 1 && work >= 1.5e5) {
+#pragma omp parallel num_threads(threads)
     {
       const uint64_t csr = combiner__denormals_off();
       combiner__scratch sc;
@@ -3373,18 +3592,22 @@ static void combiner__cache_run(const combiner__cache_job *jb, unsigned char *ba
   }
 }
 
-/* Sizes a cache (hdr->bytes, offsets) for cfg and max_len; the one place
- * that validates them. */
-static combiner_status combiner__cache_plan(const combiner_config *cfg, int max_len, combiner_cache *hdr) {
+/* Sizes a cache (hdr->bytes, offsets) for cfg and the options; the one
+ * place that validates them. */
+static combiner_status combiner__cache_plan(const combiner_config *cfg, const combiner_cache_options *opt,
+                                            combiner_cache *hdr) {
   combiner_config c2;
   combiner__tensor t;
   combiner__problem *p = &hdr->p;
   const combiner__kind_ops *kind;
   combiner__scratch sc;
   combiner_status st;
-  size_t rows[9], width[9], off, cells;
-  int i;
-  if (!cfg || max_len < 1 || cfg->seq_len < 0 || cfg->block < 0) return COMBINER_ERR_INVALID_ARGUMENT;
+  size_t rows[COMBINER__CPARTS], width[COMBINER__CPARTS], off, cells;
+  int i, max_len;
+  if (!cfg || !opt || opt->max_len < 1 || cfg->seq_len < 0 || cfg->block < 0 || opt->rollback < 0 ||
+      !opt->k != !opt->v)
+    return COMBINER_ERR_INVALID_ARGUMENT;
+  max_len = opt->max_len;
   memset(hdr, 0, sizeof *hdr);
   c2 = *cfg;
   /* The model's block, from its context length, never from the capacity:
@@ -3406,6 +3629,13 @@ static combiner_status combiner__cache_plan(const combiner_config *cfg, int max_
   c2.v_layout.token_stride = t.ts; c2.v_layout.head_stride = t.hs;
   if ((st = combiner__resolve_tensor(&cfg->out_layout, 1, p->H, p->dv, &t)) != COMBINER_OK) return st;
   c2.out_layout.token_stride = t.ts; c2.out_layout.head_stride = t.hs;
+  hdr->borrowed = opt->k != NULL;
+  if (hdr->borrowed) {   /* the engine's K and V, for the whole capacity */
+    if ((st = combiner__resolve_tensor(&cfg->k_layout, max_len, p->Hkv, p->d, &p->k)) != COMBINER_OK) return st;
+    if ((st = combiner__resolve_tensor(&cfg->v_layout, max_len, p->Hkv, p->dv, &p->v)) != COMBINER_OK) return st;
+    hdr->bk = opt->k; hdr->bv = opt->v;
+    hdr->bk_extent = p->k.extent; hdr->bv_extent = p->v.extent;
+  }
   if (!combiner__kind_compiled(p->kind)) return COMBINER_ERR_UNSUPPORTED;
   if (!c2.block && combiner__kind_has_blocks(p->kind)) return COMBINER_ERR_NO_BLOCK;
   kind = combiner__ops(p->kind);
@@ -3417,26 +3647,53 @@ static combiner_status combiner__cache_plan(const combiner_config *cfg, int max_
   c2.num_threads = p->threads;
   hdr->cfg = c2;
   hdr->max_len = max_len;
+  hdr->batch = max_len;
   /* entries per head: Axial and Mixture index cells column-major, u*n + t */
   cells = (size_t)combiner__cols(p) * (size_t)p->n;       /* <= 2*max_len */
   hdr->section = kind->cache_by_cell ? cells : p->count;
   p->count = hdr->section * (size_t)kind->cache_sections;
-  /* rows x width of each part */
+  for (i = 0; i < COMBINER__CPARTS; ++i) rows[i] = 0;
   rows[COMBINER__CQ] = kind->cache_queries ? (size_t)max_len * (size_t)p->H : 0;
-  rows[COMBINER__CK] = rows[COMBINER__CV] = (size_t)max_len * (size_t)p->Hkv;
-  rows[COMBINER__CQC] = kind->cache_columns ? cells * (size_t)p->H : 0;
-  rows[COMBINER__CKC] = rows[COMBINER__CVC] = kind->cache_columns ? cells * (size_t)p->Hkv : 0;
+  if (hdr->borrowed) {
+    /* the rollback window, and the queries the triggers of a run read: a
+     * block (m) before the run in block-aligned rings, which hold the run */
+    const int span = opt->rollback < max_len ? opt->rollback : max_len;
+    hdr->rollback = span;
+    if (kind->cache_ring == 1) {
+      p->qring = ((ptrdiff_t)span / p->m + 2) * p->m;
+      hdr->batch = (int)(p->qring - p->m);
+    } else if (kind->cache_ring == 2) {
+      p->qring = (ptrdiff_t)span + (ptrdiff_t)COMBINER__BQ * 4;
+      hdr->batch = COMBINER__BQ * 4;
+    }
+    if (p->qring >= max_len) {   /* everything fits: no ring */
+      p->qring = 0;
+      hdr->batch = max_len;
+    }
+    if (p->qring) rows[COMBINER__CQ] = (size_t)p->qring * (size_t)p->H;
+    if (kind->cache_tracks) hdr->tracks = kind->cache_tracks(p);
+    rows[COMBINER__CTRACK] = rows[COMBINER__CLAG] = (size_t)hdr->tracks * (size_t)p->H;
+    if (kind->cache_window) {
+      p->count = kind->cache_window(p, span, hdr->level_off, hdr->level_keep);
+      hdr->section = p->count;
+    }
+  } else {
+    rows[COMBINER__CK] = rows[COMBINER__CV] = (size_t)max_len * (size_t)p->Hkv;
+    rows[COMBINER__CQC] = kind->cache_columns ? cells * (size_t)p->H : 0;
+    rows[COMBINER__CKC] = rows[COMBINER__CVC] = kind->cache_columns ? cells * (size_t)p->Hkv : 0;
+  }
   rows[COMBINER__CKEYS] = rows[COMBINER__CVALS] = p->count;
   width[COMBINER__CQ] = width[COMBINER__CK] = width[COMBINER__CQC] = width[COMBINER__CKC] = (size_t)p->d;
   width[COMBINER__CV] = width[COMBINER__CVC] = (size_t)p->dv;
   width[COMBINER__CKEYS] = (size_t)p->H * (size_t)p->d;
   width[COMBINER__CVALS] = (size_t)p->H * (size_t)p->dv;
-  rows[COMBINER__CSCRATCH] = (size_t)combiner__scratch_threads(p);
+  width[COMBINER__CTRACK] = width[COMBINER__CLAG] = (size_t)p->d;
+  rows[COMBINER__CSCRATCH] = opt->shared_scratch ? 0 : (size_t)combiner__scratch_threads(p);
   width[COMBINER__CSCRATCH] = combiner__scratch_parts(p, &sc, NULL);
   if (!width[COMBINER__CSCRATCH]) return COMBINER_ERR_OVERFLOW;
   hdr->scratch_stride = width[COMBINER__CSCRATCH] * sizeof(float);
   off = combiner__round_up(sizeof(combiner_cache), COMBINER__ALIGN);
-  for (i = 0; i < 9; ++i) {
+  for (i = 0; i < COMBINER__CPARTS; ++i) {
     size_t bytes;
     hdr->off[i] = off;
     if (!combiner__mul(rows[i], width[i], &bytes) || !combiner__mul(bytes, sizeof(float), &bytes) ||
@@ -3446,9 +3703,11 @@ static combiner_status combiner__cache_plan(const combiner_config *cfg, int max_
   }
   hdr->bytes = off;
   /* the stored arrays as the kernels see them: head-major */
-  p->q.ts = p->d;  p->q.hs = (ptrdiff_t)max_len * p->d;
-  p->k.ts = p->d;  p->k.hs = (ptrdiff_t)max_len * p->d;
-  p->v.ts = p->dv; p->v.hs = (ptrdiff_t)max_len * p->dv;
+  p->q.ts = p->d;  p->q.hs = (p->qring ? p->qring : (ptrdiff_t)max_len) * p->d;
+  if (!hdr->borrowed) {
+    p->k.ts = p->d;  p->k.hs = (ptrdiff_t)max_len * p->d;
+    p->v.ts = p->dv; p->v.hs = (ptrdiff_t)max_len * p->dv;
+  }
   p->slots = 0;
   hdr->magic = COMBINER__CACHE_MAGIC;
   return COMBINER_OK;
@@ -3459,8 +3718,57 @@ static int combiner__cache_ok(const combiner_cache *cache) {
          cache->length >= 0 && cache->length <= cache->max_len;
 }
 
-static float *combiner__cache_floats(combiner_cache *cache, size_t off) {
-  return (float *)(void *)((unsigned char *)(void *)cache + off);
+/* Appends the run [first, first + count) (count <= batch): the lag pools
+ * take the queries the run's rows overwrite, the rows are stored, the units
+ * run. q, k, v, out: the run's first token. */
+static void combiner__cache_run_batch(combiner_cache *cache, int count, const float *q, const combiner__tensor *tq,
+    const float *k, const combiner__tensor *tk, const float *v, const combiner__tensor *tv, float *out,
+    const combiner__tensor *to, unsigned char *scratch, int threads) {
+  const combiner__problem *p = &cache->p;
+  const combiner__kind_ops *kind = combiner__ops(p->kind);
+  const ptrdiff_t first = cache->length;
+  float *cq = combiner__cache_floats(cache, cache->off[COMBINER__CQ]);
+  float *ck = combiner__cache_floats(cache, cache->off[COMBINER__CK]);
+  float *cv = combiner__cache_floats(cache, cache->off[COMBINER__CV]);
+  combiner__cache_job jb;
+  ptrdiff_t i;
+  int h;
+  combiner__cache_job_of(cache, &jb);
+  if (cache->tracks && p->qring && first + count - p->qring > cache->lag) {
+    combiner__cache_fold_range(cache, combiner__cache_floats(cache, cache->off[COMBINER__CLAG]), cache->lag,
+                               first + count - p->qring);
+    cache->lag = (int)(first + count - p->qring);
+  }
+  for (i = 0; i < count; ++i) {       /* the new rows */
+    const ptrdiff_t at = first + i, u = at % p->m, r = at / p->m, slot = p->qring ? at % p->qring : at;
+    if (!cache->borrowed)
+      for (h = 0; h < p->Hkv; ++h) {
+        const float *kr = k + i * tk->ts + (ptrdiff_t)h * tk->hs, *vr = v + i * tv->ts + (ptrdiff_t)h * tv->hs;
+        memcpy(ck + at * p->k.ts + (ptrdiff_t)h * p->k.hs, kr, (size_t)p->d * sizeof(float));
+        memcpy(cv + at * p->v.ts + (ptrdiff_t)h * p->v.hs, vr, (size_t)p->dv * sizeof(float));
+        if (jb.kc) {
+          memcpy(combiner__colrow(&jb, jb.kc, h, u, r, p->d), kr, (size_t)p->d * sizeof(float));
+          memcpy(combiner__colrow(&jb, jb.vc, h, u, r, p->dv), vr, (size_t)p->dv * sizeof(float));
+        }
+      }
+    if (kind->cache_queries)   /* the summaries pool queries (DENSE reads them in place) */
+      for (h = 0; h < p->H; ++h) {
+        const float *qr = q + i * tq->ts + (ptrdiff_t)h * tq->hs;
+        memcpy(cq + slot * p->q.ts + (ptrdiff_t)h * p->q.hs, qr, (size_t)p->d * sizeof(float));
+        if (jb.qc) memcpy(combiner__colrow(&jb, jb.qc, h, u, r, p->d), qr, (size_t)p->d * sizeof(float));
+      }
+  }
+  jb.first = first;
+  jb.count = count;
+  jb.triggered = cache->triggered;
+  jb.out = out;
+  jb.o = *to;
+  jb.q = q;
+  jb.tq = *tq;
+  if (kind->cache_trigger || jb.tracks || out) combiner__cache_run(&jb, scratch, cache->scratch_stride, threads);
+  cache->length += count;
+  cache->triggered = cache->length;
+  if (cache->length > cache->reach) cache->reach = cache->length;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -3543,6 +3851,9 @@ COMBINER_API const char *combiner_status_string(combiner_status s) {
     case COMBINER_ERR_NO_BLOCK:
       return "no block: block 0 means ceil(sqrt(seq_len)) of the model's context length; set seq_len "
              "or an explicit block (a buffer's capacity never decides the math)";
+    case COMBINER_ERR_ROLLBACK:
+      return "rollback: a cache on borrowed K/V goes back at most the rollback it was made with "
+             "(combiner_cache_options.rollback)";
     default: return "unknown combiner_status";
   }
 }
@@ -3762,24 +4073,56 @@ COMBINER_API combiner_status combiner_combine(const combiner_config *cfg,
   return combiner__enter(cfg, &a);
 }
 
-COMBINER_API size_t combiner_cache_size(const combiner_config *cfg, int max_len) {
+COMBINER_API size_t combiner_cache_size_ex(const combiner_config *cfg, const combiner_cache_options *opt) {
   combiner_cache hdr;
-  if (combiner__cache_plan(cfg, max_len, &hdr) != COMBINER_OK) return 0;
+  if (combiner__cache_plan(cfg, opt, &hdr) != COMBINER_OK) return 0;
   return hdr.bytes + COMBINER__ALIGN;   /* any alignment of the buffer */
 }
 
-COMBINER_API combiner_status combiner_cache_init(combiner_cache **cache, const combiner_config *cfg,
-    int max_len, void *buffer, size_t buffer_size) {
+COMBINER_API size_t combiner_cache_size(const combiner_config *cfg, int max_len) {
+  combiner_cache_options opt;
+  memset(&opt, 0, sizeof opt);
+  opt.max_len = max_len;
+  return combiner_cache_size_ex(cfg, &opt);
+}
+
+COMBINER_API combiner_status combiner_cache_init_ex(combiner_cache **cache, const combiner_config *cfg,
+    const combiner_cache_options *opt, void *buffer, size_t buffer_size) {
   combiner_cache hdr;
   combiner_status st;
   unsigned char *base;
   if (!cache || !buffer) return COMBINER_ERR_INVALID_ARGUMENT;
-  if ((st = combiner__cache_plan(cfg, max_len, &hdr)) != COMBINER_OK) return st;
+  if ((st = combiner__cache_plan(cfg, opt, &hdr)) != COMBINER_OK) return st;
   if (buffer_size < hdr.bytes + COMBINER__ALIGN) return COMBINER_ERR_WORKSPACE_TOO_SMALL;
+  if (combiner__overlap(buffer, buffer_size / sizeof(float) + 1, hdr.bk, hdr.bk_extent) ||
+      combiner__overlap(buffer, buffer_size / sizeof(float) + 1, hdr.bv, hdr.bv_extent))
+    return COMBINER_ERR_INVALID_ARGUMENT;   /* the cache would write over the engine's K/V */
   base = (unsigned char *)buffer + (COMBINER__ALIGN - (uintptr_t)buffer % COMBINER__ALIGN) % COMBINER__ALIGN;
   memcpy(base, &hdr, sizeof hdr);
   *cache = (combiner_cache *)(void *)base;
   return COMBINER_OK;
+}
+
+COMBINER_API combiner_status combiner_cache_init(combiner_cache **cache, const combiner_config *cfg,
+    int max_len, void *buffer, size_t buffer_size) {
+  combiner_cache_options opt;
+  memset(&opt, 0, sizeof opt);
+  opt.max_len = max_len;
+  return combiner_cache_init_ex(cache, cfg, &opt, buffer, buffer_size);
+}
+
+COMBINER_API size_t combiner_cache_scratch_size(const combiner_config *cfg, int threads) {
+  combiner_cache hdr;
+  combiner_cache_options opt;
+  size_t bytes;
+  memset(&opt, 0, sizeof opt);
+  opt.max_len = 1;
+  opt.shared_scratch = 1;
+  if (threads < 0 || combiner__cache_plan(cfg, &opt, &hdr) != COMBINER_OK) return 0;
+  if (threads == 0) threads = hdr.p.threads;
+  if (!combiner__mul(hdr.scratch_stride, (size_t)threads, &bytes) || !combiner__add(bytes, COMBINER__ALIGN, &bytes))
+    return 0;
+  return bytes;
 }
 
 COMBINER_API int combiner_cache_length(const combiner_cache *cache) {
@@ -3792,90 +4135,92 @@ COMBINER_API combiner_status combiner_cache_config(const combiner_cache *cache, 
   return COMBINER_OK;
 }
 
+COMBINER_API combiner_status combiner_cache_kv(const combiner_cache *cache, const float **k, const float **v,
+    combiner_layout *k_layout, combiner_layout *v_layout) {
+  const unsigned char *base = (const unsigned char *)(const void *)cache;
+  if (!combiner__cache_ok(cache) || !k || !v || !k_layout || !v_layout) return COMBINER_ERR_INVALID_ARGUMENT;
+  *k = cache->borrowed ? cache->bk : (const float *)(const void *)(base + cache->off[COMBINER__CK]);
+  *v = cache->borrowed ? cache->bv : (const float *)(const void *)(base + cache->off[COMBINER__CV]);
+  k_layout->token_stride = cache->p.k.ts; k_layout->head_stride = cache->p.k.hs;
+  v_layout->token_stride = cache->p.v.ts; v_layout->head_stride = cache->p.v.hs;
+  return COMBINER_OK;
+}
+
 COMBINER_API combiner_status combiner_cache_truncate(combiner_cache *cache, int length) {
   if (!combiner__cache_ok(cache) || length < 0 || length > cache->length) return COMBINER_ERR_INVALID_ARGUMENT;
+  if (cache->borrowed && length < cache->reach - cache->rollback) return COMBINER_ERR_ROLLBACK;
+  if (length == cache->length) return COMBINER_OK;
   /* What position `length` computed at its triggers came from earlier
    * positions only (Mixture's regions ending at it include it): still valid,
    * so re-appending there does not redo, say, Logsparse's O(N) top block. */
   if (cache->triggered > length)
     cache->triggered = combiner__ops(cache->p.kind)->trigger_reads_self ? length : length + 1;
+  if (cache->tracks) {   /* the running pools, replayed from the lag pools */
+    float *tracks = combiner__cache_floats(cache, cache->off[COMBINER__CTRACK]);
+    memcpy(tracks, combiner__cache_floats(cache, cache->off[COMBINER__CLAG]),
+           (size_t)cache->tracks * (size_t)cache->p.H * (size_t)cache->p.d * sizeof(float));
+    combiner__cache_fold_range(cache, tracks, cache->lag, length);
+  }
   cache->length = length;
   return COMBINER_OK;
 }
 
-COMBINER_API combiner_status combiner_cache_append(combiner_cache *cache, int count,
-    const float *q, const float *k, const float *v, float *out) {
+COMBINER_API combiner_status combiner_cache_append_at(combiner_cache *cache, int position, int count,
+    const float *q, const float *k, const float *v, float *out, void *scratch, size_t scratch_size) {
   const combiner__problem *p;
-  const combiner__kind_ops *kind;
   combiner__tensor tq, tk, tv, to;
-  combiner__cache_job jb;
   combiner_status st;
-  size_t cache_floats;
-  float *cq, *ck, *cv;
-  ptrdiff_t i;
-  int h;
-  if (!combiner__cache_ok(cache) || count < 1 || !q || !k || !v) return COMBINER_ERR_INVALID_ARGUMENT;
+  size_t cache_floats, slots;
+  unsigned char *base;
+  int threads, done;
+  if (!combiner__cache_ok(cache) || count < 1 || !q || position < 0 || position > cache->length ||
+      (cache->borrowed ? (k || v) : (!k || !v)))
+    return COMBINER_ERR_INVALID_ARGUMENT;
   p = &cache->p;
-  kind = combiner__ops(p->kind);
-  if (count > cache->max_len - cache->length) return COMBINER_ERR_CACHE_FULL;
+  if (cache->borrowed && position < cache->reach - cache->rollback) return COMBINER_ERR_ROLLBACK;
+  if (count > cache->max_len - position) return COMBINER_ERR_CACHE_FULL;
   if ((st = combiner__resolve_tensor(&cache->cfg.q_layout, count, p->H, p->d, &tq)) != COMBINER_OK ||
       (st = combiner__resolve_tensor(&cache->cfg.k_layout, count, p->Hkv, p->d, &tk)) != COMBINER_OK ||
       (st = combiner__resolve_tensor(&cache->cfg.v_layout, count, p->Hkv, p->dv, &tv)) != COMBINER_OK ||
       (st = combiner__resolve_tensor(&cache->cfg.out_layout, count, p->H, p->dv, &to)) != COMBINER_OK)
     return st;
+  if (cache->borrowed) tk.extent = tv.extent = 0;
   cache_floats = cache->bytes / sizeof(float);
   if (combiner__overlap(q, tq.extent, cache, cache_floats) || combiner__overlap(k, tk.extent, cache, cache_floats) ||
       combiner__overlap(v, tv.extent, cache, cache_floats) || combiner__overlap(out, to.extent, cache, cache_floats) ||
       combiner__overlap(out, to.extent, q, tq.extent) || combiner__overlap(out, to.extent, k, tk.extent) ||
-      combiner__overlap(out, to.extent, v, tv.extent))
+      combiner__overlap(out, to.extent, v, tv.extent) ||
+      combiner__overlap(out, to.extent, cache->bk, cache->bk_extent) ||
+      combiner__overlap(out, to.extent, cache->bv, cache->bv_extent))
     return COMBINER_ERR_INVALID_ARGUMENT;
-  memset(&jb, 0, sizeof jb);
-  jb.c.p = p;
-  jb.c.q = combiner__cache_floats(cache, cache->off[COMBINER__CQ]);
-  jb.c.k = combiner__cache_floats(cache, cache->off[COMBINER__CK]);
-  jb.c.v = combiner__cache_floats(cache, cache->off[COMBINER__CV]);
-  jb.qc = combiner__cache_floats(cache, cache->off[COMBINER__CQC]);
-  jb.kc = combiner__cache_floats(cache, cache->off[COMBINER__CKC]);
-  jb.vc = combiner__cache_floats(cache, cache->off[COMBINER__CVC]);
-  jb.c.wkeys = combiner__cache_floats(cache, cache->off[COMBINER__CKEYS]);
-  jb.c.wvals = combiner__cache_floats(cache, cache->off[COMBINER__CVALS]);
-  jb.c.skeys = jb.c.wkeys;
-  jb.c.svals = jb.c.wvals;
-  jb.section = (ptrdiff_t)cache->section;
-  jb.first = cache->length;
-  jb.count = count;
-  jb.triggered = cache->triggered;
-  jb.out = out;
-  jb.o = to;
-  jb.q = q;
-  jb.tq = tq;
-  cq = combiner__cache_floats(cache, cache->off[COMBINER__CQ]);
-  ck = combiner__cache_floats(cache, cache->off[COMBINER__CK]);
-  cv = combiner__cache_floats(cache, cache->off[COMBINER__CV]);
-  for (i = 0; i < count; ++i) {       /* the new rows */
-    const ptrdiff_t at = jb.first + i, u = at % p->m, r = at / p->m;
-    for (h = 0; h < p->Hkv; ++h) {
-      const float *kr = k + i * tk.ts + (ptrdiff_t)h * tk.hs, *vr = v + i * tv.ts + (ptrdiff_t)h * tv.hs;
-      memcpy(ck + at * p->k.ts + (ptrdiff_t)h * p->k.hs, kr, (size_t)p->d * sizeof(float));
-      memcpy(cv + at * p->v.ts + (ptrdiff_t)h * p->v.hs, vr, (size_t)p->dv * sizeof(float));
-      if (kind->cache_columns) {
-        memcpy(combiner__colrow(&jb, jb.kc, h, u, r, p->d), kr, (size_t)p->d * sizeof(float));
-        memcpy(combiner__colrow(&jb, jb.vc, h, u, r, p->dv), vr, (size_t)p->dv * sizeof(float));
-      }
-    }
-    if (kind->cache_queries)   /* the summaries pool queries (DENSE reads them in place) */
-      for (h = 0; h < p->H; ++h) {
-        const float *qr = q + i * tq.ts + (ptrdiff_t)h * tq.hs;
-        memcpy(cq + at * p->q.ts + (ptrdiff_t)h * p->q.hs, qr, (size_t)p->d * sizeof(float));
-        if (kind->cache_columns) memcpy(combiner__colrow(&jb, jb.qc, h, u, r, p->d), qr, (size_t)p->d * sizeof(float));
-      }
+  if (scratch) {   /* the caller's: as many threads as it has slots for */
+    base = (unsigned char *)scratch + (COMBINER__ALIGN - (uintptr_t)scratch % COMBINER__ALIGN) % COMBINER__ALIGN;
+    slots = scratch_size < COMBINER__ALIGN ? 0 : (scratch_size - COMBINER__ALIGN) / cache->scratch_stride;
+    if (!slots) return COMBINER_ERR_WORKSPACE_TOO_SMALL;
+    if (combiner__overlap(scratch, scratch_size / sizeof(float) + 1, cache, cache_floats) ||
+        combiner__overlap(scratch, scratch_size / sizeof(float) + 1, q, tq.extent) ||
+        combiner__overlap(scratch, scratch_size / sizeof(float) + 1, out, to.extent))
+      return COMBINER_ERR_INVALID_ARGUMENT;
+  } else {
+    base = (unsigned char *)(void *)combiner__cache_floats(cache, cache->off[COMBINER__CSCRATCH]);
+    slots = (cache->bytes - cache->off[COMBINER__CSCRATCH]) / cache->scratch_stride;
+    if (!slots) return COMBINER_ERR_WORKSPACE_TOO_SMALL;   /* shared_scratch: pass one */
   }
-  if (kind->cache_trigger || out)
-    combiner__cache_run(&jb, (unsigned char *)(void *)combiner__cache_floats(cache, cache->off[COMBINER__CSCRATCH]),
-                        cache->scratch_stride);
-  cache->length += count;
-  cache->triggered = cache->length;
+  threads = slots < (size_t)p->threads ? (int)slots : p->threads;
+  if (position < cache->length) combiner_cache_truncate(cache, position);
+  for (done = 0; done < count; done += cache->batch) {   /* runs of at most `batch` positions */
+    const int n = count - done < cache->batch ? count - done : cache->batch;
+    combiner__cache_run_batch(cache, n, q + (ptrdiff_t)done * tq.ts, &tq,
+                              k ? k + (ptrdiff_t)done * tk.ts : NULL, &tk, v ? v + (ptrdiff_t)done * tv.ts : NULL, &tv,
+                              out ? out + (ptrdiff_t)done * to.ts : NULL, &to, base, threads);
+  }
   return COMBINER_OK;
+}
+
+COMBINER_API combiner_status combiner_cache_append(combiner_cache *cache, int count,
+    const float *q, const float *k, const float *v, float *out) {
+  if (!combiner__cache_ok(cache)) return COMBINER_ERR_INVALID_ARGUMENT;
+  return combiner_cache_append_at(cache, cache->length, count, q, k, v, out, NULL, 0);
 }
 
 #endif /* COMBINER_IMPLEMENTATION_INCLUDED */
