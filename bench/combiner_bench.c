@@ -4,7 +4,7 @@
  *                  [--causal 1,0] [--d 64] [--heads 8] [--kv 8,2]
  *                  [--threads 1,2] [--reps 5] [--dense-max-L N]
  *                  [--out DIR] [--quick]
- *   combiner-bench --decode [--N 4096,16384,65536,262144] [--kinds ...] [--d 64]
+ *   combiner-bench --decode [--N 4096,16384,65536,262144] [--kinds ...] [--d 64] [--modes owned,borrowed]
  *                  [--heads 8] [--kv 8,2] [--threads 1,2] [--steps 0] [--rounds 3]
  *                  [--chunk 4096] [--dense-max-N N] [--out DIR] [--quick]
  *
@@ -311,9 +311,16 @@ static void write_svg(const char *path, const result *rs, int n, int causal, int
  *   DENSE: nothing amortized, 64 tokens.
  * Work per token is combiner_flops(L = N+1+W) - combiner_flops(L = N+1),
  * over W, with the cache's block: what the one-call partition spends on
- * those W positions, summaries included. */
+ * those W positions, summaries included.
+ *
+ * --modes owned,borrowed times each row in both cache modes, one after the
+ * other: owned (the cache copies K/V) and borrowed (the cache reads K/V in
+ * an engine-side [max_len][kv][d] buffer, rollback = the window, one shared
+ * scratch); the engine's write of a token's K/V row into its buffer is not
+ * timed (the engine does it with or without combiner.h). */
 typedef struct decode_result {
   combiner_kind kind;
+  int borrowed;            /* the cache mode */
   int N, d, H, Hkv, threads, block, window, rounds, max_len;
   double mean, mean_lo, mean_hi, median, max, first;   /* seconds per token */
   double cpu;              /* process CPU seconds per token, median of the rounds */
@@ -430,10 +437,11 @@ static double median_of(double *x, int n) {
 }
 
 static const decode_result *decode_find(const decode_result *rs, int n, combiner_kind kind, int N, int d, int Hkv,
-                                        int threads) {
+                                        int threads, int borrowed) {
   int i;
   for (i = 0; i < n; ++i)
-    if (rs[i].kind == kind && rs[i].N == N && rs[i].d == d && rs[i].Hkv == Hkv && rs[i].threads == threads)
+    if (rs[i].kind == kind && rs[i].N == N && rs[i].d == d && rs[i].Hkv == Hkv && rs[i].threads == threads &&
+        rs[i].borrowed == borrowed)
       return &rs[i];
   return NULL;
 }
@@ -456,12 +464,15 @@ static const char *noise_flags(const decode_result *r, const decode_result *one)
 }
 
 static const char *decode_noise(const decode_result *rs, int n, const decode_result *r) {
-  return noise_flags(r, r->threads > 1 ? decode_find(rs, n, r->kind, r->N, r->d, r->Hkv, 1) : NULL);
+  return noise_flags(r, r->threads > 1 ? decode_find(rs, n, r->kind, r->N, r->d, r->Hkv, 1, r->borrowed) : NULL);
 }
 
 /* What the timed rounds of one cache need. */
 typedef struct decode_ctx {
   combiner_cache *cache;
+  float *ek, *ev;                /* borrowed: the engine's K/V, [max_len][Hkv][d] */
+  void *scratch;                 /* borrowed: the shared scratch */
+  size_t scratch_bytes;
   const float *qp, *kp, *vp;     /* POOL random tokens, reused in turn */
   float *out, check;
   double *times, *means, *cpus;  /* rounds*W, rounds, rounds */
@@ -469,6 +480,20 @@ typedef struct decode_ctx {
 } decode_ctx;
 
 enum { DECODE_POOL = 256 };
+
+/* Appends count tokens at pos: owned, with their K/V; borrowed, after the
+ * engine wrote them into its buffer (untimed: t0 is taken after). */
+static combiner_status decode_append(decode_ctx *x, int pos, int count, const float *q, const float *k, const float *v,
+                                     float *out, double *t0) {
+  if (!x->ek) {
+    *t0 = now();
+    return combiner_cache_append(x->cache, count, q, k, v, out);
+  }
+  memcpy(x->ek + (size_t)pos * x->Hkv * x->d, k, (size_t)count * x->Hkv * x->d * sizeof(float));
+  memcpy(x->ev + (size_t)pos * x->Hkv * x->d, v, (size_t)count * x->Hkv * x->d * sizeof(float));
+  *t0 = now();
+  return combiner_cache_append_at(x->cache, pos, count, q, NULL, NULL, out, x->scratch, x->scratch_bytes);
+}
 
 /* `rounds` timed rounds (after an untimed warm-up one if asked) of W
  * single-token appends at positions N+1 .. N+W, each round ending with
@@ -481,8 +506,8 @@ static void decode_rounds(decode_ctx *x, int warmup, decode_result *r) {
     double sum = 0.0, c0 = cpu_now();
     for (s = 0; s < W; ++s) {
       const size_t t = (size_t)(s + 1) % DECODE_POOL;
-      double t0 = now(), dt;
-      st = combiner_cache_append(x->cache, 1, x->qp + t * H * d, x->kp + t * Hkv * d, x->vp + t * Hkv * d, x->out);
+      double t0, dt;
+      st = decode_append(x, x->N + 1 + s, 1, x->qp + t * H * d, x->kp + t * Hkv * d, x->vp + t * Hkv * d, x->out, &t0);
       dt = now() - t0;
       if (st != COMBINER_OK) die_status("combiner_cache_append (decode)", st);
       x->check += x->out[(size_t)s % ((size_t)H * d)];
@@ -509,9 +534,10 @@ static void decode_rounds(decode_ctx *x, int warmup, decode_result *r) {
  * rounds only: truncate restores the cache), up to 3 tries while a try takes
  * under 10 s; the first unmarked try is kept, else the fastest. `one`: the 1-thread row of the
  * same configuration, or NULL. */
-static int decode_one(decode_result *r, combiner_kind kind, int N, int d, int H, int Hkv, int threads,
+static int decode_one(decode_result *r, combiner_kind kind, int borrowed, int N, int d, int H, int Hkv, int threads,
                       int steps, int rounds, int chunk, const decode_result *one) {
   combiner_config cfg, rc;
+  combiner_cache_options opt;
   combiner_status st;
   decode_ctx x;
   decode_result best;
@@ -527,11 +553,25 @@ static int decode_one(decode_result *r, combiner_kind kind, int N, int d, int H,
   cfg.kind = kind; cfg.causal = 1; cfg.head_dim = d; cfg.num_heads = H; cfg.num_kv_heads = Hkv;
   cfg.num_threads = threads; cfg.block = block;
   r->kind = kind; r->N = N; r->d = d; r->H = H; r->Hkv = Hkv; r->threads = threads; r->window = W;
-  r->rounds = rounds; r->max_len = N + 1 + W;
+  r->rounds = rounds; r->max_len = N + 1 + W; r->borrowed = borrowed;
   cfg.seq_len = r->max_len;                     /* the model's context (the block is explicit) */
-  r->cache_bytes = combiner_cache_size(&cfg, r->max_len);
+  memset(&opt, 0, sizeof opt);
+  opt.max_len = r->max_len;
+  if (borrowed) {   /* the engine's K/V; the rounds go back W positions */
+    x.ek = (float *)malloc((size_t)r->max_len * Hkv * d * sizeof(float));
+    x.ev = (float *)malloc((size_t)r->max_len * Hkv * d * sizeof(float));
+    x.scratch_bytes = combiner_cache_scratch_size(&cfg, threads);
+    x.scratch = malloc(x.scratch_bytes);
+    if (!x.ek || !x.ev || !x.scratch) {
+      printf("  (skipped %s borrowed N=%d: no memory for the engine's K/V)\n", combiner_kind_string(kind), N);
+      free(x.ek); free(x.ev); free(x.scratch);
+      return 0;
+    }
+    opt.k = x.ek; opt.v = x.ev; opt.rollback = W; opt.shared_scratch = 1;
+  }
+  r->cache_bytes = combiner_cache_size_ex(&cfg, &opt);
   if (r->cache_bytes == 0) {
-    st = combiner_cache_init(&x.cache, &cfg, r->max_len, NULL, 0);
+    st = combiner_cache_init_ex(&x.cache, &cfg, &opt, NULL, 0);
     die_status("combiner_cache_size", st);
   }
   need = (double)r->cache_bytes + 4.0 * ((double)chunk + DECODE_POOL) * (H + 2.0 * Hkv) * d;
@@ -566,7 +606,7 @@ static int decode_one(decode_result *r, combiner_kind kind, int N, int d, int H,
   random_fill(qp, (size_t)DECODE_POOL * H * d, &seed);
   random_fill(kp, (size_t)DECODE_POOL * Hkv * d, &seed);
   random_fill(vp, (size_t)DECODE_POOL * Hkv * d, &seed);
-  if ((st = combiner_cache_init(&x.cache, &cfg, r->max_len, buf, r->cache_bytes)) != COMBINER_OK)
+  if ((st = combiner_cache_init_ex(&x.cache, &cfg, &opt, buf, r->cache_bytes)) != COMBINER_OK)
     die_status("combiner_cache_init", st);
   if ((st = combiner_cache_config(x.cache, &rc)) != COMBINER_OK) die_status("combiner_cache_config", st);
   r->block = rc.block;
@@ -575,13 +615,11 @@ static int decode_one(decode_result *r, combiner_kind kind, int N, int d, int H,
     random_fill(qc, (size_t)c * H * d, &seed);
     random_fill(kc, (size_t)c * Hkv * d, &seed);
     random_fill(vc, (size_t)c * Hkv * d, &seed);
-    t0 = now();
-    st = combiner_cache_append(x.cache, c, qc, kc, vc, NULL);
+    st = decode_append(&x, pos, c, qc, kc, vc, NULL, &t0);
     r->fill += now() - t0;
     if (st != COMBINER_OK) die_status("combiner_cache_append (fill)", st);
   }
-  t0 = now();                                  /* the first token after the fill */
-  st = combiner_cache_append(x.cache, 1, qp, kp, vp, x.out);
+  st = decode_append(&x, N, 1, qp, kp, vp, x.out, &t0);   /* the first token after the fill */
   r->first = now() - t0;
   if (st != COMBINER_OK) die_status("combiner_cache_append (first)", st);
   for (tries = 1;; ++tries) {
@@ -601,21 +639,23 @@ static int decode_one(decode_result *r, combiner_kind kind, int N, int d, int H,
   r->terms_tok = r->flops_tok / (2.0 * H * (d + (rc.value_dim ? rc.value_dim : d)));
   r->kv_bytes_tok = kind == COMBINER_DENSE ? r->terms_tok * Hkv * 2.0 * d * sizeof(float) : 0.0;
   free(qc); free(kc); free(vc); free(qp); free(kp); free(vp); free(x.out); free(x.times); free(x.means); free(x.cpus);
-  free(buf);
+  free(buf); free(x.ek); free(x.ev); free(x.scratch);
   return 1;
 }
 
 /* the rows of one kind and configuration as a series over N, without the
  * rows noise_flags() marks; *dropped counts those */
 static svg_series decode_series(const decode_result *rs, int n, combiner_kind kind, int d, int Hkv, int threads,
-                                int *dropped) {
+                                int borrowed, int *dropped) {
   svg_series s;
   int i;
   memset(&s, 0, sizeof s);
   s.name = combiner_kind_string(kind);
   s.kind = kind;
   for (i = 0; i < n && s.n < MAXV; ++i) {
-    if (rs[i].kind != kind || rs[i].d != d || rs[i].Hkv != Hkv || rs[i].threads != threads) continue;
+    if (rs[i].kind != kind || rs[i].d != d || rs[i].Hkv != Hkv || rs[i].threads != threads ||
+        rs[i].borrowed != borrowed)
+      continue;
     if (*decode_noise(rs, n, &rs[i])) { ++*dropped; continue; }
     s.x[s.n] = rs[i].N; s.y[s.n] = rs[i].mean; ++s.n;
   }
@@ -626,13 +666,14 @@ typedef struct options {
   int decode, quick;
   int Ls[MAXV], nL, Ns[MAXV], nN, causals[MAXV], nc, ds[MAXV], nd, kvs[MAXV], nkv, threads[MAXV], nt;
   int H, reps, dense_max, steps, rounds, chunk, nk;
+  int modes[2], nm;        /* decode: 0 owned, 1 borrowed */
   combiner_kind kinds[6];
   const char *out_dir;
 } options;
 
 static int run_decode(const options *o) {
   const double t_start = now();
-  int maxt = 1, ti, kvi, di, ni, ki, n = 0, noisy = 0, nrs = o->nN * o->nd * o->nkv * o->nt * o->nk, i;
+  int maxt = 1, ti, kvi, di, ni, ki, mi, n = 0, noisy = 0, nrs = o->nN * o->nd * o->nkv * o->nt * o->nk * o->nm, i;
   double bw[MAXV];
   decode_result *rs = (decode_result *)calloc((size_t)nrs + 1, sizeof(decode_result));
   char path[512];
@@ -653,23 +694,26 @@ static int run_decode(const options *o) {
          "from combiner_flops over the window; GB/s = K/V bytes streamed per token (DENSE) / mean\n\n",
          o->steps > 0 ? "--steps tokens for every kind" : "whole blocks (FIXED/AXIAL/MIXTURE), 2^j <= N/4 (LOGSPARSE), 64 (DENSE)",
          o->rounds);
-  printf("%-9s %2s %3s %6s %5s %5s %9s %19s %9s %9s %9s %9s %8s %7s %9s %7s %6s %4s %7s %8s %s\n", "kind", "kv", "thr",
+  printf("%-9s %-8s %2s %3s %6s %5s %5s %9s %19s %9s %9s %9s %9s %8s %7s %9s %7s %6s %4s %7s %8s %s\n", "kind", "mode", "kv", "thr",
          "N", "block", "win", "us/tok", "(min-max)", "median", "max", "cpu", "first", "vs dense", "flop x", "terms/tok",
          "GFLOP/s", "GB/s", "%bw", "B/tok", "fill s", "tries noise");
   for (di = 0; di < o->nd; ++di)
     for (kvi = 0; kvi < o->nkv; ++kvi)
       for (ti = 0; ti < o->nt; ++ti)
         for (ni = 0; ni < o->nN; ++ni) {
-          for (ki = 0; ki < o->nk; ++ki) {
+          for (ki = 0; ki < o->nk * o->nm; ++ki) {   /* each kind in every mode, one after the other */
             decode_result *r = &rs[n];
             const decode_result *dense;
-            if (o->kinds[ki] == COMBINER_DENSE && o->Ns[ni] > o->dense_max) continue;
-            if (!decode_one(r, o->kinds[ki], o->Ns[ni], o->ds[di], o->H, o->kvs[kvi], o->threads[ti], o->steps,
-                            o->rounds, o->chunk, decode_find(rs, n, o->kinds[ki], o->Ns[ni], o->ds[di], o->kvs[kvi], 1)))
+            const combiner_kind kind = o->kinds[ki / o->nm];
+            const int mode = o->modes[ki % o->nm];
+            if (kind == COMBINER_DENSE && o->Ns[ni] > o->dense_max) continue;
+            if (!decode_one(r, kind, mode, o->Ns[ni], o->ds[di], o->H, o->kvs[kvi], o->threads[ti], o->steps,
+                            o->rounds, o->chunk, decode_find(rs, n, kind, o->Ns[ni], o->ds[di], o->kvs[kvi], 1, mode)))
               continue;
             ++n;
-            dense = decode_find(rs, n, COMBINER_DENSE, r->N, r->d, r->Hkv, r->threads);
-            printf("%-9s %2d %3d %6d ", combiner_kind_string(r->kind), r->Hkv, r->threads, r->N);
+            dense = decode_find(rs, n, COMBINER_DENSE, r->N, r->d, r->Hkv, r->threads, r->borrowed);
+            printf("%-9s %-8s %2d %3d %6d ", combiner_kind_string(r->kind), r->borrowed ? "borrowed" : "owned", r->Hkv,
+                   r->threads, r->N);
             if (r->kind == COMBINER_DENSE || r->kind == COMBINER_LOGSPARSE) printf("%5s ", "-");  /* no blocks */
             else printf("%5d ", r->block);
             printf("%5d %9.2f %9.2f-%-9.2f %9.2f %9.2f %9.2f %9.1f ", r->window, 1e6 * r->mean, 1e6 * r->mean_lo,
@@ -694,16 +738,33 @@ static int run_decode(const options *o) {
          "over the rows without a noise mark (the points used in brackets when some were left out):\n");
   for (di = 0; di < o->nd; ++di)
     for (kvi = 0; kvi < o->nkv; ++kvi)
-      for (ti = 0; ti < o->nt; ++ti) {
-        printf("  d %d, kv %d, %d thread(s):", o->ds[di], o->kvs[kvi], o->threads[ti]);
-        for (ki = 0; ki < o->nk; ++ki) {
-          int dropped = 0;
-          svg_series s = decode_series(rs, n, o->kinds[ki], o->ds[di], o->kvs[kvi], o->threads[ti], &dropped);
-          printf("  %s %.2f", combiner_kind_string(o->kinds[ki]), loglog_slope(s.x, s.y, s.n));
-          if (dropped) printf(" [%d of %d]", s.n, s.n + dropped);
+      for (ti = 0; ti < o->nt; ++ti)
+        for (mi = 0; mi < o->nm; ++mi) {
+          printf("  d %d, kv %d, %d thread(s), %s:", o->ds[di], o->kvs[kvi], o->threads[ti],
+                 o->modes[mi] ? "borrowed" : "owned");
+          for (ki = 0; ki < o->nk; ++ki) {
+            int dropped = 0;
+            svg_series s = decode_series(rs, n, o->kinds[ki], o->ds[di], o->kvs[kvi], o->threads[ti], o->modes[mi],
+                                         &dropped);
+            printf("  %s %.2f", combiner_kind_string(o->kinds[ki]), loglog_slope(s.x, s.y, s.n));
+            if (dropped) printf(" [%d of %d]", s.n, s.n + dropped);
+          }
+          printf("\n");
         }
-        printf("\n");
-      }
+  if (o->nm == 2) {   /* the same row in both modes, timed one after the other */
+    printf("\nborrowed vs owned, us/token (target: borrowed no slower; > 1.10x marked SLOWER):\n");
+    for (i = 0; i < n; ++i) {
+      const decode_result *b = &rs[i], *w;
+      if (!b->borrowed) continue;
+      w = decode_find(rs, n, b->kind, b->N, b->d, b->Hkv, b->threads, 0);
+      if (!w) continue;
+      printf("  %-9s N %6d kv %d %d thr: owned %9.2f  borrowed %9.2f  ratio %.2f  bytes/token %7.0f -> %7.0f%s%s\n",
+             combiner_kind_string(b->kind), b->N, b->Hkv, b->threads, 1e6 * w->mean, 1e6 * b->mean, b->mean / w->mean,
+             (double)w->cache_bytes / w->max_len, (double)b->cache_bytes / b->max_len,
+             b->mean > 1.10 * w->mean ? "  SLOWER" : "",
+             *decode_noise(rs, n, b) || *decode_noise(rs, n, w) ? "  (noisy)" : "");
+    }
+  }
   printf("\ntargets at N = 65536 (per-token speed-up over DENSE): FIXED >= 50x, AXIAL >= 20x, MIXTURE >= 20x\n");
   for (di = 0; di < o->nd; ++di)
     for (kvi = 0; kvi < o->nkv; ++kvi)
@@ -711,8 +772,9 @@ static int run_decode(const options *o) {
         for (ki = 0; ki < 3; ++ki) {
           static const combiner_kind tk[3] = {COMBINER_FIXED, COMBINER_AXIAL, COMBINER_MIXTURE};
           static const double bar[3] = {50.0, 20.0, 20.0};
-          const decode_result *dense = decode_find(rs, n, COMBINER_DENSE, 65536, o->ds[di], o->kvs[kvi], o->threads[ti]);
-          const decode_result *r = decode_find(rs, n, tk[ki], 65536, o->ds[di], o->kvs[kvi], o->threads[ti]);
+          const decode_result *dense = decode_find(rs, n, COMBINER_DENSE, 65536, o->ds[di], o->kvs[kvi], o->threads[ti],
+                                                   o->modes[0]);
+          const decode_result *r = decode_find(rs, n, tk[ki], 65536, o->ds[di], o->kvs[kvi], o->threads[ti], o->modes[0]);
           printf("  %-7s d %d, kv %d, %d thread(s): ", combiner_kind_string(tk[ki]), o->ds[di], o->kvs[kvi],
                  o->threads[ti]);
           if (!dense || !r) printf("not measured (N = 65536 and DENSE must both run)\n");
@@ -724,10 +786,10 @@ static int run_decode(const options *o) {
   if (csv) {
     fprintf(csv, "kind,kv_heads,threads,N,head_dim,heads,block,window,rounds,us_per_token_mean,us_mean_min,"
                  "us_mean_max,us_median,us_max,cpu_us_per_token,us_first,speedup_vs_dense,flop_ratio_vs_dense,terms_per_token,"
-                 "gflops,kv_gbps,cache_bytes,cache_bytes_per_token,fill_s,tries,noise,cpu,read_gbps\n");
+                 "gflops,kv_gbps,cache_bytes,cache_bytes_per_token,fill_s,tries,noise,cpu,read_gbps,mode\n");
     for (i = 0; i < n; ++i) {
       const decode_result *r = &rs[i];
-      const decode_result *dense = decode_find(rs, n, COMBINER_DENSE, r->N, r->d, r->Hkv, r->threads);
+      const decode_result *dense = decode_find(rs, n, COMBINER_DENSE, r->N, r->d, r->Hkv, r->threads, r->borrowed);
       double row_bw = 0.0;     /* the read bandwidth measured on this row's thread count */
       for (ti = 0; ti < o->nt; ++ti)
         if (o->threads[ti] == r->threads) { row_bw = bw[ti]; break; }
@@ -742,7 +804,7 @@ static int run_decode(const options *o) {
       fprintf(csv, "%zu,%.1f,%.4f,%d,%s,", r->cache_bytes, (double)r->cache_bytes / r->max_len, r->fill, r->tries,
               decode_noise(rs, n, r));
       csv_string(csv, cpu_model());
-      fprintf(csv, ",%.4g\n", row_bw);
+      fprintf(csv, ",%.4g,%s\n", row_bw, r->borrowed ? "borrowed" : "owned");
     }
     fclose(csv);
     printf("\nwrote %s\n", path);
@@ -753,7 +815,7 @@ static int run_decode(const options *o) {
     svg_series s[6];
     char title[220];
     int d = o->ds[0], Hkv = o->kvs[o->nkv - 1], thr = o->threads[o->nt - 1], dropped = 0;
-    for (ki = 0; ki < o->nk; ++ki) s[ki] = decode_series(rs, n, o->kinds[ki], d, Hkv, thr, &dropped);
+    for (ki = 0; ki < o->nk; ++ki) s[ki] = decode_series(rs, n, o->kinds[ki], d, Hkv, thr, o->modes[0], &dropped);
     snprintf(title, sizeof title, "decode: time per token vs context N (log-log), d %d, H %d, kv heads %d, %d thread(s)%s",
              d, o->H, Hkv, thr, dropped ? "; noisy rows left out" : "");
     snprintf(path, sizeof path, "%s/decode.svg", o->out_dir);
@@ -787,6 +849,7 @@ static int parse_options(int argc, char **argv, options *o) {
   o->threads[0] = 1; o->threads[1] = 2; o->nt = 2;
   o->H = 8; o->reps = 5; o->dense_max = o->decode ? 1 << 30 : 16384;
   o->steps = 0; o->rounds = 3; o->chunk = 4096;
+  o->modes[0] = 0; o->nm = 1;
   o->out_dir = "bench/results";
   if (o->quick) {
     o->nL = 2; o->Ls[0] = 256; o->Ls[1] = 512; o->nkv = 1; o->kvs[0] = 2; o->nt = 1; o->threads[0] = 1;
@@ -811,6 +874,12 @@ static int parse_options(int argc, char **argv, options *o) {
     else if (!strcmp(argv[a - 1], "--rounds")) o->rounds = atoi(v);
     else if (!strcmp(argv[a - 1], "--chunk")) o->chunk = atoi(v);
     else if (!strcmp(argv[a - 1], "--out")) o->out_dir = v;
+    else if (!strcmp(argv[a - 1], "--modes")) {
+      o->nm = 0;
+      if (strstr(v, "owned") && o->nm < 2) o->modes[o->nm++] = 0;
+      if (strstr(v, "borrowed") && o->nm < 2) o->modes[o->nm++] = 1;
+      if (!o->nm) return 0;
+    }
     else if (!strcmp(argv[a - 1], "--kinds")) {
       o->nk = 0;
       while (*v && o->nk < 6) {

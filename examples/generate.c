@@ -9,6 +9,15 @@
  * COMBINER_DEFAULT_KIND (cfg.kind = COMBINER_KIND_DEFAULT): CMake builds one
  * program per kind, combiner-generate-<kind>, and `make generate` runs them.
  *
+ * Like llama2.c it keeps its own KV cache, key_cache and value_cache
+ * [layer][seq][kv_heads][head_dim], and writes each token's k and v there.
+ * By default (--mode borrowed) every layer's combiner_cache reads K/V from
+ * that layer's slice and holds only what Combiner adds; all layers share one
+ * scratch; each forward appends at its explicit position
+ * (combiner_cache_append_at). --mode owned gives the caches copies of K/V
+ * instead. It prints per layer the engine's K/V bytes and the cache's extra
+ * bytes.
+ *
  * It prefills a prompt of random tokens (layer by layer, one append of the
  * whole prompt per layer: layer l+1 needs layer l's outputs), then generates
  * tokens one at a time, and prints prefill and decode tokens/s, the cache
@@ -23,7 +32,7 @@
  *     the original first token must give the same tokens as before.
  * Exit status: 0 if both hold, 1 if a check or a call fails, 2 on bad flags.
  *
- *   combiner-generate-axial [--prompt N] [--tokens N] [--threads N]
+ *   combiner-generate-axial [--prompt N] [--tokens N] [--threads N] [--mode borrowed|owned]
  *                           [--temp T] [--seed S] [--table [--header]]
  */
 #define _POSIX_C_SOURCE 199309L
@@ -60,6 +69,7 @@ typedef struct options {
   int threads;     /* 0: OpenMP's default */
   float temp;      /* 0: greedy */
   unsigned seed;   /* sampling seed */
+  int owned;       /* the caches copy K/V (else they borrow the engine's) */
   int table;       /* one table row instead of the report */
   int header;      /* with table: print the column names first */
 } options;
@@ -85,7 +95,7 @@ typedef struct model {
 typedef struct run_state {
   float *x;                   /* [T][DIM] residual stream */
   float *xb;                  /* [T][DIM] normed input / projection output */
-  float *q, *k, *v;           /* [T][HEADS][HEAD_DIM], [T][KV_HEADS][HEAD_DIM] x 2 */
+  float *q;                   /* [T][HEADS][HEAD_DIM] (k and v go to the KV cache) */
   float *att;                 /* [T][HEADS][HEAD_DIM] attention output */
   float *hb, *hb2;            /* [T][HIDDEN] */
   float *logits;              /* [VOCAB], of the last token of a forward */
@@ -93,10 +103,16 @@ typedef struct run_state {
   float *memory;
 } run_state;
 
-/* Every layer's q, k, v and cache output at every position. Only the
- * self-check reads it: the cache itself needs no copy of K/V. */
+/* The engine's KV cache, as llama2.c keeps it: [layer][seq][KV_DIM]. */
+typedef struct kv_cache {
+  float *key, *value;
+  int seq;
+} kv_cache;
+
+/* Every layer's q and cache output at every position. Only the self-check
+ * reads them (with the engine's K/V). */
 typedef struct record {
-  float *q[LAYERS], *k[LAYERS], *v[LAYERS], *att[LAYERS];
+  float *q[LAYERS], *att[LAYERS];
   float *memory;
 } record;
 
@@ -104,9 +120,12 @@ typedef struct generator {
   model m;
   run_state s;
   record rec;
+  kv_cache kv;
   combiner_cache *cache[LAYERS];
   void *cache_memory[LAYERS];
-  size_t cache_bytes;         /* all layers */
+  void *scratch;              /* shared by every layer's cache (borrowed mode) */
+  size_t scratch_bytes;
+  size_t cache_bytes;         /* all layers, scratch included */
   double attention_seconds;   /* time in combiner_cache_append, accumulated */
 } generator;
 
@@ -185,7 +204,7 @@ static int model_init(model *m) {
 
 static int run_state_init(run_state *s, int capacity) {
   const size_t T = (size_t)capacity;
-  const size_t total = T * (3 * (size_t)DIM + 2 * (size_t)KV_DIM + (size_t)DIM + 2 * (size_t)HIDDEN) + VOCAB;
+  const size_t total = T * (3 * (size_t)DIM + (size_t)DIM + 2 * (size_t)HIDDEN) + VOCAB;
   float *next;
   s->capacity = capacity;
   s->memory = (float *)malloc(total * sizeof(float));
@@ -194,8 +213,6 @@ static int run_state_init(run_state *s, int capacity) {
   s->x = take(&next, T * DIM);
   s->xb = take(&next, T * DIM);
   s->q = take(&next, T * DIM);
-  s->k = take(&next, T * KV_DIM);
-  s->v = take(&next, T * KV_DIM);
   s->att = take(&next, T * DIM);
   s->hb = take(&next, T * HIDDEN);
   s->hb2 = take(&next, T * HIDDEN);
@@ -203,8 +220,21 @@ static int run_state_init(run_state *s, int capacity) {
   return next == s->memory + total;
 }
 
+static int kv_cache_init(kv_cache *kv, int seq) {
+  const size_t n = (size_t)LAYERS * seq * KV_DIM;
+  kv->seq = seq;
+  kv->key = (float *)malloc(n * sizeof(float));
+  kv->value = (float *)malloc(n * sizeof(float));
+  return kv->key && kv->value;
+}
+
+/* Layer l's K or V at position pos. */
+static float *kv_at(float *base, const kv_cache *kv, int layer, int pos) {
+  return base + ((size_t)layer * kv->seq + (size_t)pos) * KV_DIM;
+}
+
 static int record_init(record *r, int max_len) {
-  const size_t per_layer = (size_t)max_len * (3 * (size_t)DIM + 2 * (size_t)KV_DIM);
+  const size_t per_layer = (size_t)max_len * 2 * (size_t)DIM;
   float *next;
   int l;
   r->memory = (float *)malloc(LAYERS * per_layer * sizeof(float));
@@ -212,8 +242,6 @@ static int record_init(record *r, int max_len) {
   next = r->memory;
   for (l = 0; l < LAYERS; ++l) {
     r->q[l] = take(&next, (size_t)max_len * DIM);
-    r->k[l] = take(&next, (size_t)max_len * KV_DIM);
-    r->v[l] = take(&next, (size_t)max_len * KV_DIM);
     r->att[l] = take(&next, (size_t)max_len * DIM);
   }
   return 1;
@@ -221,14 +249,15 @@ static int record_init(record *r, int max_len) {
 
 static void record_rows(record *r, int layer, int pos, int count, const run_state *s) {
   memcpy(r->q[layer] + (size_t)pos * DIM, s->q, (size_t)count * DIM * sizeof(float));
-  memcpy(r->k[layer] + (size_t)pos * KV_DIM, s->k, (size_t)count * KV_DIM * sizeof(float));
-  memcpy(r->v[layer] + (size_t)pos * KV_DIM, s->v, (size_t)count * KV_DIM * sizeof(float));
   memcpy(r->att[layer] + (size_t)pos * DIM, s->att, (size_t)count * DIM * sizeof(float));
 }
 
-/* One combiner_cache per layer, of up to max_len positions. */
-static combiner_status caches_init(generator *g, int max_len, int threads) {
+/* One combiner_cache per layer, of up to max_len positions: borrowing the
+ * layer's slice of the engine's KV cache (and one scratch for all), or with
+ * copies of its own. rollback: how far back the run truncates. */
+static combiner_status caches_init(generator *g, int max_len, int threads, int owned, int rollback) {
   combiner_config cfg;
+  combiner_cache_options opt;
   int l;
   memset(&cfg, 0, sizeof cfg);
   cfg.kind = COMBINER_KIND_DEFAULT;   /* COMBINER_DEFAULT_KIND, chosen at compile time */
@@ -238,13 +267,29 @@ static combiner_status caches_init(generator *g, int max_len, int threads) {
   cfg.num_heads = HEADS;
   cfg.num_kv_heads = KV_HEADS;
   cfg.num_threads = threads;
+  memset(&opt, 0, sizeof opt);
+  opt.max_len = max_len;
+  if (!owned) {
+    opt.rollback = rollback;
+    opt.shared_scratch = 1;
+    g->scratch_bytes = combiner_cache_scratch_size(&cfg, threads);
+    if (g->scratch_bytes == 0) return combiner_cache_init_ex(&g->cache[0], &cfg, &opt, NULL, 0);
+    g->scratch = malloc(g->scratch_bytes);
+    if (!g->scratch) return COMBINER_ERR_OUT_OF_MEMORY;
+    g->cache_bytes += g->scratch_bytes;
+  }
   for (l = 0; l < LAYERS; ++l) {
-    size_t bytes = combiner_cache_size(&cfg, max_len);
+    size_t bytes;
     combiner_status st;
-    if (bytes == 0) return combiner_cache_init(&g->cache[l], &cfg, max_len, NULL, 0);
+    if (!owned) {   /* the layer's slice of key_cache / value_cache: [seq][KV_DIM] */
+      opt.k = kv_at(g->kv.key, &g->kv, l, 0);
+      opt.v = kv_at(g->kv.value, &g->kv, l, 0);
+    }
+    bytes = combiner_cache_size_ex(&cfg, &opt);
+    if (bytes == 0) return combiner_cache_init_ex(&g->cache[l], &cfg, &opt, NULL, 0);
     g->cache_memory[l] = malloc(bytes);
     if (!g->cache_memory[l]) return COMBINER_ERR_OUT_OF_MEMORY;
-    st = combiner_cache_init(&g->cache[l], &cfg, max_len, g->cache_memory[l], bytes);
+    st = combiner_cache_init_ex(&g->cache[l], &cfg, &opt, g->cache_memory[l], bytes);
     if (st != COMBINER_OK) return st;
     g->cache_bytes += bytes;
   }
@@ -254,6 +299,9 @@ static combiner_status caches_init(generator *g, int max_len, int threads) {
 static void generator_free(generator *g) {
   int l;
   for (l = 0; l < LAYERS; ++l) free(g->cache_memory[l]);
+  free(g->scratch);
+  free(g->kv.key);
+  free(g->kv.value);
   free(g->m.memory);
   free(g->s.memory);
   free(g->rec.memory);
@@ -332,16 +380,20 @@ static combiner_status forward(generator *g, const int *tokens, int count, int p
     memcpy(s->x + (size_t)t * DIM, m->embedding + (size_t)tokens[t] * DIM, DIM * sizeof(float));
   for (l = 0; l < LAYERS; ++l) {
     const layer_weights *w = &m->layer[l];
+    float *k = kv_at(g->kv.key, &g->kv, l, pos), *v = kv_at(g->kv.value, &g->kv, l, pos);
     combiner_status st;
     double t0;
     rmsnorm(s->xb, s->x, w->attn_norm, count);
     matmul(s->q, s->xb, w->wq, count, DIM, DIM);
-    matmul(s->k, s->xb, w->wk, count, KV_DIM, DIM);
-    matmul(s->v, s->xb, w->wv, count, KV_DIM, DIM);
+    matmul(k, s->xb, w->wk, count, KV_DIM, DIM);   /* straight into the engine's KV cache */
+    matmul(v, s->xb, w->wv, count, KV_DIM, DIM);
     rope(s->q, count, HEADS, pos);
-    rope(s->k, count, KV_HEADS, pos);
+    rope(k, count, KV_HEADS, pos);
     t0 = now_seconds();
-    st = combiner_cache_append(g->cache[l], count, s->q, s->k, s->v, s->att);
+    if (g->scratch)   /* borrowed: the cache reads k, v where they are */
+      st = combiner_cache_append_at(g->cache[l], pos, count, s->q, NULL, NULL, s->att, g->scratch, g->scratch_bytes);
+    else
+      st = combiner_cache_append_at(g->cache[l], pos, count, s->q, k, v, s->att, NULL, 0);
     g->attention_seconds += now_seconds() - t0;
     if (st != COMBINER_OK) return st;
     record_rows(&g->rec, l, pos, count, s);
@@ -420,7 +472,8 @@ static combiner_status check_length(const generator *g, int len, int first, floa
     double diff;
     if (st != COMBINER_OK) return st;
     cfg.seq_len = len;
-    st = combiner_attention(&cfg, g->rec.q[l], g->rec.k[l], g->rec.v[l], full, NULL, 0);
+    st = combiner_attention(&cfg, g->rec.q[l], kv_at(g->kv.key, &g->kv, l, 0), kv_at(g->kv.value, &g->kv, l, 0),
+                            full, NULL, 0);
     if (st != COMBINER_OK) return st;
     diff = relative_difference(g->rec.att[l] + (size_t)first * DIM, full + (size_t)first * DIM,
                                (size_t)(len - first) * DIM);
@@ -455,10 +508,12 @@ static combiner_status check_against_attention(const generator *g, int prompt, i
 
 static void usage(const char *prog) {
   fprintf(stderr,
-          "usage: %s [--prompt N] [--tokens N] [--threads N] [--temp T] [--seed S] [--table [--header]]\n"
+          "usage: %s [--prompt N] [--tokens N] [--threads N] [--mode M] [--temp T] [--seed S] [--table [--header]]\n"
           "  --prompt N   random prompt tokens, prefilled in one append per layer (2048)\n"
           "  --tokens N   tokens to generate (256)\n"
           "  --threads N  threads for the projections and the attention (0: OpenMP's default)\n"
+          "  --mode M     borrowed: the caches read K/V in the engine's KV cache (default);\n"
+          "               owned: they keep copies\n"
           "  --temp T     sampling temperature, 0 for greedy (0)\n"
           "  --seed S     sampling seed (1)\n"
           "  --table      print one table row instead of the report; --header: the column names too\n",
@@ -485,7 +540,9 @@ static int parse_options(int argc, char **argv, options *o) {
     if (strcmp(a, "--header") == 0) { o->header = 1; continue; }
     if (!val) return 0;
     ++i;
-    if (strcmp(a, "--prompt") == 0 && parse_int(val, 1, MAX_TOKENS, &x)) o->prompt = (int)x;
+    if (strcmp(a, "--mode") == 0 && (strcmp(val, "borrowed") == 0 || strcmp(val, "owned") == 0))
+      o->owned = strcmp(val, "owned") == 0;
+    else if (strcmp(a, "--prompt") == 0 && parse_int(val, 1, MAX_TOKENS, &x)) o->prompt = (int)x;
     else if (strcmp(a, "--tokens") == 0 && parse_int(val, 1, MAX_TOKENS, &x)) o->tokens = (int)x;
     else if (strcmp(a, "--threads") == 0 && parse_int(val, 0, 1024, &x)) o->threads = (int)x;
     else if (strcmp(a, "--seed") == 0 && parse_int(val, 0, 0x7fffffffL, &x)) o->seed = (unsigned)x;
@@ -547,11 +604,12 @@ static int run(const options *o, generator *g, int *ids, int *other, results *r)
   int i, rc;
   if (!prompt) return fail("prompt", COMBINER_ERR_OUT_OF_MEMORY);
   for (i = 0; i < o->prompt; ++i) prompt[i] = (int)(uniform(&seed) * VOCAB);
-  if (!model_init(&g->m) || !run_state_init(&g->s, o->prompt) || !record_init(&g->rec, max_len)) {
+  if (!model_init(&g->m) || !run_state_init(&g->s, o->prompt) || !record_init(&g->rec, max_len) ||
+      !kv_cache_init(&g->kv, max_len)) {
     free(prompt);
     return fail("model and activations", COMBINER_ERR_OUT_OF_MEMORY);
   }
-  st = caches_init(g, max_len, o->threads);
+  st = caches_init(g, max_len, o->threads, o->owned, o->tokens);   /* the checks go back to the prompt */
   if (st != COMBINER_OK) { free(prompt); return fail("combiner_cache_init", st); }
 
   t0 = now_seconds();
@@ -595,6 +653,11 @@ static int run(const options *o, generator *g, int *ids, int *other, results *r)
 }
 
 static double per_second(int n, double seconds) { return seconds > 0.0 ? n / seconds : 0.0; }
+
+/* Per layer: the engine's K/V bytes, and what the combiner cache adds
+ * (the shared scratch counted once, apart). */
+static double kv_kib(const generator *g) { return 2.0 * g->kv.seq * KV_DIM * sizeof(float) / 1024.0; }
+static double extra_kib(const generator *g) { return (double)(g->cache_bytes - g->scratch_bytes) / LAYERS / 1024.0; }
 static double percent(double part, double whole) { return whole > 0.0 ? 100.0 * part / whole : 0.0; }
 
 /* One row of the table `make generate` prints, one program per kind. */
@@ -607,11 +670,15 @@ static void print_row(const options *o, const generator *g, const results *r, co
            cfg->num_threads);
     printf("attn: share of the time in combiner_cache_append. max rel diff: cache vs combiner_attention.\n"
            "truncate: same tokens again after combiner_cache_truncate to the prompt.\n\n");
-    printf("%-9s %5s %9s %13s %5s %12s %5s %12s %8s  %s\n", "kind", "block", "cache KiB", "prefill tok/s",
-           "attn", "decode tok/s", "attn", "max rel diff", "truncate", "first tokens");
+    printf("K/V KiB: the engine's K and V per layer; extra KiB: what the combiner cache adds per layer "
+           "(shared scratch apart).\n\n");
+    printf("%-9s %5s %8s %8s %9s %8s %13s %5s %12s %5s %12s %8s  %s\n", "kind", "block", "mode", "K/V KiB",
+           "extra KiB", "extra %", "prefill tok/s", "attn", "decode tok/s", "attn", "max rel diff", "truncate",
+           "first tokens");
   }
-  printf("%-9s %5s %9.0f %13.0f %4.0f%% %12.1f %4.0f%% %12.2e %8s  ", combiner_kind_string(cfg->kind), block,
-         g->cache_bytes / 1024.0, per_second(o->prompt, r->prefill_seconds),
+  printf("%-9s %5s %8s %8.0f %9.1f %7.1f%% %13.0f %4.0f%% %12.1f %4.0f%% %12.2e %8s  ", combiner_kind_string(cfg->kind),
+         block, o->owned ? "owned" : "borrowed", kv_kib(g), extra_kib(g), 100.0 * extra_kib(g) / kv_kib(g),
+         per_second(o->prompt, r->prefill_seconds),
          percent(r->prefill_attention, r->prefill_seconds), per_second(o->tokens - 1, r->decode_seconds),
          percent(r->decode_attention, r->decode_seconds), r->check.worst,
          r->same_after_truncate ? "same" : "DIFFER");
@@ -625,8 +692,10 @@ static void print_report(const options *o, const generator *g, const results *r,
          "vocab %d, %d thread(s)\n", COMBINER_VERSION_MAJOR, COMBINER_VERSION_MINOR, COMBINER_VERSION_PATCH,
          combiner_kind_string(cfg->kind), block, LAYERS, DIM, HEADS, KV_HEADS, HEAD_DIM, VOCAB,
          cfg->num_threads);
-  printf("cache:   %d layers x %.1f KiB = %.2f MiB for %d positions\n", LAYERS,
-         g->cache_bytes / 1024.0 / LAYERS, g->cache_bytes / 1048576.0, cfg->seq_len);
+  printf("memory:  per layer the engine's K/V %.1f KiB; the combiner cache (%s) adds %.1f KiB = %.1f%% of "
+         "it (%d positions)%s", kv_kib(g), o->owned ? "owned: copies of K/V" : "borrowed K/V", extra_kib(g),
+         100.0 * extra_kib(g) / kv_kib(g), cfg->seq_len, g->scratch_bytes ? "" : "\n");
+  if (g->scratch_bytes) printf("; one scratch of %.1f KiB for all layers\n", g->scratch_bytes / 1024.0);
   printf("prefill: %d tokens in %.3f s = %.0f tokens/s (attention %.0f%%)\n", o->prompt, r->prefill_seconds,
          per_second(o->prompt, r->prefill_seconds), percent(r->prefill_attention, r->prefill_seconds));
   printf("decode:  %d tokens in %.3f s = %.1f tokens/s (attention %.0f%%, %.1f us per token)\n", steps,

@@ -116,6 +116,10 @@
  *   computed once, when the first token that needs it arrives, so a token
  *   costs O((m + L/m)*d) per head instead of DENSE's O(L*d). Same outputs
  *   as one combiner_attention over the whole sequence with the same block.
+ *   Inside an engine (combiner_cache_init_ex): K/V borrowed from the
+ *   engine's own KV cache (the combiner cache keeps only its abstractions,
+ *   recent queries and running pools), appends at explicit positions
+ *   (combiner_cache_append_at), one scratch shared by every layer.
  *
  * THE BLOCK IS THE MODEL'S
  *   A trained model fixes its block m. Every entry point resolves block 0
@@ -156,7 +160,9 @@
  *   0.2.0  Decode cache (combiner_cache_*), COMBINER_ERR_CACHE_FULL; AVX2
  *          micro-kernels; faster prefill (AXIAL runs 2 steps); the block is
  *          the model's (COMBINER_ERR_NO_BLOCK); one vector layer per ISA and
- *          NEON kernels; combiner_kernel_name().
+ *          NEON kernels; combiner_kernel_name(); caches on borrowed K/V
+ *          (combiner_cache_init_ex, COMBINER_ERR_ROLLBACK), append_at,
+ *          shared scratch, combiner_cache_kv.
  *   0.1.0  Fixed, Axial, Mixture, Logsparse and Dense; causal and
  *          bidirectional; two-phase API; split calls; tiled kernels with
  *          AVX-512 micro-kernels; combiner_flops; float64-reference test
@@ -2157,6 +2163,8 @@ typedef struct combiner__cache_job {
   float *tracks;           /* borrowed: running pools of open regions' queries, [H][tracks][d] */
   const ptrdiff_t *level_off;  /* borrowed LOGSPARSE: level l's entries are a ring of */
   const int *level_keep;       /* level_keep[l] blocks from level_off[l] (NULL: all kept) */
+  float *part;             /* cache_range kinds: partial states, [position][head][range][2 + dv] */
+  int ranges;              /* ranges per position in part */
   ptrdiff_t section;       /* entries per head and section */
   ptrdiff_t first, count;  /* the appended positions */
   ptrdiff_t triggered;     /* positions below this skip their triggers */
@@ -2235,12 +2243,15 @@ typedef struct combiner__kind_ops {
    * positions <= i only, so a truncated cache recomputes exactly those whose
    * trigger comes again and the split into appends changes nothing (NULL:
    * none); query (i, h)'s terms folded into st, q scaled (1: it wrote the
-   * output itself); or instead by kv head, every query head of kv head g
-   * (GQA reads a key once) */
+   * output itself); or instead, every head of query i over the keys of
+   * range r (positions r*cache_split ..) into partial states `part`
+   * ([head][range][2 + dv]: max, sum, output), which the cache merges in
+   * range order */
   void (*cache_trigger)(const combiner__cache_job *jb, const combiner__scratch *sc, int h, ptrdiff_t i);
   int (*cache_query)(const combiner__cache_job *jb, const combiner__scratch *sc, int h, ptrdiff_t i,
                      const float *q, combiner__single_state *st);
-  void (*cache_group)(const combiner__cache_job *jb, const combiner__scratch *sc, int g, ptrdiff_t i);
+  int cache_split;
+  void (*cache_range)(const combiner__cache_job *jb, const combiner__scratch *sc, ptrdiff_t i, int r, float *part);
 } combiner__kind_ops;
 
 /* ------------------------------------------------------------------------ */
@@ -2286,28 +2297,43 @@ static int combiner__dense_steps(const combiner__problem *p, int one_call, combi
   return 1;
 }
 
-/* Dense decode of position i for every query head of kv head g: each chunk
- * of 64 keys is read once for the whole group (GQA), up to 64 heads at once. */
-static void combiner__dense_cache_group(const combiner__cache_job *jb, const combiner__scratch *sc, int g, ptrdiff_t i) {
+/* Decode: query i's keys in ranges of COMBINER__SPLIT positions, every
+ * head at once: a chunk of 64 positions is read once for all kv heads and
+ * their query heads (a token-major K/V streams in order; GQA reads a key
+ * once), and a long context splits over threads. The cache merges the
+ * ranges' partial states in order, so the bits depend on neither the
+ * thread count nor the layout; below one range it is one online softmax. */
+#define COMBINER__SPLIT 1024
+
+static void combiner__dense_cache_range(const combiner__cache_job *jb, const combiner__scratch *sc, ptrdiff_t i,
+                                        int r, float *part) {
   const combiner__ctx *c = &jb->c;
   const combiner__problem *p = c->p;
+  const ptrdiff_t j0 = (ptrdiff_t)r * COMBINER__SPLIT, j1 = i + 1 < j0 + COMBINER__SPLIT ? i + 1 : j0 + COMBINER__SPLIT;
+  const ptrdiff_t w = (ptrdiff_t)p->dv + 2;
   combiner__single_state st[COMBINER__BQ];
   int h0, b, nb;
-  for (h0 = 0; h0 < p->group; h0 += nb) {
-    ptrdiff_t j0;
-    nb = p->group - h0 < COMBINER__BQ ? p->group - h0 : COMBINER__BQ;
+  for (h0 = 0; h0 < p->H; h0 += nb) {
+    ptrdiff_t c0;
+    nb = p->H - h0 < COMBINER__BQ ? p->H - h0 : COMBINER__BQ;
     for (b = 0; b < nb; ++b) {
       combiner__scaled_copy(sc->qbuf + (ptrdiff_t)b * p->d,
-                            jb->q + (i - jb->first) * jb->tq.ts + (ptrdiff_t)(g * p->group + h0 + b) * jb->tq.hs,
-                            p->scale, p->d);
-      combiner__single_state_begin(&st[b], sc->tile[0] + (ptrdiff_t)b * p->dv, NULL, p->dv, p->d);
+                            jb->q + (i - jb->first) * jb->tq.ts + (ptrdiff_t)(h0 + b) * jb->tq.hs, p->scale, p->d);
+      combiner__single_state_begin(&st[b], part + ((ptrdiff_t)(h0 + b) * jb->ranges + r) * w + 2, NULL, p->dv, p->d);
     }
-    for (j0 = 0; j0 <= i; j0 += COMBINER__CHUNK) {
-      const int nk = i + 1 - j0 < COMBINER__CHUNK ? (int)(i + 1 - j0) : COMBINER__CHUNK;
-      combiner__seq ks = combiner__keys(c, g, j0, 1, nk), vs = combiner__values(c, g, j0, 1, nk);
-      for (b = 0; b < nb; ++b) combiner__single_query_attend(p, sc->qbuf + (ptrdiff_t)b * p->d, &ks, &vs, &st[b], sc->s);
+    for (c0 = j0; c0 < j1; c0 += COMBINER__CHUNK) {
+      const int nk = j1 - c0 < COMBINER__CHUNK ? (int)(j1 - c0) : COMBINER__CHUNK;
+      for (b = 0; b < nb; ++b) {
+        const int g = (h0 + b) / p->group;
+        combiner__seq ks = combiner__keys(c, g, c0, 1, nk), vs = combiner__values(c, g, c0, 1, nk);
+        combiner__single_query_attend(p, sc->qbuf + (ptrdiff_t)b * p->d, &ks, &vs, &st[b], sc->s);
+      }
     }
-    for (b = 0; b < nb; ++b) combiner__single_state_finish(&st[b], combiner__cache_out(jb, i, g * p->group + h0 + b), p->dv);
+    for (b = 0; b < nb; ++b) {
+      float *ps = part + ((ptrdiff_t)(h0 + b) * jb->ranges + r) * w;
+      ps[0] = st[b].mx;
+      ps[1] = st[b].sum;
+    }
   }
 }
 
@@ -2317,7 +2343,7 @@ static const combiner__kind_ops combiner__dense_ops = {
   0, 1, 0, 0, 0,   /* cache layout */
   0, NULL, NULL, NULL,   /* borrowed cache */
   combiner__dense_steps, NULL,   /* prefill */
-  NULL, NULL, combiner__dense_cache_group   /* decode */
+  NULL, NULL, COMBINER__SPLIT, combiner__dense_cache_range   /* decode */
 };
 
 #endif
@@ -2490,7 +2516,7 @@ static const combiner__kind_ops combiner__fixed_ops = {
   0, 1, 1, 0, 0,   /* cache layout */
   1, NULL, NULL, NULL,   /* borrowed cache */
   combiner__fixed_steps, combiner__fixed_whole,   /* prefill */
-  combiner__fixed_cache_trigger, combiner__fixed_cache_query, NULL   /* decode */
+  combiner__fixed_cache_trigger, combiner__fixed_cache_query, 0, NULL   /* decode */
 };
 
 #endif
@@ -2671,7 +2697,7 @@ static const combiner__kind_ops combiner__axial_ops = {
   1, 1, 1, 0, 0,   /* cache layout */
   1, NULL, NULL, NULL,   /* borrowed cache */
   combiner__axial_steps, NULL,   /* prefill */
-  combiner__axial_cache_trigger, combiner__axial_cache_query, NULL   /* decode */
+  combiner__axial_cache_trigger, combiner__axial_cache_query, 0, NULL   /* decode */
 };
 
 #endif
@@ -2999,7 +3025,7 @@ static const combiner__kind_ops combiner__mixture_ops = {
   1, 3, 1, 1, 1,   /* cache layout */
   1, combiner__mixture_cache_tracks, combiner__mixture_cache_fold, NULL,   /* borrowed cache */
   combiner__mixture_steps, NULL,   /* prefill */
-  combiner__mixture_cache_trigger, combiner__mixture_cache_query, NULL   /* decode */
+  combiner__mixture_cache_trigger, combiner__mixture_cache_query, 0, NULL   /* decode */
 };
 
 #endif
@@ -3292,7 +3318,7 @@ static const combiner__kind_ops combiner__logsparse_ops = {
   0, 1, 1, 0, 0,   /* cache layout */
   2, combiner__logsparse_cache_tracks, combiner__logsparse_cache_fold, combiner__logsparse_cache_window,   /* borrowed cache */
   combiner__logsparse_steps, NULL,   /* prefill */
-  combiner__logsparse_cache_trigger, combiner__logsparse_cache_query, NULL   /* decode */
+  combiner__logsparse_cache_trigger, combiner__logsparse_cache_query, 0, NULL   /* decode */
 };
 
 #endif
@@ -3311,7 +3337,7 @@ static const combiner__kind_ops combiner__absent_ops = {
   0, 0, 0, 0, 0,   /* cache layout */
   0, NULL, NULL, NULL,   /* borrowed cache */
   NULL, NULL,   /* prefill */
-  NULL, NULL, NULL   /* decode */
+  NULL, NULL, 0, NULL   /* decode */
 };
 
 static const combiner__kind_ops *combiner__ops(int kind) {
@@ -3468,10 +3494,11 @@ struct combiner_cache {
   int tracks;              /* running query pools per head (borrowed MIXTURE, LOGSPARSE) */
   int lag;                 /* positions [0, lag) are folded into the lag pools */
   int reach;               /* the furthest length held: a borrowed cache goes back to reach - rollback */
+  int ranges;              /* cache_range kinds: key ranges of the last position */
   combiner_config cfg;     /* resolved; seq_len = max_len; layouts of the appended tensors */
   combiner__problem p;     /* L = max_len; q, k, v describe the stored arrays; count = entries per head */
   size_t section;          /* entries per head and section */
-  size_t off[11];          /* byte offsets from the cache of its parts (COMBINER__CQ..) */
+  size_t off[12];          /* byte offsets from the cache of its parts (COMBINER__CQ..) */
   ptrdiff_t level_off[32]; /* borrowed LOGSPARSE: level l's ring of level_keep[l] entries */
   int level_keep[32];
   const float *bk, *bv;    /* borrowed K and V */
@@ -3485,7 +3512,12 @@ struct combiner_cache {
  * positions, the running pools and their copy `rollback` positions behind
  * (the lag pools: a truncate restarts from them). */
 enum { COMBINER__CQ = 0, COMBINER__CK, COMBINER__CV, COMBINER__CQC, COMBINER__CKC, COMBINER__CVC,
-       COMBINER__CKEYS, COMBINER__CVALS, COMBINER__CTRACK, COMBINER__CLAG, COMBINER__CSCRATCH, COMBINER__CPARTS };
+       COMBINER__CKEYS, COMBINER__CVALS, COMBINER__CTRACK, COMBINER__CLAG, COMBINER__CPART, COMBINER__CSCRATCH,
+       COMBINER__CPARTS };
+
+/* Positions per run of a cache_range kind: the partial states of a run's
+ * positions are kept until they merge. */
+#define COMBINER__RANGE_BATCH 4
 
 #define COMBINER__CACHE_MAGIC 0x436f6d62u
 
@@ -3515,6 +3547,8 @@ static void combiner__cache_job_of(combiner_cache *cache, combiner__cache_job *j
   jb->c.skeys = jb->c.wkeys;
   jb->c.svals = jb->c.wvals;
   jb->section = (ptrdiff_t)cache->section;
+  jb->part = combiner__cache_floats(cache, cache->off[COMBINER__CPART]);
+  jb->ranges = cache->ranges;
 }
 
 /* Folds the queries of positions [from, to) into the pools at `tracks`,
@@ -3541,10 +3575,10 @@ static void combiner__cache_query(const combiner__cache_job *jb, const combiner_
   if (!k->cache_query(jb, sc, h, i, sc->qbuf, &st)) combiner__single_state_finish(&st, combiner__cache_out(jb, i, h), p->dv);
 }
 
-/* Unit = a query head (its abstractions, pools and outputs), or a kv head
- * with its query heads (kinds with cache_group); it walks the appended
- * positions in order. A position's query joins the pools before its
- * triggers when they read it (Mixture's regions ending at it), else after. */
+/* Unit = a query head (its abstractions, pools and outputs); it walks the
+ * appended positions in order. A position's query joins the pools before
+ * its triggers when they read it (Mixture's regions ending at it), else
+ * after. */
 static void combiner__cache_unit(const combiner__cache_job *jb, ptrdiff_t unit, const combiner__scratch *sc) {
   const combiner__kind_ops *k = combiner__ops(jb->c.p->kind);
   const int h = (int)unit;
@@ -3553,22 +3587,53 @@ static void combiner__cache_unit(const combiner__cache_job *jb, ptrdiff_t unit, 
     if (jb->tracks && k->trigger_reads_self) k->cache_fold(jb, jb->tracks, h, i);
     if (k->cache_trigger && i >= jb->triggered) k->cache_trigger(jb, sc, h, i);
     if (jb->tracks && !k->trigger_reads_self) k->cache_fold(jb, jb->tracks, h, i);
-    if (!jb->out) continue;
-    if (k->cache_group) k->cache_group(jb, sc, h, i);
-    else combiner__cache_query(jb, k, sc, h, i);
+    if (jb->out) combiner__cache_query(jb, k, sc, h, i);
   }
 }
 
-/* base: scratch slot 0; stride: bytes per slot; threads: at most */
-static void combiner__cache_run(const combiner__cache_job *jb, unsigned char *base, size_t stride, int threads) {
+/* cache_range kinds. Unit = (appended position, key range): every head's
+ * partial state over that range. */
+static void combiner__cache_range_unit(const combiner__cache_job *jb, ptrdiff_t unit, const combiner__scratch *sc) {
+  const combiner__kind_ops *k = combiner__ops(jb->c.p->kind);
+  const ptrdiff_t b = unit / jb->ranges, i = jb->first + b;
+  const int r = (int)(unit % jb->ranges);
+  COMBINER_ASSERT(k->cache_range != NULL);   /* only cache_range kinds run these units */
+  if ((ptrdiff_t)r * k->cache_split <= i)
+    k->cache_range(jb, sc, i, r, jb->part + b * jb->c.p->H * jb->ranges * ((ptrdiff_t)jb->c.p->dv + 2));
+}
+
+/* Unit = (appended position, head): its partial states merged in range
+ * order, then normalized into the output. */
+static void combiner__cache_merge_unit(const combiner__cache_job *jb, ptrdiff_t unit, const combiner__scratch *sc) {
   const combiner__problem *p = jb->c.p;
-  const ptrdiff_t units = combiner__ops(p->kind)->cache_group ? p->Hkv : p->H;
-  /* a team costs microseconds to wake, more than a small token's work */
-  const double work = (double)jb->count * p->H * combiner__kind_terms(p, (double)jb->first + (double)jb->count) *
-                      ((double)p->d + p->dv);
+  const ptrdiff_t b = unit / p->H, i = jb->first + b, w = (ptrdiff_t)p->dv + 2;
+  const int h = (int)(unit % p->H), n = (int)(i / combiner__ops(p->kind)->cache_split) + 1;
+  float *ps = jb->part + (b * p->H + h) * jb->ranges * w;
+  combiner__states dst, src;
+  combiner__single_state st;
+  int r;
+  (void)sc;
+  memset(&dst, 0, sizeof dst);
+  dst.mx = ps; dst.sum = ps + 1; dst.acc = ps + 2; dst.ms = dst.as = w;
+  for (r = 1; r < n; ++r) {
+    src = dst;
+    src.mx += r * w; src.sum += r * w; src.acc += r * w;
+    combiner__states_merge(&dst, &src, 1, p->dv);
+  }
+  st.mx = ps[0]; st.sum = ps[1]; st.acc = ps + 2; st.acc2 = NULL;
+  combiner__single_state_finish(&st, combiner__cache_out(jb, i, h), p->dv);
+}
+
+typedef void (*combiner__cache_fn)(const combiner__cache_job *jb, ptrdiff_t unit, const combiner__scratch *sc);
+
+/* base: scratch slot 0; stride: bytes per slot; threads: at most. Units
+ * [0, n1) of fn1, then (all of them done) [0, n2) of fn2. */
+static void combiner__cache_team(const combiner__cache_job *jb, unsigned char *base, size_t stride, int threads,
+                                 double work, combiner__cache_fn fn1, ptrdiff_t n1, combiner__cache_fn fn2, ptrdiff_t n2) {
+  const combiner__problem *p = jb->c.p;
   (void)work; (void)stride; (void)threads;
 #ifdef COMBINER__OPENMP
-  if (threads > 1 && units > 1 && work >= 1.5e5) {
+  if (threads > 1 && n1 > 1 && work >= 1.5e5) {   /* a team costs microseconds to wake */
 #pragma omp parallel num_threads(threads)
     {
       const uint64_t csr = combiner__denormals_off();
@@ -3576,7 +3641,9 @@ static void combiner__cache_run(const combiner__cache_job *jb, unsigned char *ba
       ptrdiff_t u;
       combiner__scratch_parts(p, &sc, (float *)(void *)(base + (size_t)omp_get_thread_num() * stride));
 #pragma omp for schedule(dynamic, 1)
-      for (u = 0; u < units; ++u) combiner__cache_unit(jb, u, &sc);
+      for (u = 0; u < n1; ++u) fn1(jb, u, &sc);
+#pragma omp for schedule(static)
+      for (u = 0; u < n2; ++u) fn2(jb, u, &sc);
       combiner__denormals_restore(csr);
     }
     return;
@@ -3587,9 +3654,22 @@ static void combiner__cache_run(const combiner__cache_job *jb, unsigned char *ba
     combiner__scratch sc;
     ptrdiff_t u;
     combiner__scratch_parts(p, &sc, (float *)(void *)base);
-    for (u = 0; u < units; ++u) combiner__cache_unit(jb, u, &sc);
+    for (u = 0; u < n1; ++u) fn1(jb, u, &sc);
+    for (u = 0; u < n2; ++u) fn2(jb, u, &sc);
     combiner__denormals_restore(csr);
   }
+}
+
+static void combiner__cache_run(const combiner__cache_job *jb, unsigned char *base, size_t stride, int threads) {
+  const combiner__problem *p = jb->c.p;
+  const combiner__kind_ops *k = combiner__ops(p->kind);
+  const double work = (double)jb->count * p->H * combiner__kind_terms(p, (double)jb->first + (double)jb->count) *
+                      ((double)p->d + p->dv);
+  if (k->cache_range)
+    combiner__cache_team(jb, base, stride, threads, work, combiner__cache_range_unit, jb->count * jb->ranges,
+                         combiner__cache_merge_unit, jb->count * p->H);
+  else
+    combiner__cache_team(jb, base, stride, threads, work, combiner__cache_unit, p->H, combiner__cache_unit, 0);
 }
 
 /* Sizes a cache (hdr->bytes, offsets) for cfg and the options; the one
@@ -3682,12 +3762,18 @@ static combiner_status combiner__cache_plan(const combiner_config *cfg, const co
     rows[COMBINER__CQC] = kind->cache_columns ? cells * (size_t)p->H : 0;
     rows[COMBINER__CKC] = rows[COMBINER__CVC] = kind->cache_columns ? cells * (size_t)p->Hkv : 0;
   }
+  if (kind->cache_range) {   /* partial states of a run's positions */
+    hdr->ranges = (max_len - 1) / kind->cache_split + 1;
+    if (hdr->batch > COMBINER__RANGE_BATCH) hdr->batch = COMBINER__RANGE_BATCH;
+    rows[COMBINER__CPART] = (size_t)hdr->batch * (size_t)p->H * (size_t)hdr->ranges;
+  }
   rows[COMBINER__CKEYS] = rows[COMBINER__CVALS] = p->count;
   width[COMBINER__CQ] = width[COMBINER__CK] = width[COMBINER__CQC] = width[COMBINER__CKC] = (size_t)p->d;
   width[COMBINER__CV] = width[COMBINER__CVC] = (size_t)p->dv;
   width[COMBINER__CKEYS] = (size_t)p->H * (size_t)p->d;
   width[COMBINER__CVALS] = (size_t)p->H * (size_t)p->dv;
   width[COMBINER__CTRACK] = width[COMBINER__CLAG] = (size_t)p->d;
+  width[COMBINER__CPART] = (size_t)p->dv + 2;
   rows[COMBINER__CSCRATCH] = opt->shared_scratch ? 0 : (size_t)combiner__scratch_threads(p);
   width[COMBINER__CSCRATCH] = combiner__scratch_parts(p, &sc, NULL);
   if (!width[COMBINER__CSCRATCH]) return COMBINER_ERR_OVERFLOW;

@@ -295,6 +295,49 @@ static void exact_windows(const test_variant *var, int block, int window, test_r
   test_tensor_free(&q); test_tensor_free(&k); test_tensor_free(&v); test_tensor_free(&oo); test_tensor_free(&ob);
 }
 
+/* DENSE decodes a context in key ranges of 1024 positions whose partial
+ * states merge in order: past 1024 the bits must still not depend on the
+ * thread count or the split into appends, and match the reference. */
+static void dense_ranges(test_rng *rng) {
+  const int N = 2600, d = 8, H = 4, Hkv = 2;
+  combiner_config c = test_config(COMBINER_DENSE, N, d, H, Hkv, 0, 1);
+  test_tensor q = test_tensor_make(N, H, d, LAYOUT_TOKEN_MAJOR), k = test_tensor_make(N, Hkv, d, LAYOUT_TOKEN_MAJOR);
+  test_tensor v = test_tensor_make(N, Hkv, d, LAYOUT_TOKEN_MAJOR);
+  test_tensor o1 = test_tensor_make(N, H, d, LAYOUT_TOKEN_MAJOR), o2 = test_tensor_make(N, H, d, LAYOUT_TOKEN_MAJOR);
+  double *qd, *kd, *vd, *ref, err;
+  ref_problem rp;
+  int t;
+  if (!kind_compiled(COMBINER_DENSE)) return;
+  test_tensor_fill(&q, rng); test_tensor_fill(&k, rng); test_tensor_fill(&v, rng);
+  for (t = 1; t <= 2; ++t) {
+    combiner_cache *cache = NULL;
+    size_t size;
+    unsigned char *buf;
+    int pos = 0;
+    c.num_threads = t;
+    size = combiner_cache_size(&c, N);
+    buf = (unsigned char *)test_alloc(size);
+    CHECK(combiner_cache_init(&cache, &c, N, buf, size) == COMBINER_OK, "dense ranges: init");
+    while (cache && pos < N) {   /* threads 1: one token at a time past 1000; 2: random chunks */
+      int n = t == 1 ? (pos < 1000 ? 1000 : 1) : 1 + (int)(test_rng_u32(rng) % 300);
+      if (n > N - pos) n = N - pos;
+      CHECK(combiner_cache_append(cache, n, test_at(&q, pos, 0), test_at(&k, pos, 0), test_at(&v, pos, 0),
+                                  test_at(t == 1 ? &o1 : &o2, pos, 0)) == COMBINER_OK, "dense ranges: append");
+      pos += n;
+    }
+    free(buf);
+  }
+  CHECK(test_same_rows(&o1, &o2, N), "dense past 1024 positions: 1 thread token by token != 2 threads in chunks");
+  rp = test_ref_problem(&c);
+  qd = test_to_double(&q); kd = test_to_double(&k); vd = test_to_double(&v);
+  ref = (double *)test_alloc(sizeof(double) * (size_t)N * H * d);
+  ref_attention(&rp, qd, kd, vd, ref);
+  err = test_rel_error(&o2, ref);
+  CHECK(err <= TEST_TOLERANCE, "dense past 1024 positions vs float64 reference: %.3g", err);
+  free(qd); free(kd); free(vd); free(ref);
+  test_tensor_free(&q); test_tensor_free(&k); test_tensor_free(&v); test_tensor_free(&o1); test_tensor_free(&o2);
+}
+
 /* Bad arguments: each has its status and changes nothing. */
 static void bad_arguments(void) {
   const int L = 16, d = 8, H = 2, Hkv = 1;
@@ -388,6 +431,7 @@ static void memory_statement(void) {
     static float dummy[2];
     double owned, borrowed, cells;
     if (!kind_compiled(kinds[i])) continue;
+    c.num_threads = 1;   /* the owned cache's scratch: one thread's */
     memset(&o, 0, sizeof o);
     o.max_len = N; o.k = dummy; o.v = dummy + 1; o.rollback = 64; o.shared_scratch = 1;
     c.k_layout.token_stride = 0;
@@ -414,6 +458,7 @@ int main(void) {
   unsigned n = 0;
   bad_arguments();
   memory_statement();
+  if (test_kind_selected(COMBINER_DENSE)) dense_ranges(&rng);
   TEST_FOR_EACH_VARIANT(var) {
     size_t li;
     if (!test_variant_selected(var) || !kind_compiled(var->kind)) continue;
@@ -432,8 +477,8 @@ int main(void) {
     size_t wi;
     if (!test_variant_selected(var) || !kind_compiled(var->kind)) continue;
     for (wi = 0; wi < sizeof long_windows / sizeof long_windows[0]; ++wi, ++n)
-      script(var, 700, wi == 1 ? 5 : 0, 4, 4, 2, 1, (int)(n % ENGINE_LAYOUTS), long_windows[wi], 1 + (int)(wi % 2),
-             (int)(n % 2), &rng);
+      script(var, var->kind == COMBINER_DENSE ? 2200 : 700, wi == 1 ? 5 : 0, 4, 4, 2, 1, (int)(n % ENGINE_LAYOUTS),
+             long_windows[wi], 1 + (int)(wi % 2), (int)(n % 2), &rng);
   }
   TEST_FOR_EACH_VARIANT(var) {
     static const int windows2[] = {1, 2, 3, 4, 5, 7, 8, 13};
