@@ -3582,11 +3582,13 @@ static void combiner__cache_query(const combiner__cache_job *jb, const combiner_
 static void combiner__cache_unit(const combiner__cache_job *jb, ptrdiff_t unit, const combiner__scratch *sc) {
   const combiner__kind_ops *k = combiner__ops(jb->c.p->kind);
   const int h = (int)unit;
+  void (*const fold)(const combiner__cache_job *, float *, int, ptrdiff_t) = jb->tracks ? k->cache_fold : NULL;
+  float *const tracks = jb->tracks;
   ptrdiff_t i;
   for (i = jb->first; i < jb->first + jb->count; ++i) {
-    if (jb->tracks && k->trigger_reads_self) k->cache_fold(jb, jb->tracks, h, i);
+    if (fold && k->trigger_reads_self) fold(jb, tracks, h, i);
     if (k->cache_trigger && i >= jb->triggered) k->cache_trigger(jb, sc, h, i);
-    if (jb->tracks && !k->trigger_reads_self) k->cache_fold(jb, jb->tracks, h, i);
+    if (fold && !k->trigger_reads_self) fold(jb, tracks, h, i);
     if (jb->out) combiner__cache_query(jb, k, sc, h, i);
   }
 }
@@ -3606,8 +3608,9 @@ static void combiner__cache_range_unit(const combiner__cache_job *jb, ptrdiff_t 
  * order, then normalized into the output. */
 static void combiner__cache_merge_unit(const combiner__cache_job *jb, ptrdiff_t unit, const combiner__scratch *sc) {
   const combiner__problem *p = jb->c.p;
+  const int split = combiner__ops(p->kind)->cache_split;
   const ptrdiff_t b = unit / p->H, i = jb->first + b, w = (ptrdiff_t)p->dv + 2;
-  const int h = (int)(unit % p->H), n = (int)(i / combiner__ops(p->kind)->cache_split) + 1;
+  const int h = (int)(unit % p->H), n = split > 0 ? (int)(i / split) + 1 : 1;
   float *ps = jb->part + (b * p->H + h) * jb->ranges * w;
   combiner__states dst, src;
   combiner__single_state st;
