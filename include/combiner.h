@@ -2204,6 +2204,17 @@ COMBINER__SHARED void combiner__ddirect(const combiner__ctx *c, const combiner__
   combiner__single_query_attend(c->p, q, &ks, &vs, st, sc->s);
 }
 
+/* Fixed and Axial decode query (i, h) alike: its own block (row) up to
+ * itself directly, then one entry per earlier block, entries first,
+ * first + 1, ... (Fixed: block t's; Axial: the cells above in its column). */
+COMBINER__SHARED void combiner__blocks_cache_query(const combiner__cache_job *jb, const combiner__scratch *sc, int h,
+    ptrdiff_t i, const float *q, combiner__single_state *st, ptrdiff_t first) {
+  const combiner__ctx *c = &jb->c;
+  const ptrdiff_t m = c->p->m, r = i / m, u = i % m;
+  combiner__ddirect(c, sc, q, h / c->p->group, r * m, u + 1, st);
+  combiner__dsummaries(c, sc, q, h, first, 1, r, st);
+}
+
 /* ---- a factorization, as the rest of the library sees it ---------------- */
 
 /* A kind: its partition (SPEC 3-5b: sizes, support map, FLOP counts) and
@@ -2503,10 +2514,7 @@ static void combiner__fixed_cache_trigger(const combiner__cache_job *jb, const c
 
 static int combiner__fixed_cache_query(const combiner__cache_job *jb, const combiner__scratch *sc, int h, ptrdiff_t i,
                                        const float *q, combiner__single_state *st) {
-  const combiner__ctx *c = &jb->c;
-  const ptrdiff_t m = c->p->m, r = i / m, u = i % m;
-  combiner__ddirect(c, sc, q, h / c->p->group, r * m, u + 1, st);
-  combiner__dsummaries(c, sc, q, h, 0, 1, r, st);
+  combiner__blocks_cache_query(jb, sc, h, i, q, st, 0);   /* block t's abstraction is entry t */
   return 0;
 }
 
@@ -2684,10 +2692,7 @@ static void combiner__axial_cache_trigger(const combiner__cache_job *jb, const c
 
 static int combiner__axial_cache_query(const combiner__cache_job *jb, const combiner__scratch *sc, int h, ptrdiff_t i,
                                        const float *q, combiner__single_state *st) {
-  const combiner__ctx *c = &jb->c;
-  const ptrdiff_t m = c->p->m, r = i / m, u = i % m;
-  combiner__ddirect(c, sc, q, h / c->p->group, r * m, u + 1, st);
-  combiner__dsummaries(c, sc, q, h, u * c->p->n, 1, r, st);
+  combiner__blocks_cache_query(jb, sc, h, i, q, st, i % jb->c.p->m * jb->c.p->n);   /* cells above: column-major */
   return 0;
 }
 
