@@ -2161,6 +2161,8 @@ typedef struct combiner__cache_job {
   combiner__ctx c;         /* p, q, k, v, keys and values of the cache */
   float *kc, *vc, *qc;     /* Mixture's column-major copies (owned caches; NULL borrowed) */
   float *tracks;           /* borrowed: running pools of open regions' queries, [H][tracks][d] */
+  float *snapshots;        /* their copies at positions that are multiples of snap, a ring of snaps */
+  int ntracks, snap, snaps;
   const ptrdiff_t *level_off;  /* borrowed LOGSPARSE: level l's entries are a ring of */
   const int *level_keep;       /* level_keep[l] blocks from level_off[l] (NULL: all kept) */
   float *part;             /* cache_range kinds: partial states, [position][head][range][2 + dv] */
@@ -3497,7 +3499,7 @@ struct combiner_cache {
   int borrowed, rollback;  /* K/V in the engine's buffers; how far a truncate may go back */
   int batch;               /* positions per run: a run's Q rows never overwrite what it reads */
   int tracks;              /* running query pools per head (borrowed MIXTURE, LOGSPARSE) */
-  int lag;                 /* positions [0, lag) are folded into the lag pools */
+  int snap, snaps;         /* the pools are copied at every multiple of snap, into a ring of snaps */
   int reach;               /* the furthest length held: a borrowed cache goes back to reach - rollback */
   int ranges;              /* cache_range kinds: key ranges of the last position */
   combiner_config cfg;     /* resolved; seq_len = max_len; layouts of the appended tensors */
@@ -3515,9 +3517,9 @@ struct combiner_cache {
 /* The parts of a cache, in order (any may be empty). Owned: Q, K, V of
  * every position, Mixture's column copies. Borrowed: Q of the last `qring`
  * positions, the running pools and their copy `rollback` positions behind
- * (the lag pools: a truncate restarts from them). */
+ * (snapshots: a truncate restarts from the last one at or below it). */
 enum { COMBINER__CQ = 0, COMBINER__CK, COMBINER__CV, COMBINER__CQC, COMBINER__CKC, COMBINER__CVC,
-       COMBINER__CKEYS, COMBINER__CVALS, COMBINER__CTRACK, COMBINER__CLAG, COMBINER__CPART, COMBINER__CSCRATCH,
+       COMBINER__CKEYS, COMBINER__CVALS, COMBINER__CTRACK, COMBINER__CSNAP, COMBINER__CPART, COMBINER__CSCRATCH,
        COMBINER__CPARTS };
 
 /* Positions per run of a cache_range kind: the partial states of a run's
@@ -3543,6 +3545,10 @@ static void combiner__cache_job_of(combiner_cache *cache, combiner__cache_job *j
     jb->vc = combiner__cache_floats(cache, cache->off[COMBINER__CVC]);
   }
   if (cache->tracks) jb->tracks = combiner__cache_floats(cache, cache->off[COMBINER__CTRACK]);
+  if (cache->snaps) jb->snapshots = combiner__cache_floats(cache, cache->off[COMBINER__CSNAP]);
+  jb->ntracks = cache->tracks;
+  jb->snap = cache->snap;
+  jb->snaps = cache->snaps;
   if (cache->level_keep[1]) {
     jb->level_off = cache->level_off;
     jb->level_keep = cache->level_keep;
@@ -3557,7 +3563,7 @@ static void combiner__cache_job_of(combiner_cache *cache, combiner__cache_job *j
 }
 
 /* Folds the queries of positions [from, to) into the pools at `tracks`,
- * every head (the lag pools, or a truncate's replay). */
+ * every head (a truncate's replay from a snapshot). */
 static void combiner__cache_fold_range(combiner_cache *cache, float *tracks, ptrdiff_t from, ptrdiff_t to) {
   const combiner__kind_ops *k = combiner__ops(cache->p.kind);
   combiner__cache_job jb;
@@ -3591,6 +3597,11 @@ static void combiner__cache_unit(const combiner__cache_job *jb, ptrdiff_t unit, 
   float *const tracks = jb->tracks;
   ptrdiff_t i;
   for (i = jb->first; i < jb->first + jb->count; ++i) {
+    if (jb->snapshots && i % jb->snap == 0) {   /* head h's pools before position i */
+      const size_t n = (size_t)jb->ntracks * (size_t)jb->c.p->d;
+      memcpy(jb->snapshots + ((size_t)(i / jb->snap % jb->snaps) * (size_t)jb->c.p->H + (size_t)h) * n,
+             tracks + (size_t)h * n, n * sizeof(float));
+    }
     if (fold && k->trigger_reads_self) fold(jb, tracks, h, i);
     if (k->cache_trigger && i >= jb->triggered) k->cache_trigger(jb, sc, h, i);
     if (fold && !k->trigger_reads_self) fold(jb, tracks, h, i);
@@ -3760,7 +3771,12 @@ static combiner_status combiner__cache_plan(const combiner_config *cfg, const co
     }
     if (p->qring) rows[COMBINER__CQ] = (size_t)p->qring * (size_t)p->H;
     if (kind->cache_tracks) hdr->tracks = kind->cache_tracks(p);
-    rows[COMBINER__CTRACK] = rows[COMBINER__CLAG] = (size_t)hdr->tracks * (size_t)p->H;
+    rows[COMBINER__CTRACK] = (size_t)hdr->tracks * (size_t)p->H;
+    if (hdr->tracks && span > 0) {   /* snapshots of the pools every `snap` positions, the window's worth */
+      hdr->snap = kind->cache_ring == 1 ? p->m : COMBINER__BQ;
+      hdr->snaps = span / hdr->snap + 2;
+      rows[COMBINER__CSNAP] = (size_t)hdr->snaps * rows[COMBINER__CTRACK];
+    }
     if (kind->cache_window) {
       p->count = kind->cache_window(p, span, hdr->level_off, hdr->level_keep);
       hdr->section = p->count;
@@ -3780,7 +3796,7 @@ static combiner_status combiner__cache_plan(const combiner_config *cfg, const co
   width[COMBINER__CV] = width[COMBINER__CVC] = (size_t)p->dv;
   width[COMBINER__CKEYS] = (size_t)p->H * (size_t)p->d;
   width[COMBINER__CVALS] = (size_t)p->H * (size_t)p->dv;
-  width[COMBINER__CTRACK] = width[COMBINER__CLAG] = (size_t)p->d;
+  width[COMBINER__CTRACK] = width[COMBINER__CSNAP] = (size_t)p->d;
   width[COMBINER__CPART] = (size_t)p->dv + 2;
   rows[COMBINER__CSCRATCH] = opt->shared_scratch ? 0 : (size_t)combiner__scratch_threads(p);
   width[COMBINER__CSCRATCH] = combiner__scratch_parts(p, &sc, NULL);
@@ -3812,9 +3828,8 @@ static int combiner__cache_ok(const combiner_cache *cache) {
          cache->length >= 0 && cache->length <= cache->max_len;
 }
 
-/* Appends the run [first, first + count) (count <= batch): the lag pools
- * take the queries the run's rows overwrite, the rows are stored, the units
- * run. q, k, v, out: the run's first token. */
+/* Appends the run [first, first + count) (count <= batch): the rows are
+ * stored, the units run. q, k, v, out: the run's first token. */
 static void combiner__cache_run_batch(combiner_cache *cache, int count, const float *q, const combiner__tensor *tq,
     const float *k, const combiner__tensor *tk, const float *v, const combiner__tensor *tv, float *out,
     const combiner__tensor *to, unsigned char *scratch, int threads) {
@@ -3828,11 +3843,6 @@ static void combiner__cache_run_batch(combiner_cache *cache, int count, const fl
   ptrdiff_t i;
   int h;
   combiner__cache_job_of(cache, &jb);
-  if (cache->tracks && p->qring && first + count - p->qring > cache->lag) {
-    combiner__cache_fold_range(cache, combiner__cache_floats(cache, cache->off[COMBINER__CLAG]), cache->lag,
-                               first + count - p->qring);
-    cache->lag = (int)(first + count - p->qring);
-  }
   for (i = 0; i < count; ++i) {       /* the new rows */
     const ptrdiff_t at = first + i, u = at % p->m, r = at / p->m, slot = p->qring ? at % p->qring : at;
     if (!cache->borrowed)
@@ -4249,11 +4259,13 @@ COMBINER_API combiner_status combiner_cache_truncate(combiner_cache *cache, int 
    * so re-appending there does not redo, say, Logsparse's O(N) top block. */
   if (cache->triggered > length)
     cache->triggered = combiner__ops(cache->p.kind)->trigger_reads_self ? length : length + 1;
-  if (cache->tracks) {   /* the running pools, replayed from the lag pools */
+  if (cache->tracks && cache->snaps) {   /* the running pools: the last snapshot at or below length, then the ring */
+    const size_t floats = (size_t)cache->tracks * (size_t)cache->p.H * (size_t)cache->p.d;
+    const int from = length / cache->snap * cache->snap;
     float *tracks = combiner__cache_floats(cache, cache->off[COMBINER__CTRACK]);
-    memcpy(tracks, combiner__cache_floats(cache, cache->off[COMBINER__CLAG]),
-           (size_t)cache->tracks * (size_t)cache->p.H * (size_t)cache->p.d * sizeof(float));
-    combiner__cache_fold_range(cache, tracks, cache->lag, length);
+    memcpy(tracks, combiner__cache_floats(cache, cache->off[COMBINER__CSNAP]) + (size_t)(from / cache->snap % cache->snaps) * floats,
+           floats * sizeof(float));
+    combiner__cache_fold_range(cache, tracks, from, length);
   }
   cache->length = length;
   return COMBINER_OK;
