@@ -3597,7 +3597,7 @@ static void combiner__cache_unit(const combiner__cache_job *jb, ptrdiff_t unit, 
   float *const tracks = jb->tracks;
   ptrdiff_t i;
   for (i = jb->first; i < jb->first + jb->count; ++i) {
-    if (jb->snapshots && i % jb->snap == 0) {   /* head h's pools before position i */
+    if (jb->snapshots && tracks && i % jb->snap == 0) {   /* head h's pools before position i */
       const size_t n = (size_t)jb->ntracks * (size_t)jb->c.p->d;
       memcpy(jb->snapshots + ((size_t)(i / jb->snap % jb->snaps) * (size_t)jb->c.p->H + (size_t)h) * n,
              tracks + (size_t)h * n, n * sizeof(float));
