@@ -400,7 +400,10 @@ COMBINER_API combiner_status combiner_cache_init(combiner_cache **cache, const c
 COMBINER_API combiner_status combiner_cache_append(combiner_cache *cache, int count,
     const float *q, const float *k, const float *v, float *out);
 /* Forgets every position >= length (0 <= length <= current length), e.g.
- * a rejected speculative draft. O(1): later appends recompute what they need. */
+ * a rejected speculative draft. O(1) for an owned cache: later appends
+ * recompute what they need; a borrowed one also replays its query pools
+ * from a snapshot (at most 64 positions, a block for MIXTURE), and refuses
+ * to go back more than its rollback (COMBINER_ERR_ROLLBACK). */
 COMBINER_API combiner_status combiner_cache_truncate(combiner_cache *cache, int length);
 /* Positions held; -1 for NULL or a buffer that is not an initialized cache. */
 COMBINER_API int combiner_cache_length(const combiner_cache *cache);
