@@ -82,8 +82,8 @@
  * MEMORY
  *   combiner_workspace_size(cfg) bytes: the abstractions of every head, the
  *   per-query softmax states that Axial and Mixture carry between their two
- *   passes, and 192*(d + dv) + 16*ceil(d/8) + 8832 floats of scratch per
- *   thread (33,536 at d = dv = 64; one slot without OpenMP, nth slots for
+ *   passes, and 256*d + 192*dv + 16*ceil(d/8) + 8832 floats of scratch per
+ *   thread (37,632 at d = dv = 64; one slot without OpenMP, nth slots for
  *   split calls); O(L*(d+dv)*H), never O(L^2) (whole formula in the README).
  *   Pass a buffer of that size, or NULL to let the call allocate and free it
  *   once.
@@ -217,7 +217,12 @@ typedef enum combiner_pool { COMBINER_POOL_MAX = 0, COMBINER_POOL_MEAN } combine
 typedef enum combiner_axial_key { COMBINER_AXIAL_KEY_WSUM = 0, COMBINER_AXIAL_KEY_SELF } combiner_axial_key;
 typedef enum combiner_mixture_norm { COMBINER_MIXTURE_JOINT = 0, COMBINER_MIXTURE_AVERAGE } combiner_mixture_norm;
 
-typedef struct combiner_layout {  /* strides in floats; the last dim is contiguous */
+/* Element type of K and V (Q and out are always float32): IEEE binary16 and
+ * bfloat16 are read as stored and converted exactly to float32 in registers
+ * (SPEC 7); the math is the float32 math on the converted values. */
+typedef enum combiner_type { COMBINER_F32 = 0, COMBINER_F16, COMBINER_BF16 } combiner_type;
+
+typedef struct combiner_layout {  /* strides in elements of the tensor's type; the last dim is contiguous */
   ptrdiff_t token_stride;         /* 0 => heads of this tensor x its width  */
   ptrdiff_t head_stride;          /* 0 => its width (token-major [L][H][W]) */
 } combiner_layout;
@@ -238,6 +243,7 @@ typedef struct combiner_config {
   combiner_mixture_norm mixture_norm;
   int num_threads;      /* 0 => OpenMP default (1 without OpenMP)         */
   combiner_layout q_layout, k_layout, v_layout, out_layout;  /* per-tensor strides */
+  combiner_type k_type, v_type;  /* 0 => float32; K and V of every call and cache */
 } combiner_config;
 
 /* Where the abstractions of the two-phase API live. Summary keys are
@@ -278,7 +284,7 @@ COMBINER_API size_t combiner_workspace_size(const combiner_config *cfg);
  * workspace_size >= combiner_workspace_size(cfg) bytes (any alignment).
  * Nothing is written to out unless the call returns COMBINER_OK. */
 COMBINER_API combiner_status combiner_attention(const combiner_config *cfg,
-    const float *q, const float *k, const float *v, float *out,
+    const float *q, const void *k, const void *v, float *out,
     void *workspace, size_t workspace_size);
 
 COMBINER_API const char *combiner_status_string(combiner_status s);
@@ -312,7 +318,7 @@ COMBINER_API double combiner_flops(const combiner_config *cfg);
 COMBINER_API int combiner_step_count(const combiner_config *cfg);
 COMBINER_API size_t combiner_part_workspace_size(const combiner_config *cfg, int nth);
 COMBINER_API combiner_status combiner_attention_part(const combiner_config *cfg,
-    const float *q, const float *k, const float *v, float *out,
+    const float *q, const void *k, const void *v, float *out,
     void *workspace, size_t workspace_size, int step, int ith, int nth);
 
 /* ---- two-phase API ---- */
@@ -323,12 +329,12 @@ COMBINER_API combiner_status combiner_query_summaries(const combiner_config *cfg
 COMBINER_API size_t combiner_phase_workspace_size(const combiner_config *cfg);
 /* Phase 1: every abstraction of every head into keys/values (see above). */
 COMBINER_API combiner_status combiner_summarize(const combiner_config *cfg,
-    const float *q, const float *k, const float *v,
+    const float *q, const void *k, const void *v,
     float *summary_keys, float *summary_values,
     void *workspace, size_t workspace_size);
 /* Phase 2: direct logits plus abstraction logits, one softmax, into out. */
 COMBINER_API combiner_status combiner_combine(const combiner_config *cfg,
-    const float *q, const float *k, const float *v,
+    const float *q, const void *k, const void *v,
     const float *summary_keys, const float *summary_values, float *out,
     void *workspace, size_t workspace_size);
 
@@ -339,11 +345,11 @@ COMBINER_API combiner_status combiner_combine(const combiner_config *cfg,
  * vector), so A times v equals combiner_attention's output. Allocates with
  * COMBINER_MALLOC, live together, 4*Hkv*L*L + 1 bytes of unit vectors and
  * the workspace of combiner_attention with value_dim = L: at most
- *   4*L*L*(Hkv + 6*H) + 16*H*L*(d + 1) + T*(776*d + 768*L + 35384) + 256
+ *   4*L*L*(Hkv + 6*H) + 16*H*L*(d + 1) + T*(1032*d + 768*L + 35384) + 256
  * bytes, T = scratch slots (num_threads with OpenMP, else 1); e.g. 6.0 MB at
  * L = 256, H = 4, Hkv = 1, d = 16 (bidirectional MIXTURE). Not for hot paths. */
 COMBINER_API combiner_status combiner_attention_matrix(const combiner_config *cfg,
-    const float *q, const float *k, float *matrix);
+    const float *q, const void *k, float *matrix);
 /* How query i reaches position j (SPEC 3-5b; the same for every head):
  * map[i*L + j] = -1 not attended (causal, j > i), 0 directly, r >= 1 through
  * the abstraction of region r:
@@ -398,7 +404,7 @@ COMBINER_API combiner_status combiner_cache_init(combiner_cache **cache, const c
  * e.g. a prompt whose outputs are not needed). COMBINER_ERR_CACHE_FULL if
  * length + count > max_len; on any error nothing changes. */
 COMBINER_API combiner_status combiner_cache_append(combiner_cache *cache, int count,
-    const float *q, const float *k, const float *v, float *out);
+    const float *q, const void *k, const void *v, float *out);
 /* Forgets every position >= length (0 <= length <= current length), e.g.
  * a rejected speculative draft. O(1) for an owned cache: later appends
  * recompute what they need; a borrowed one also replays its query pools
@@ -427,7 +433,7 @@ typedef struct combiner_cache_options {
    * e.g. layer l's slice of a [layer][seq][kv_heads][head_dim] cache. The
    * engine writes positions [P, P+T) there before appending them, and the
    * append passes k = v = NULL. The cache never writes them. */
-  const float *k, *v;
+  const void *k, *v;
   /* Borrowed: how far a truncate may go back (a speculative draft's
    * tokens, say), measured from the furthest length the cache has held: to
    * any length >= that - rollback; beyond: COMBINER_ERR_ROLLBACK. Owned
@@ -455,12 +461,12 @@ COMBINER_API size_t combiner_cache_scratch_size(const combiner_config *cfg, int 
  * cache's own; else scratch_size bytes of it (any alignment), threads
  * limited to the slots it holds. Borrowed: k = v = NULL. */
 COMBINER_API combiner_status combiner_cache_append_at(combiner_cache *cache, int position, int count,
-    const float *q, const float *k, const float *v, float *out, void *scratch, size_t scratch_size);
+    const float *q, const void *k, const void *v, float *out, void *scratch, size_t scratch_size);
 /* Where the cache's K and V are: position i, kv head g of K at
  * *k + i * k_layout->token_stride + g * k_layout->head_stride (the engine's
  * buffers for a borrowed cache, the cache's own head-major arrays for an
  * owned one). Rows at positions >= the length are unspecified. */
-COMBINER_API combiner_status combiner_cache_kv(const combiner_cache *cache, const float **k, const float **v,
+COMBINER_API combiner_status combiner_cache_kv(const combiner_cache *cache, const void **k, const void **v,
     combiner_layout *k_layout, combiner_layout *v_layout);
 
 #ifdef __cplusplus
@@ -604,9 +610,17 @@ typedef char combiner__default_kind_is_compiled_in[
 /* ------------------------------------------------------------------------ */
 
 typedef struct combiner__tensor {
-  ptrdiff_t ts, hs;    /* token and head stride, in floats */
-  size_t extent;       /* floats spanned from the base pointer */
+  ptrdiff_t ts, hs;    /* token and head stride, in elements */
+  size_t extent;       /* elements spanned from the base pointer */
+  int type;            /* combiner_type of the elements */
 } combiner__tensor;
+
+/* Bytes of an element; a tensor's extent in floats (rounded up), for the
+ * overlap checks. */
+static size_t combiner__type_size(int type) { return type == COMBINER_F32 ? sizeof(float) : sizeof(uint16_t); }
+static size_t combiner__tfloats(const combiner__tensor *t) {
+  return (t->extent * combiner__type_size(t->type) + sizeof(float) - 1) / sizeof(float);
+}
 
 typedef struct combiner__problem {
   int kind, L, d, dv, H, Hkv, group;
@@ -665,6 +679,7 @@ static combiner_status combiner__resolve_tensor(const combiner_layout *lay,
   t->ts = (ptrdiff_t)ts;
   t->hs = (ptrdiff_t)hs;
   t->extent = extent;
+  t->type = COMBINER_F32;
   return COMBINER_OK;
 }
 
@@ -730,9 +745,14 @@ static combiner_status combiner__resolve(const combiner_config *cfg, combiner__p
   p->threads = cfg->num_threads ? cfg->num_threads : 1;
 #endif
   if ((st = combiner__resolve_tensor(&cfg->q_layout, p->L, p->H, p->d, &p->q)) != COMBINER_OK) return st;
+  if ((int)cfg->k_type < COMBINER_F32 || (int)cfg->k_type > COMBINER_BF16 ||
+      (int)cfg->v_type < COMBINER_F32 || (int)cfg->v_type > COMBINER_BF16)
+    return COMBINER_ERR_INVALID_ARGUMENT;
   if ((st = combiner__resolve_tensor(&cfg->k_layout, p->L, p->Hkv, p->d, &p->k)) != COMBINER_OK) return st;
   if ((st = combiner__resolve_tensor(&cfg->v_layout, p->L, p->Hkv, p->dv, &p->v)) != COMBINER_OK) return st;
   if ((st = combiner__resolve_tensor(&cfg->out_layout, p->L, p->H, p->dv, &p->o)) != COMBINER_OK) return st;
+  p->k.type = (int)cfg->k_type;
+  p->v.type = (int)cfg->v_type;
   if (!combiner__summary_count(p) ||
       !combiner__mul((size_t)p->H, p->count, &kf) || !combiner__mul(kf, (size_t)p->d, &kf) ||
       !combiner__mul((size_t)p->H, p->count, &vf) || !combiner__mul(vf, (size_t)p->dv, &vf) ||
@@ -767,7 +787,9 @@ typedef struct combiner__scratch {
   float *vpack;     /* BK x dv: a chunk's values, contiguous. Rows 2^k bytes
                        apart (token-major, e.g. 8 heads x 64 floats = 2 KiB)
                        fall into a few L1 sets: a 64-row chunk cannot stay
-                       in L1 while P.V reads it once per 6 query rows. */
+                       in L1 while P.V reads it once per 6 query rows.
+                       Also a chunk of half-precision values, converted. */
+  float *kpack;     /* BK x d: a chunk of half-precision keys, converted */
   float *loc;       /* 6 x BQ: running max, sum and rescale of two states */
   float *qbuf;      /* BQ x d: pooled queries of a tile */
   float *run;       /* 2 x d: running pools of q and k */
@@ -777,11 +799,12 @@ typedef struct combiner__scratch {
 
 /* Lays out (base != NULL) or sizes the scratch; returns its floats, 0 on overflow. */
 static size_t combiner__scratch_parts(const combiner__problem *p, combiner__scratch *sc, float *base) {
-  size_t d = (size_t)p->d, dv = (size_t)p->dv, parts[10], off = 0;
+  size_t d = (size_t)p->d, dv = (size_t)p->dv, parts[11], off = 0;
   int i;
-  float **dst[10];
+  float **dst[11];
   dst[0] = &sc->qt; dst[1] = &sc->s; dst[2] = &sc->qbuf; dst[3] = &sc->run; dst[4] = &sc->acc2;
   dst[5] = &sc->tile[0]; dst[6] = &sc->tile[1]; dst[7] = &sc->loc; dst[8] = &sc->s2; dst[9] = &sc->vpack;
+  dst[10] = &sc->kpack;
   if (!combiner__mul(d, COMBINER__BQ, &parts[0]) || !combiner__mul(d, COMBINER__BQ, &parts[2]) ||
       !combiner__mul(dv, COMBINER__BQ, &parts[5]) || !combiner__add(parts[5], (size_t)2 * COMBINER__BQ, &parts[5]))
     return 0;
@@ -792,7 +815,8 @@ static size_t combiner__scratch_parts(const combiner__problem *p, combiner__scra
   parts[7] = (size_t)6 * COMBINER__BQ;
   parts[8] = parts[1];
   parts[9] = parts[5] - (size_t)2 * COMBINER__BQ;   /* BK x dv (BK == BQ) */
-  for (i = 0; i < 10; ++i) {
+  parts[10] = parts[0];                              /* BK x d */
+  for (i = 0; i < 11; ++i) {
     size_t n = combiner__round_up(parts[i], COMBINER__ALIGN / sizeof(float));
     if (base) *dst[i] = base + off;
     if (n < parts[i] || !combiner__add(off, n, &off)) return 0;
@@ -872,7 +896,31 @@ static combiner_status combiner__layout(const combiner__problem *p, int with_sum
  *   the implementation, a name in combiner_kernel_name, and a build of the
  *   suite on it to `make test`. Optional extras (a register transpose for
  *   the query pack, a 16-key score reduction) are ISA-specific speedups
- *   with a portable fallback: COMBINER__TRANSPOSE16, COMBINER__SINGLE_QUERY_SCORES16. */
+ *   with a portable fallback: COMBINER__TRANSPOSE16, COMBINER__SINGLE_QUERY_SCORES16.
+ *   vload_half(p, type) widens VL binary16 (COMBINER_F16) or bfloat16
+ *   elements exactly, as combiner__half_to_float does one. */
+
+/* One binary16 or bfloat16 element as float32 (exact: both are subsets). */
+static float combiner__half_to_float(uint16_t h, int type) {
+  uint32_t bits;
+  float f;
+  if (type == COMBINER_BF16) {
+    bits = (uint32_t)h << 16;
+  } else {
+    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+    if (e == 0x1f) {
+      bits = sign | 0x7f800000u | (m << 13);           /* Inf, NaN */
+    } else if (e) {
+      bits = sign | ((e + 112u) << 23) | (m << 13);    /* normal: rebias 15 -> 127 */
+    } else {                                           /* zero, subnormal: m * 2^-24 */
+      f = (float)m * 5.9604644775390625e-8f;
+      memcpy(&bits, &f, sizeof bits);
+      bits |= sign;
+    }
+  }
+  memcpy(&f, &bits, sizeof f);
+  return f;
+}
 
 #if defined(COMBINER__AVX512)
 /* ---- >>isa-avx512: 16 lanes, tiles of 6 x 4 vectors (32 zmm registers) ---- */
@@ -883,6 +931,11 @@ typedef __mmask16 combiner__vm;
 static combiner__vf combiner__vzero(void) { return _mm512_setzero_ps(); }
 static combiner__vf combiner__vset1(float f) { return _mm512_set1_ps(f); }
 static combiner__vf combiner__vload(const float *p) { return _mm512_loadu_ps(p); }
+static combiner__vf combiner__vload_half(const uint16_t *p, int type) {
+  const __m256i h = _mm256_loadu_si256((const __m256i *)(const void *)p);
+  if (type == COMBINER_F16) return _mm512_maskz_cvtph_ps(0xFFFF, h);   /* (maskz: g++ 12 warns on the plain forms) */
+  return _mm512_castsi512_ps(_mm512_maskz_slli_epi32(0xFFFF, _mm512_maskz_cvtepu16_epi32(0xFFFF, h), 16));
+}
 static void combiner__vstore(float *p, combiner__vf a) { _mm512_storeu_ps(p, a); }
 static combiner__vm combiner__vm_first(int n) {       /* lanes < n */
   return n >= 16 ? (combiner__vm)0xFFFF : n <= 0 ? (combiner__vm)0 : (combiner__vm)((1u << n) - 1u);
@@ -988,6 +1041,22 @@ typedef __m256 combiner__vm;           /* all-ones lanes */
 static combiner__vf combiner__vzero(void) { return _mm256_setzero_ps(); }
 static combiner__vf combiner__vset1(float f) { return _mm256_set1_ps(f); }
 static combiner__vf combiner__vload(const float *p) { return _mm256_loadu_ps(p); }
+static combiner__vf combiner__vload_half(const uint16_t *p, int type) {
+  const __m128i h = _mm_loadu_si128((const __m128i *)(const void *)p);
+  if (type == COMBINER_F16) {
+#if defined(__F16C__)
+    return _mm256_cvtph_ps(h);
+#else                    /* AVX2 without F16C (-mno-f16c): one lane at a time */
+    uint16_t b[8];
+    float f[8];
+    int i;
+    memcpy(b, p, sizeof b);
+    for (i = 0; i < 8; ++i) f[i] = combiner__half_to_float(b[i], type);
+    return _mm256_loadu_ps(f);
+#endif
+  }
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
 static void combiner__vstore(float *p, combiner__vf a) { _mm256_storeu_ps(p, a); }
 static combiner__vm combiner__vm_first(int n) {       /* lanes < n */
   return _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
@@ -1034,6 +1103,11 @@ typedef uint32x4_t combiner__vm;       /* all-ones lanes */
 static combiner__vf combiner__vzero(void) { return vdupq_n_f32(0.0f); }
 static combiner__vf combiner__vset1(float f) { return vdupq_n_f32(f); }
 static combiner__vf combiner__vload(const float *p) { return vld1q_f32(p); }
+static combiner__vf combiner__vload_half(const uint16_t *p, int type) {
+  const uint16x4_t h = vld1_u16(p);
+  if (type == COMBINER_F16) return vcvt_f32_f16(vreinterpret_f16_u16(h));
+  return vreinterpretq_f32_u32(vshll_n_u16(h, 16));
+}
 static void combiner__vstore(float *p, combiner__vf a) { vst1q_f32(p, a); }
 static combiner__vm combiner__vm_first(int n) {       /* lanes < n */
   static const int32_t lane[4] = {0, 1, 2, 3};
@@ -1198,19 +1272,75 @@ static float combiner__exp(float x) {
   return x < -87.0f ? 0.0f : y;
 }
 
-/* A sequence of vectors: row j at base + j*stride. */
+/* A sequence of vectors: row j at base + j*stride (float32), or at
+ * half + j*stride (binary16 / bfloat16 K or V: base is NULL, and the
+ * primitives convert them; see combiner__chunk). */
 typedef struct combiner__seq {
   const float *base;
+  const uint16_t *half;
   ptrdiff_t stride;
-  int count;
+  int count, type;
 } combiner__seq;
 
 static combiner__seq combiner__seq_of(const float *base, ptrdiff_t stride, int count) {
   combiner__seq s;
   s.base = base;
+  s.half = NULL;
   s.stride = stride;
   s.count = count;
+  s.type = COMBINER_F32;
   return s;
+}
+
+/* A sequence of elements of `type` from the row at `row`. */
+static combiner__seq combiner__seq_typed(const void *row, int type, ptrdiff_t stride, int count) {
+  combiner__seq s = combiner__seq_of(type == COMBINER_F32 ? (const float *)row : NULL, stride, count);
+  if (type != COMBINER_F32) s.half = (const uint16_t *)row;
+  s.type = type;
+  return s;
+}
+
+static const void *combiner__seq_row(const combiner__seq *s, ptrdiff_t j) {
+  if (s->type == COMBINER_F32) return s->base + j * s->stride;
+  return s->half + j * s->stride;
+}
+
+/* dst[0..n) = the row at src, n elements of `type`, as float32 (exact). */
+static void combiner__row_copy(float *dst, const void *src, int type, int n) {
+  const uint16_t *h = (const uint16_t *)src;
+  int x = 0;
+  if (type == COMBINER_F32) {
+    memcpy(dst, src, (size_t)n * sizeof(float));
+    return;
+  }
+#if defined(COMBINER__VEC)
+  for (; x + COMBINER__VL <= n; x += COMBINER__VL) combiner__vstore(dst + x, combiner__vload_half(h + x, type));
+#endif
+  for (; x < n; ++x) {
+    uint16_t b;
+    memcpy(&b, h + x, sizeof b);
+    dst[x] = combiner__half_to_float(b, type);
+  }
+}
+
+/* The row at src as float32: src itself if float32, else converted into tmp. */
+COMBINER__SHARED const float *combiner__row_f32(const void *src, int type, int n, float *tmp) {
+  if (type == COMBINER_F32) return (const float *)src;
+  combiner__row_copy(tmp, src, type, n);
+  return tmp;
+}
+
+/* Rows [*j0, *j0 + nk) of s, `w` wide, as float32: s itself, or converted
+ * into buf (then *tmp, rows from 0: *j0 = 0). The chunk's arithmetic is
+ * then the float32 kernels' on the converted values. */
+static const combiner__seq *combiner__chunk(const combiner__seq *s, int *j0, int nk, int w, float *buf,
+                                            combiner__seq *tmp) {
+  int j;
+  if (s->type == COMBINER_F32) return s;
+  for (j = 0; j < nk; ++j) combiner__row_copy(buf + (ptrdiff_t)j * w, combiner__seq_row(s, *j0 + j), s->type, w);
+  *tmp = combiner__seq_of(buf, w, nk);
+  *j0 = 0;
+  return tmp;
 }
 
 /* Softmax states of a tile of queries (SPEC 2's one joint softmax, online):
@@ -1650,9 +1780,8 @@ static void combiner__attend_two(const combiner__problem *p, const combiner__scr
                               const combiner__states *st, int mask2, ptrdiff_t diag2,
                               const combiner__states *st2) {
   float *loc2 = sc->loc + (ptrdiff_t)3 * COMBINER__BQ;
-  combiner__seq vc;
-  const combiner__seq *vp;
-  int j0, vj0;
+  combiner__seq kc, vc;
+  int j0;
   COMBINER_ASSERT(nq >= 1 && nq <= COMBINER__BQ);
   if (k->count <= 0) return;
   combiner__loc_move(sc->loc, st, nq, 0);
@@ -1665,8 +1794,12 @@ static void combiner__attend_two(const combiner__problem *p, const combiner__scr
     if (!use1 && !use2) break;
     if ((!use1 || mask == COMBINER__CAUSAL) && (!use2 || mask2 == COMBINER__CAUSAL))
       below = !use1 ? rel2 : !use2 ? rel : rel > rel2 ? rel : rel2;   /* lanes no state needs */
-    combiner__scores(k, j0, nk, sc->qt, p->d, combiner__lanes(nq), sc->s, below);
-    if (v->stride != p->dv && nq > 6 && k->count >= 4 * COMBINER__BK) {   /* see combiner__scratch */
+    int kj0 = j0, vj0 = j0;
+    const combiner__seq *kp = combiner__chunk(k, &kj0, nk, p->d, sc->kpack, &kc), *vp;
+    combiner__scores(kp, kj0, nk, sc->qt, p->d, combiner__lanes(nq), sc->s, below);
+    if (v->type != COMBINER_F32) {
+      vp = combiner__chunk(v, &vj0, nk, p->dv, sc->vpack, &vc);
+    } else if (v->stride != p->dv && nq > 6 && k->count >= 4 * COMBINER__BK) {   /* see combiner__scratch */
       int j;
       for (j = 0; j < nk; ++j)
         memcpy(sc->vpack + (ptrdiff_t)j * p->dv, v->base + (ptrdiff_t)(j0 + j) * v->stride, (size_t)p->dv * sizeof(float));
@@ -1675,13 +1808,12 @@ static void combiner__attend_two(const combiner__problem *p, const combiner__scr
       vj0 = 0;
     } else {
       vp = v;
-      vj0 = j0;
     }
     if (use2) {
       if (use1) memcpy(sc->s2, sc->s, (size_t)nk * COMBINER__BQ * sizeof(float));
-      combiner__fold(p, use1 ? sc->s2 : sc->s, loc2, nq, nk, k, vp, j0, vj0, mask2, rel2, st2);
+      combiner__fold(p, use1 ? sc->s2 : sc->s, loc2, nq, nk, kp, vp, kj0, vj0, mask2, rel2, st2);
     }
-    if (use1) combiner__fold(p, sc->s, sc->loc, nq, nk, k, vp, j0, vj0, mask, rel, st);
+    if (use1) combiner__fold(p, sc->s, sc->loc, nq, nk, kp, vp, kj0, vj0, mask, rel, st);
   }
   combiner__loc_move(sc->loc, st, nq, 1);
   if (st2) combiner__loc_move(loc2, st2, nq, 1);
@@ -1778,15 +1910,19 @@ static void combiner__single_query_pv(float *acc, const float *w, const combiner
 #endif
 }
 
-/* st += the terms (k_j, v_j) of one pre-scaled query q, 64 keys at a time;
- * s: 64 floats of scratch. */
+/* st += the terms (k_j, v_j) of one pre-scaled query q, 64 keys at a time
+ * (half-precision ones converted a chunk at a time into sc's packs). */
 static void combiner__single_query_attend(const combiner__problem *p, const float *q, const combiner__seq *k,
-                              const combiner__seq *v, combiner__single_state *st, float *s) {
+                              const combiner__seq *v, combiner__single_state *st, const combiner__scratch *sc) {
+  float *const s = sc->s;
+  combiner__seq kc, vc;
   int j0, j;
   for (j0 = 0; j0 < k->count; j0 += COMBINER__CHUNK) {
     const int nk = k->count - j0 < COMBINER__CHUNK ? k->count - j0 : COMBINER__CHUNK;
+    int kj0 = j0, vj0 = j0;
+    const combiner__seq *kp = combiner__chunk(k, &kj0, nk, p->d, sc->kpack, &kc), *vp;
     float cm = st->mx, sub, add = 0.0f;
-    combiner__single_query_scores(q, k, j0, nk, p->d, s);
+    combiner__single_query_scores(q, kp, kj0, nk, p->d, s);
 #if defined(COMBINER__VEC)
     {
       combiner__vf vm = combiner__vset1(cm);
@@ -1831,8 +1967,9 @@ static void combiner__single_query_attend(const combiner__problem *p, const floa
     for (j = 0; j < nk; ++j) add += s[j];
 #endif
     st->sum += add;
-    combiner__single_query_pv(st->acc, s, v, j0, nk, p->dv);
-    if (st->acc2) combiner__single_query_pv(st->acc2, s, k, j0, nk, p->d);
+    vp = combiner__chunk(v, &vj0, nk, p->dv, sc->vpack, &vc);
+    combiner__single_query_pv(st->acc, s, vp, vj0, nk, p->dv);
+    if (st->acc2) combiner__single_query_pv(st->acc2, s, kp, kj0, nk, p->d);
   }
 }
 
@@ -1858,14 +1995,27 @@ static void combiner__region_value(const combiner__problem *p, const combiner__s
   combiner__single_state st;
   combiner__scale_row(qp, p->scale, p->d);
   combiner__single_state_begin(&st, sc->tile[1], NULL, p->dv, p->d);
-  combiner__single_query_attend(p, qp, ks, vs, &st, sc->s);
+  combiner__single_query_attend(p, qp, ks, vs, &st, sc);
   combiner__single_state_finish(&st, val, p->dv);
+}
+
+/* out = the pool of the keys ks (any element type; tmp: d floats). */
+static void combiner__pool_keys(const combiner__problem *p, float *out, const combiner__seq *ks, float *tmp) {
+  int j;
+  if (ks->type == COMBINER_F32) {
+    combiner__pool_rows(out, ks->base, ks->stride, ks->count, p->d, p->pool);
+    return;
+  }
+  combiner__row_copy(out, combiner__seq_row(ks, 0), ks->type, p->d);
+  for (j = 1; j < ks->count; ++j)
+    combiner__pool_add(out, combiner__row_f32(combiner__seq_row(ks, j), ks->type, p->d, tmp), p->d, p->pool);
+  combiner__pool_read(out, out, p->d, p->pool, ks->count);
 }
 
 static void combiner__region_summary(const combiner__problem *p, const combiner__scratch *sc, const float *q0,
     ptrdiff_t qs, const combiner__seq *ks, const combiner__seq *vs, float *key, float *val) {
   float *qp = sc->qbuf + p->d;
-  combiner__pool_rows(key, ks->base, ks->stride, ks->count, p->d, p->pool);
+  combiner__pool_keys(p, key, ks, sc->kpack);
   combiner__pool_rows(qp, q0, qs, ks->count, p->d, p->pool);
   combiner__region_value(p, sc, qp, ks, vs, val);
 }
@@ -1875,7 +2025,7 @@ static void combiner__region_summary(const combiner__problem *p, const combiner_
 COMBINER__SHARED void combiner__region_summary_pooled(const combiner__problem *p, const combiner__scratch *sc,
     const float *acc, const combiner__seq *ks, const combiner__seq *vs, float *key, float *val) {
   float *qp = sc->qbuf + p->d;
-  combiner__pool_rows(key, ks->base, ks->stride, ks->count, p->d, p->pool);
+  combiner__pool_keys(p, key, ks, sc->kpack);
   combiner__pool_read(qp, acc, p->d, p->pool, ks->count);
   combiner__region_value(p, sc, qp, ks, vs, val);
 }
@@ -1886,7 +2036,8 @@ COMBINER__SHARED void combiner__region_summary_pooled(const combiner__problem *p
 
 typedef struct combiner__ctx {
   const combiner__problem *p;
-  const float *q, *k, *v;
+  const float *q;
+  const void *k, *v;             /* elements of p->k.type, p->v.type */
   float *out;
   const float *skeys, *svals;    /* summaries, read by combine */
   float *wkeys, *wvals;          /* the same, written by summarize (NULL in combine) */
@@ -1992,11 +2143,18 @@ COMBINER__SHARED const float *combiner__q(const combiner__ctx *c, ptrdiff_t i, i
   if (c->p->qring) i %= c->p->qring;   /* runs read through it never wrap (see combiner__cache_plan) */
   return c->q + i * c->p->q.ts + (ptrdiff_t)h * c->p->q.hs;
 }
-COMBINER__SHARED const float *combiner__k(const combiner__ctx *c, ptrdiff_t i, int g) {
-  return c->k + i * c->p->k.ts + (ptrdiff_t)g * c->p->k.hs;
+static const void *combiner__elem(const void *base, const combiner__tensor *t, ptrdiff_t i, int g) {
+  return (const unsigned char *)base + (i * t->ts + (ptrdiff_t)g * t->hs) * (ptrdiff_t)combiner__type_size(t->type);
 }
-COMBINER__SHARED const float *combiner__v(const combiner__ctx *c, ptrdiff_t i, int g) {
-  return c->v + i * c->p->v.ts + (ptrdiff_t)g * c->p->v.hs;
+COMBINER__SHARED const void *combiner__k(const combiner__ctx *c, ptrdiff_t i, int g) {
+  return combiner__elem(c->k, &c->p->k, i, g);
+}
+COMBINER__SHARED const void *combiner__v(const combiner__ctx *c, ptrdiff_t i, int g) {
+  return combiner__elem(c->v, &c->p->v, i, g);
+}
+/* Key row (i, g) as float32: in place, or converted into tmp (d floats). */
+COMBINER__SHARED const float *combiner__krow(const combiner__ctx *c, ptrdiff_t i, int g, float *tmp) {
+  return combiner__row_f32(combiner__k(c, i, g), c->p->k.type, c->p->d, tmp);
 }
 COMBINER__SHARED float *combiner__out(const combiner__ctx *c, ptrdiff_t i, int h) {
   return c->out + i * c->p->o.ts + (ptrdiff_t)h * c->p->o.hs;
@@ -2017,11 +2175,11 @@ COMBINER__SHARED float *combiner__wval(const combiner__ctx *c, int h, ptrdiff_t 
 /* Positions first, first+step, ... of k / v (kv head g) and q (head h). */
 COMBINER__SHARED combiner__seq combiner__keys(const combiner__ctx *c, int g, ptrdiff_t first,
                                               ptrdiff_t step, int count) {
-  return combiner__seq_of(combiner__k(c, first, g), step * c->p->k.ts, count);
+  return combiner__seq_typed(combiner__k(c, first, g), c->p->k.type, step * c->p->k.ts, count);
 }
 COMBINER__SHARED combiner__seq combiner__values(const combiner__ctx *c, int g, ptrdiff_t first,
                                                 ptrdiff_t step, int count) {
-  return combiner__seq_of(combiner__v(c, first, g), step * c->p->v.ts, count);
+  return combiner__seq_typed(combiner__v(c, first, g), c->p->v.type, step * c->p->v.ts, count);
 }
 COMBINER__SHARED combiner__seq combiner__queries(const combiner__ctx *c, int h, ptrdiff_t first,
                                                  ptrdiff_t step, int count) {
@@ -2196,7 +2354,7 @@ COMBINER__SHARED void combiner__dsummaries(const combiner__ctx *c, const combine
   if (count <= 0) return;
   ks = combiner__seq_of(combiner__skey(c, h, first), step * c->p->d, (int)count);
   vs = combiner__seq_of(combiner__sval(c, h, first), step * c->p->dv, (int)count);
-  combiner__single_query_attend(c->p, q, &ks, &vs, st, sc->s);
+  combiner__single_query_attend(c->p, q, &ks, &vs, st, sc);
 }
 
 /* st += the keys of kv head g at positions first .. first+count-1 */
@@ -2206,7 +2364,7 @@ COMBINER__SHARED void combiner__ddirect(const combiner__ctx *c, const combiner__
   if (count <= 0) return;
   ks = combiner__keys(c, g, first, 1, (int)count);
   vs = combiner__values(c, g, first, 1, (int)count);
-  combiner__single_query_attend(c->p, q, &ks, &vs, st, sc->s);
+  combiner__single_query_attend(c->p, q, &ks, &vs, st, sc);
 }
 
 /* Fixed and Axial decode query (i, h) alike: its own block (row) up to
@@ -2342,7 +2500,7 @@ static void combiner__dense_cache_range(const combiner__cache_job *jb, const com
       for (b = 0; b < nb; ++b) {
         const int g = (h0 + b) / p->group;
         combiner__seq ks = combiner__keys(c, g, c0, 1, nk), vs = combiner__values(c, g, c0, 1, nk);
-        combiner__single_query_attend(p, sc->qbuf + (ptrdiff_t)b * p->d, &ks, &vs, &st[b], sc->s);
+        combiner__single_query_attend(p, sc->qbuf + (ptrdiff_t)b * p->d, &ks, &vs, &st[b], sc);
       }
     }
     for (b = 0; b < nb; ++b) {
@@ -2402,10 +2560,10 @@ static void combiner__fixed_summary_unit(const combiner__ctx *c, ptrdiff_t unit,
         float *qp = sc->qbuf + (ptrdiff_t)hh * p->d, *kp = combiner__wkey(c, h, t);
         if (j == 0) {
           combiner__pool_start(qp, combiner__q(c, first, h), p->d);
-          combiner__pool_start(kp, combiner__k(c, first, g), p->d);
+          combiner__pool_start(kp, combiner__krow(c, first, g, sc->kpack), p->d);
         } else {
           combiner__pool_add(qp, combiner__q(c, first + j, h), p->d, p->pool);
-          combiner__pool_add(kp, combiner__k(c, first + j, g), p->d, p->pool);
+          combiner__pool_add(kp, combiner__krow(c, first + j, g, sc->kpack), p->d, p->pool);
         }
       }
     for (hh = 0; hh < hn; ++hh) {
@@ -2417,7 +2575,7 @@ static void combiner__fixed_summary_unit(const combiner__ctx *c, ptrdiff_t unit,
       combiner__pool_read(combiner__wkey(c, h, t), combiner__wkey(c, h, t), p->d, p->pool, len);
       combiner__scale_row(qp, p->scale, p->d);
       combiner__single_state_begin(&st, sc->tile[1], NULL, p->dv, p->d);
-      combiner__single_query_attend(p, qp, &ks, &vs, &st, sc->s);
+      combiner__single_query_attend(p, qp, &ks, &vs, &st, sc);
       combiner__single_state_finish(&st, combiner__wval(c, h, t), p->dv);
     }
   }
@@ -2600,7 +2758,7 @@ static void combiner__axial_row_tile(const combiner__ctx *c, ptrdiff_t unit, con
     if (wsum) {
       for (x = 0; x < p->d; ++x) key[x] = st.acc2[i * st.a2s + x] / st.sum[i];
     } else {
-      memcpy(key, combiner__k(c, first + q0 + i, g), (size_t)p->d * sizeof(float));
+      combiner__row_copy(key, combiner__k(c, first + q0 + i, g), p->k.type, p->d);
     }
   }
   if ((size_t)p->L < p->count && t.r == p->n - 1 && q0 == 0)
@@ -2678,14 +2836,14 @@ static void combiner__axial_decode_cell(const combiner__ctx *c, const combiner__
   combiner__single_state st;
   combiner__scaled_copy(qp, combiner__q(c, e, h), p->scale, p->d);
   combiner__single_state_begin(&st, sc->tile[1], wsum ? sc->acc2 : NULL, p->dv, p->d);
-  combiner__single_query_attend(p, qp, &ks, &vs, &st, sc->s);
+  combiner__single_query_attend(p, qp, &ks, &vs, &st, sc);
   combiner__single_state_finish(&st, combiner__wval(c, h, slot), p->dv);
   if (wsum) {
     combiner__single_state kst = st;
     kst.acc = st.acc2;
     combiner__single_state_finish(&kst, key, p->d);
   } else {
-    memcpy(key, combiner__k(c, e, g), (size_t)p->d * sizeof(float));
+    combiner__row_copy(key, combiner__k(c, e, g), p->k.type, p->d);
   }
 }
 
@@ -2789,10 +2947,10 @@ static void combiner__mixture_walk(const combiner__ctx *c, const combiner__scrat
       ptrdiff_t pos = first + w * step;
       if (w == 0) {
         combiner__pool_start(qrun, combiner__q(c, pos, h), p->d);
-        combiner__pool_start(krun, combiner__k(c, pos, g), p->d);
+        combiner__pool_start(krun, combiner__krow(c, pos, g, sc->kpack), p->d);
       } else {
         combiner__pool_add(qrun, combiner__q(c, pos, h), p->d, p->pool);
-        combiner__pool_add(krun, combiner__k(c, pos, g), p->d, p->pool);
+        combiner__pool_add(krun, combiner__krow(c, pos, g, sc->kpack), p->d, p->pool);
       }
       combiner__pool_read(sc->qbuf + (ptrdiff_t)i * p->d, qrun, p->d, p->pool, w + 1);
       combiner__pool_read(combiner__wkey(c, h, base + pos), krun, p->d, p->pool, w + 1);
@@ -3002,7 +3160,7 @@ static int combiner__mixture_cache_query(const combiner__cache_job *jb, const co
   if (r > 0) {                                                  /* 1. column direct */
     combiner__seq ks, vs;
     combiner__mixture_column(jb, g, u, (int)r, &ks, &vs);
-    combiner__single_query_attend(p, q, &ks, &vs, st, sc->s);
+    combiner__single_query_attend(p, q, &ks, &vs, st, sc);
   }
   combiner__ddirect(c, sc, q, g, r * m, u + 1, st);             /* 2. row direct */
   hz = *st;
@@ -3181,15 +3339,27 @@ typedef struct combiner__gather {
 static void combiner__gather_flush(const combiner__problem *p, const combiner__scratch *sc,
                                    combiner__gather *gt, combiner__single_state *st) {
   combiner__seq ks = combiner__seq_of(gt->keys, p->d, gt->n), vs = combiner__seq_of(gt->vals, p->dv, gt->n);
-  if (gt->n) combiner__single_query_attend(p, gt->q, &ks, &vs, st, sc->s);
+  if (gt->n) combiner__single_query_attend(p, gt->q, &ks, &vs, st, sc);
   gt->n = 0;
 }
 
-static void combiner__gather_add(const combiner__problem *p, const combiner__scratch *sc, combiner__gather *gt,
-                                 combiner__single_state *st, const float *key, const float *val) {
-  memcpy(gt->keys + (ptrdiff_t)gt->n * p->d, key, (size_t)p->d * sizeof(float));
-  memcpy(gt->vals + (ptrdiff_t)gt->n * p->dv, val, (size_t)p->dv * sizeof(float));
+static void combiner__gather_row(const combiner__problem *p, const combiner__scratch *sc, combiner__gather *gt,
+                                 combiner__single_state *st, const void *key, int ktype, const void *val, int vtype) {
+  combiner__row_copy(gt->keys + (ptrdiff_t)gt->n * p->d, key, ktype, p->d);
+  combiner__row_copy(gt->vals + (ptrdiff_t)gt->n * p->dv, val, vtype, p->dv);
   if (++gt->n == COMBINER__BQ) combiner__gather_flush(p, sc, gt, st);
+}
+
+/* position pos of kv head g directly */
+static void combiner__gather_kv(const combiner__ctx *c, const combiner__scratch *sc, combiner__gather *gt,
+                                combiner__single_state *st, ptrdiff_t pos, int g) {
+  combiner__gather_row(c->p, sc, gt, st, combiner__k(c, pos, g), c->p->k.type, combiner__v(c, pos, g), c->p->v.type);
+}
+
+/* abstraction e of head h */
+static void combiner__gather_summary(const combiner__ctx *c, const combiner__scratch *sc, combiner__gather *gt,
+                                     combiner__single_state *st, int h, ptrdiff_t e) {
+  combiner__gather_row(c->p, sc, gt, st, combiner__skey(c, h, e), COMBINER_F32, combiner__sval(c, h, e), COMBINER_F32);
 }
 
 /* Unit (head h, 64 consecutive queries): query p attends itself (and p-1
@@ -3213,19 +3383,19 @@ static void combiner__logsparse_combine_unit(const combiner__ctx *c, ptrdiff_t u
     ptrdiff_t pos = q0 + i, rev = L - 1 - pos;
     combiner__scaled_copy(sc->qt, combiner__q(c, pos, h), p->scale, p->d);
     combiner__single_state_begin(&st, sc->tile[0], NULL, p->dv, p->d);
-    combiner__gather_add(p, sc, &gt, &st, combiner__k(c, pos, g), combiner__v(c, pos, g));
-    if (pos & 1) combiner__gather_add(p, sc, &gt, &st, combiner__k(c, pos - 1, g), combiner__v(c, pos - 1, g));
+    combiner__gather_kv(c, sc, &gt, &st, pos, g);
+    if (pos & 1) combiner__gather_kv(c, sc, &gt, &st, pos - 1, g);
     for (l = 1; ((ptrdiff_t)1 << l) <= pos; ++l)
       if ((pos >> l) & 1) {
         ptrdiff_t e = combiner__log_offset(L, l) + (pos >> l) - 1;
-        combiner__gather_add(p, sc, &gt, &st, combiner__skey(c, h, e), combiner__sval(c, h, e));
+        combiner__gather_summary(c, sc, &gt, &st, h, e);
       }
     if (!p->causal) {
-      if (rev & 1) combiner__gather_add(p, sc, &gt, &st, combiner__k(c, pos + 1, g), combiner__v(c, pos + 1, g));
+      if (rev & 1) combiner__gather_kv(c, sc, &gt, &st, pos + 1, g);
       for (l = 1; ((ptrdiff_t)1 << l) <= rev; ++l)
         if ((rev >> l) & 1) {
           ptrdiff_t e = section + combiner__log_offset(L, l) + (rev >> l) - 1;
-          combiner__gather_add(p, sc, &gt, &st, combiner__skey(c, h, e), combiner__sval(c, h, e));
+          combiner__gather_summary(c, sc, &gt, &st, h, e);
         }
     }
     combiner__gather_flush(p, sc, &gt, &st);
@@ -3311,12 +3481,12 @@ static int combiner__logsparse_cache_query(const combiner__cache_job *jb, const 
   gt.vals = sc->tile[1];
   gt.q = q;
   gt.n = 0;
-  combiner__gather_add(p, sc, &gt, st, combiner__k(c, i, g), combiner__v(c, i, g));
-  if (i & 1) combiner__gather_add(p, sc, &gt, st, combiner__k(c, i - 1, g), combiner__v(c, i - 1, g));
+  combiner__gather_kv(c, sc, &gt, st, i, g);
+  if (i & 1) combiner__gather_kv(c, sc, &gt, st, i - 1, g);
   for (l = 1; ((ptrdiff_t)1 << l) <= i; ++l)
     if ((i >> l) & 1) {
       const ptrdiff_t e = combiner__log_entry(jb, l, (i >> l) - 1);
-      combiner__gather_add(p, sc, &gt, st, combiner__skey(c, h, e), combiner__sval(c, h, e));
+      combiner__gather_summary(c, sc, &gt, st, h, e);
     }
   combiner__gather_flush(p, sc, &gt, st);
   return 0;
@@ -3419,17 +3589,18 @@ static int combiner__summary_steps(const combiner__problem *p) { return p->count
 /* Checks q/k/v (and out, and the summaries where given) for NULL and for out
  * or written summaries overlapping anything else. */
 static combiner_status combiner__check_buffers(const combiner__problem *p,
-    const float *q, const float *k, const float *v, const float *out,
+    const float *q, const void *k, const void *v, const float *out,
     const float *skeys, const float *svals, int need_summaries, int writes_summaries) {
   size_t kf = (size_t)p->H * p->count * (size_t)p->d;
   size_t vf = (size_t)p->H * p->count * (size_t)p->dv;
+  const size_t ke = combiner__tfloats(&p->k), ve = combiner__tfloats(&p->v);
   if (!q || !k || !v) return COMBINER_ERR_INVALID_ARGUMENT;
   if (need_summaries && p->count && (!skeys || !svals)) return COMBINER_ERR_INVALID_ARGUMENT;
   if (!need_summaries) { kf = 0; vf = 0; }
   if (out) {
     if (combiner__overlap(out, p->o.extent, q, p->q.extent) ||
-        combiner__overlap(out, p->o.extent, k, p->k.extent) ||
-        combiner__overlap(out, p->o.extent, v, p->v.extent) ||
+        combiner__overlap(out, p->o.extent, k, ke) ||
+        combiner__overlap(out, p->o.extent, v, ve) ||
         combiner__overlap(out, p->o.extent, skeys, kf) ||
         combiner__overlap(out, p->o.extent, svals, vf))
       return COMBINER_ERR_INVALID_ARGUMENT;
@@ -3437,8 +3608,8 @@ static combiner_status combiner__check_buffers(const combiner__problem *p,
   if (writes_summaries) {
     if (combiner__overlap(skeys, kf, svals, vf) ||
         combiner__overlap(skeys, kf, q, p->q.extent) || combiner__overlap(svals, vf, q, p->q.extent) ||
-        combiner__overlap(skeys, kf, k, p->k.extent) || combiner__overlap(svals, vf, k, p->k.extent) ||
-        combiner__overlap(skeys, kf, v, p->v.extent) || combiner__overlap(svals, vf, v, p->v.extent))
+        combiner__overlap(skeys, kf, k, ke) || combiner__overlap(svals, vf, k, ke) ||
+        combiner__overlap(skeys, kf, v, ve) || combiner__overlap(svals, vf, v, ve))
       return COMBINER_ERR_INVALID_ARGUMENT;
   }
   return COMBINER_OK;
@@ -3447,13 +3618,13 @@ static combiner_status combiner__check_buffers(const combiner__problem *p,
 /* A caller's workspace must not overlap any tensor or summary buffer: the
  * call writes all of it. */
 static int combiner__workspace_overlaps(const combiner__problem *p, const void *ws, size_t bytes,
-    const float *q, const float *k, const float *v, const float *out,
+    const float *q, const void *k, const void *v, const float *out,
     const float *skeys, const float *svals) {
   size_t n = bytes / sizeof(float) + 1;
   size_t kf = (size_t)p->H * p->count * (size_t)p->d, vf = (size_t)p->H * p->count * (size_t)p->dv;
   if (!ws) return 0;
-  return combiner__overlap(ws, n, q, p->q.extent) || combiner__overlap(ws, n, k, p->k.extent) ||
-         combiner__overlap(ws, n, v, p->v.extent) || combiner__overlap(ws, n, out, p->o.extent) ||
+  return combiner__overlap(ws, n, q, p->q.extent) || combiner__overlap(ws, n, k, combiner__tfloats(&p->k)) ||
+         combiner__overlap(ws, n, v, combiner__tfloats(&p->v)) || combiner__overlap(ws, n, out, p->o.extent) ||
          combiner__overlap(ws, n, skeys, kf) || combiner__overlap(ws, n, svals, vf);
 }
 
@@ -3477,7 +3648,7 @@ static combiner_status combiner__acquire(const combiner__workspace *w, void *wor
 
 static void combiner__ctx_init(combiner__ctx *c, const combiner__problem *p,
     const combiner__workspace *w, unsigned char *base,
-    const float *q, const float *k, const float *v, float *out) {
+    const float *q, const void *k, const void *v, float *out) {
   c->p = p;
   c->q = q; c->k = k; c->v = v; c->out = out;
   c->wkeys = (float *)(void *)(base + w->keys);
@@ -3511,8 +3682,8 @@ struct combiner_cache {
   size_t off[12];          /* byte offsets from the cache of its parts (COMBINER__CQ..) */
   ptrdiff_t level_off[32]; /* borrowed LOGSPARSE: level l's ring of level_keep[l] entries */
   int level_keep[32];
-  const float *bk, *bv;    /* borrowed K and V */
-  size_t bk_extent, bv_extent;   /* floats they span for max_len positions */
+  const void *bk, *bv;     /* borrowed K and V */
+  size_t bk_extent, bv_extent;   /* floats they span for max_len positions (rounded up) */
   size_t scratch_stride;   /* bytes of scratch per thread */
   size_t bytes;            /* from the cache to the end of its last scratch slot */
 };
@@ -3540,8 +3711,8 @@ static void combiner__cache_job_of(combiner_cache *cache, combiner__cache_job *j
   memset(jb, 0, sizeof *jb);
   jb->c.p = &cache->p;
   jb->c.q = combiner__cache_floats(cache, cache->off[COMBINER__CQ]);
-  jb->c.k = cache->borrowed ? cache->bk : combiner__cache_floats(cache, cache->off[COMBINER__CK]);
-  jb->c.v = cache->borrowed ? cache->bv : combiner__cache_floats(cache, cache->off[COMBINER__CV]);
+  jb->c.k = cache->borrowed ? cache->bk : (const void *)combiner__cache_floats(cache, cache->off[COMBINER__CK]);
+  jb->c.v = cache->borrowed ? cache->bv : (const void *)combiner__cache_floats(cache, cache->off[COMBINER__CV]);
   if (cache->off[COMBINER__CKC] != cache->off[COMBINER__CKEYS]) {   /* column copies kept */
     jb->qc = combiner__cache_floats(cache, cache->off[COMBINER__CQC]);
     jb->kc = combiner__cache_floats(cache, cache->off[COMBINER__CKC]);
@@ -3704,7 +3875,7 @@ static combiner_status combiner__cache_plan(const combiner_config *cfg, const co
   const combiner__kind_ops *kind;
   combiner__scratch sc;
   combiner_status st;
-  size_t rows[COMBINER__CPARTS], width[COMBINER__CPARTS], off, cells;
+  size_t rows[COMBINER__CPARTS], width[COMBINER__CPARTS], esize[COMBINER__CPARTS], off, cells;
   int i, max_len;
   if (!cfg || !opt || opt->max_len < 1 || cfg->seq_len < 0 || cfg->block < 0 || opt->rollback < 0 ||
       !opt->k != !opt->v)
@@ -3735,8 +3906,10 @@ static combiner_status combiner__cache_plan(const combiner_config *cfg, const co
   if (hdr->borrowed) {   /* the engine's K and V, for the whole capacity */
     if ((st = combiner__resolve_tensor(&cfg->k_layout, max_len, p->Hkv, p->d, &p->k)) != COMBINER_OK) return st;
     if ((st = combiner__resolve_tensor(&cfg->v_layout, max_len, p->Hkv, p->dv, &p->v)) != COMBINER_OK) return st;
+    p->k.type = (int)cfg->k_type;
+    p->v.type = (int)cfg->v_type;
     hdr->bk = opt->k; hdr->bv = opt->v;
-    hdr->bk_extent = p->k.extent; hdr->bv_extent = p->v.extent;
+    hdr->bk_extent = combiner__tfloats(&p->k); hdr->bv_extent = combiner__tfloats(&p->v);
   }
   if (!combiner__kind_compiled(p->kind)) return COMBINER_ERR_UNSUPPORTED;
   if (!c2.block && combiner__kind_has_blocks(p->kind)) return COMBINER_ERR_NO_BLOCK;
@@ -3805,11 +3978,14 @@ static combiner_status combiner__cache_plan(const combiner_config *cfg, const co
   width[COMBINER__CSCRATCH] = combiner__scratch_parts(p, &sc, NULL);
   if (!width[COMBINER__CSCRATCH]) return COMBINER_ERR_OVERFLOW;
   hdr->scratch_stride = width[COMBINER__CSCRATCH] * sizeof(float);
+  for (i = 0; i < COMBINER__CPARTS; ++i) esize[i] = sizeof(float);
+  esize[COMBINER__CK] = combiner__type_size(p->k.type);   /* an owned cache keeps K and V as given */
+  esize[COMBINER__CV] = combiner__type_size(p->v.type);
   off = combiner__round_up(sizeof(combiner_cache), COMBINER__ALIGN);
   for (i = 0; i < COMBINER__CPARTS; ++i) {
     size_t bytes;
     hdr->off[i] = off;
-    if (!combiner__mul(rows[i], width[i], &bytes) || !combiner__mul(bytes, sizeof(float), &bytes) ||
+    if (!combiner__mul(rows[i], width[i], &bytes) || !combiner__mul(bytes, esize[i], &bytes) ||
         bytes > (size_t)PTRDIFF_MAX || !combiner__add(off, combiner__round_up(bytes, COMBINER__ALIGN), &off) ||
         off > (size_t)PTRDIFF_MAX - COMBINER__ALIGN)
       return COMBINER_ERR_OVERFLOW;
@@ -3834,14 +4010,14 @@ static int combiner__cache_ok(const combiner_cache *cache) {
 /* Appends the run [first, first + count) (count <= batch): the rows are
  * stored, the units run. q, k, v, out: the run's first token. */
 static void combiner__cache_run_batch(combiner_cache *cache, int count, const float *q, const combiner__tensor *tq,
-    const float *k, const combiner__tensor *tk, const float *v, const combiner__tensor *tv, float *out,
+    const void *k, const combiner__tensor *tk, const void *v, const combiner__tensor *tv, float *out,
     const combiner__tensor *to, unsigned char *scratch, int threads) {
   const combiner__problem *p = &cache->p;
   const combiner__kind_ops *kind = combiner__ops(p->kind);
   const ptrdiff_t first = cache->length;
   float *cq = combiner__cache_floats(cache, cache->off[COMBINER__CQ]);
-  float *ck = combiner__cache_floats(cache, cache->off[COMBINER__CK]);
-  float *cv = combiner__cache_floats(cache, cache->off[COMBINER__CV]);
+  unsigned char *ck = (unsigned char *)(void *)combiner__cache_floats(cache, cache->off[COMBINER__CK]);
+  unsigned char *cv = (unsigned char *)(void *)combiner__cache_floats(cache, cache->off[COMBINER__CV]);
   combiner__cache_job jb;
   ptrdiff_t i;
   int h;
@@ -3849,13 +4025,15 @@ static void combiner__cache_run_batch(combiner_cache *cache, int count, const fl
   for (i = 0; i < count; ++i) {       /* the new rows */
     const ptrdiff_t at = first + i, u = at % p->m, r = at / p->m, slot = p->qring ? at % p->qring : at;
     if (!cache->borrowed)
-      for (h = 0; h < p->Hkv; ++h) {
-        const float *kr = k + i * tk->ts + (ptrdiff_t)h * tk->hs, *vr = v + i * tv->ts + (ptrdiff_t)h * tv->hs;
-        memcpy(ck + at * p->k.ts + (ptrdiff_t)h * p->k.hs, kr, (size_t)p->d * sizeof(float));
-        memcpy(cv + at * p->v.ts + (ptrdiff_t)h * p->v.hs, vr, (size_t)p->dv * sizeof(float));
+      for (h = 0; h < p->Hkv; ++h) {   /* as given; Mixture's column copies as float32 */
+        const void *kr = combiner__elem(k, tk, i, h), *vr = combiner__elem(v, tv, i, h);
+        memcpy(ck + (at * p->k.ts + (ptrdiff_t)h * p->k.hs) * (ptrdiff_t)combiner__type_size(p->k.type), kr,
+               (size_t)p->d * combiner__type_size(p->k.type));
+        memcpy(cv + (at * p->v.ts + (ptrdiff_t)h * p->v.hs) * (ptrdiff_t)combiner__type_size(p->v.type), vr,
+               (size_t)p->dv * combiner__type_size(p->v.type));
         if (jb.kc) {
-          memcpy(combiner__colrow(&jb, jb.kc, h, u, r, p->d), kr, (size_t)p->d * sizeof(float));
-          memcpy(combiner__colrow(&jb, jb.vc, h, u, r, p->dv), vr, (size_t)p->dv * sizeof(float));
+          combiner__row_copy(combiner__colrow(&jb, jb.kc, h, u, r, p->d), kr, p->k.type, p->d);
+          combiner__row_copy(combiner__colrow(&jb, jb.vc, h, u, r, p->dv), vr, p->v.type, p->dv);
         }
       }
     if (kind->cache_queries)   /* the summaries pool queries (DENSE reads them in place) */
@@ -3907,7 +4085,7 @@ COMBINER_API combiner_status combiner_support_map(const combiner_config *cfg, in
 }
 
 COMBINER_API combiner_status combiner_attention_matrix(const combiner_config *cfg,
-    const float *q, const float *k, float *matrix) {
+    const float *q, const void *k, float *matrix) {
   combiner__problem p;
   combiner_config c2;
   combiner_status st;
@@ -3926,7 +4104,8 @@ COMBINER_API combiner_status combiner_attention_matrix(const combiner_config *cf
   memset(&c2.v_layout, 0, sizeof c2.v_layout);
   c2.out_layout.token_stride = p.L;                     /* out = matrix [H][L][L] */
   c2.out_layout.head_stride = (ptrdiff_t)cells;
-  if (combiner__overlap(matrix, mf, q, p.q.extent) || combiner__overlap(matrix, mf, k, p.k.extent))
+  c2.v_type = COMBINER_F32;
+  if (combiner__overlap(matrix, mf, q, p.q.extent) || combiner__overlap(matrix, mf, k, combiner__tfloats(&p.k)))
     return COMBINER_ERR_INVALID_ARGUMENT;
   eye = (float *)COMBINER_MALLOC(vf * sizeof(float) + 1);   /* + 1: never malloc(0) */
   if (!eye) return COMBINER_ERR_OUT_OF_MEMORY;
@@ -4063,7 +4242,8 @@ enum { COMBINER__CALL_ONE = 0, COMBINER__CALL_PART, COMBINER__CALL_SUMMARIZE, CO
 
 typedef struct combiner__call {
   int what;                          /* COMBINER__CALL_* */
-  const float *q, *k, *v;
+  const float *q;
+  const void *k, *v;
   float *out;                        /* ONE, PART, COMBINE */
   float *wkeys, *wvals;              /* SUMMARIZE: written */
   const float *skeys, *svals;        /* COMBINE: read */
@@ -4120,7 +4300,7 @@ static combiner_status combiner__enter(const combiner_config *cfg, const combine
   return COMBINER_OK;
 }
 
-static combiner__call combiner__call_of(int what, const float *q, const float *k, const float *v, float *out,
+static combiner__call combiner__call_of(int what, const float *q, const void *k, const void *v, float *out,
                                         void *workspace, size_t workspace_size) {
   combiner__call a;
   memset(&a, 0, sizeof a);
@@ -4132,7 +4312,7 @@ static combiner__call combiner__call_of(int what, const float *q, const float *k
 }
 
 COMBINER_API combiner_status combiner_attention(const combiner_config *cfg,
-    const float *q, const float *k, const float *v, float *out,
+    const float *q, const void *k, const void *v, float *out,
     void *workspace, size_t workspace_size) {
   const combiner__call a = combiner__call_of(COMBINER__CALL_ONE, q, k, v, out, workspace, workspace_size);
   return combiner__enter(cfg, &a);
@@ -4155,7 +4335,7 @@ COMBINER_API size_t combiner_part_workspace_size(const combiner_config *cfg, int
 }
 
 COMBINER_API combiner_status combiner_attention_part(const combiner_config *cfg,
-    const float *q, const float *k, const float *v, float *out,
+    const float *q, const void *k, const void *v, float *out,
     void *workspace, size_t workspace_size, int step, int ith, int nth) {
   combiner__call a = combiner__call_of(COMBINER__CALL_PART, q, k, v, out, workspace, workspace_size);
   a.step = step; a.ith = ith; a.nth = nth;
@@ -4163,7 +4343,7 @@ COMBINER_API combiner_status combiner_attention_part(const combiner_config *cfg,
 }
 
 COMBINER_API combiner_status combiner_summarize(const combiner_config *cfg,
-    const float *q, const float *k, const float *v,
+    const float *q, const void *k, const void *v,
     float *summary_keys, float *summary_values,
     void *workspace, size_t workspace_size) {
   combiner__call a = combiner__call_of(COMBINER__CALL_SUMMARIZE, q, k, v, NULL, workspace, workspace_size);
@@ -4172,7 +4352,7 @@ COMBINER_API combiner_status combiner_summarize(const combiner_config *cfg,
 }
 
 COMBINER_API combiner_status combiner_combine(const combiner_config *cfg,
-    const float *q, const float *k, const float *v,
+    const float *q, const void *k, const void *v,
     const float *summary_keys, const float *summary_values, float *out,
     void *workspace, size_t workspace_size) {
   combiner__call a = combiner__call_of(COMBINER__CALL_COMBINE, q, k, v, out, workspace, workspace_size);
@@ -4242,12 +4422,12 @@ COMBINER_API combiner_status combiner_cache_config(const combiner_cache *cache, 
   return COMBINER_OK;
 }
 
-COMBINER_API combiner_status combiner_cache_kv(const combiner_cache *cache, const float **k, const float **v,
+COMBINER_API combiner_status combiner_cache_kv(const combiner_cache *cache, const void **k, const void **v,
     combiner_layout *k_layout, combiner_layout *v_layout) {
   const unsigned char *base = (const unsigned char *)(const void *)cache;
   if (!combiner__cache_ok(cache) || !k || !v || !k_layout || !v_layout) return COMBINER_ERR_INVALID_ARGUMENT;
-  *k = cache->borrowed ? cache->bk : (const float *)(const void *)(base + cache->off[COMBINER__CK]);
-  *v = cache->borrowed ? cache->bv : (const float *)(const void *)(base + cache->off[COMBINER__CV]);
+  *k = cache->borrowed ? cache->bk : (const void *)(base + cache->off[COMBINER__CK]);
+  *v = cache->borrowed ? cache->bv : (const void *)(base + cache->off[COMBINER__CV]);
   k_layout->token_stride = cache->p.k.ts; k_layout->head_stride = cache->p.k.hs;
   v_layout->token_stride = cache->p.v.ts; v_layout->head_stride = cache->p.v.hs;
   return COMBINER_OK;
@@ -4275,7 +4455,7 @@ COMBINER_API combiner_status combiner_cache_truncate(combiner_cache *cache, int 
 }
 
 COMBINER_API combiner_status combiner_cache_append_at(combiner_cache *cache, int position, int count,
-    const float *q, const float *k, const float *v, float *out, void *scratch, size_t scratch_size) {
+    const float *q, const void *k, const void *v, float *out, void *scratch, size_t scratch_size) {
   const combiner__problem *p;
   combiner__tensor tq, tk, tv, to;
   combiner_status st;
@@ -4293,12 +4473,15 @@ COMBINER_API combiner_status combiner_cache_append_at(combiner_cache *cache, int
       (st = combiner__resolve_tensor(&cache->cfg.v_layout, count, p->Hkv, p->dv, &tv)) != COMBINER_OK ||
       (st = combiner__resolve_tensor(&cache->cfg.out_layout, count, p->H, p->dv, &to)) != COMBINER_OK)
     return st;
+  tk.type = p->k.type;
+  tv.type = p->v.type;
   if (cache->borrowed) tk.extent = tv.extent = 0;
   cache_floats = cache->bytes / sizeof(float);
-  if (combiner__overlap(q, tq.extent, cache, cache_floats) || combiner__overlap(k, tk.extent, cache, cache_floats) ||
-      combiner__overlap(v, tv.extent, cache, cache_floats) || combiner__overlap(out, to.extent, cache, cache_floats) ||
-      combiner__overlap(out, to.extent, q, tq.extent) || combiner__overlap(out, to.extent, k, tk.extent) ||
-      combiner__overlap(out, to.extent, v, tv.extent) ||
+  if (combiner__overlap(q, tq.extent, cache, cache_floats) ||
+      combiner__overlap(k, combiner__tfloats(&tk), cache, cache_floats) ||
+      combiner__overlap(v, combiner__tfloats(&tv), cache, cache_floats) || combiner__overlap(out, to.extent, cache, cache_floats) ||
+      combiner__overlap(out, to.extent, q, tq.extent) || combiner__overlap(out, to.extent, k, combiner__tfloats(&tk)) ||
+      combiner__overlap(out, to.extent, v, combiner__tfloats(&tv)) ||
       combiner__overlap(out, to.extent, cache->bk, cache->bk_extent) ||
       combiner__overlap(out, to.extent, cache->bv, cache->bv_extent))
     return COMBINER_ERR_INVALID_ARGUMENT;
@@ -4320,14 +4503,14 @@ COMBINER_API combiner_status combiner_cache_append_at(combiner_cache *cache, int
   for (done = 0; done < count; done += cache->batch) {   /* runs of at most `batch` positions */
     const int n = count - done < cache->batch ? count - done : cache->batch;
     combiner__cache_run_batch(cache, n, q + (ptrdiff_t)done * tq.ts, &tq,
-                              k ? k + (ptrdiff_t)done * tk.ts : NULL, &tk, v ? v + (ptrdiff_t)done * tv.ts : NULL, &tv,
+                              k ? combiner__elem(k, &tk, done, 0) : NULL, &tk, v ? combiner__elem(v, &tv, done, 0) : NULL, &tv,
                               out ? out + (ptrdiff_t)done * to.ts : NULL, &to, base, threads);
   }
   return COMBINER_OK;
 }
 
 COMBINER_API combiner_status combiner_cache_append(combiner_cache *cache, int count,
-    const float *q, const float *k, const float *v, float *out) {
+    const float *q, const void *k, const void *v, float *out) {
   if (!combiner__cache_ok(cache)) return COMBINER_ERR_INVALID_ARGUMENT;
   return combiner_cache_append_at(cache, cache->length, count, q, k, v, out, NULL, 0);
 }

@@ -110,7 +110,7 @@ static void script(const test_variant *var, int max_len, int block, int d, int d
   unsigned char *obuf, *bbuf, *xbuf, *scratch = NULL;
   size_t osize, bsize, ssize = 0;
   combiner_status st;
-  const float *kk, *vv;
+  const void *kk, *vv;
   combiner_layout kl, vl;
   int pos = 0, refused = 0, steps = 0, reach = 0;
   test_tensor sq, so;
@@ -349,7 +349,7 @@ static void bad_arguments(void) {
   test_rng rng = {7};
   size_t size;
   unsigned char *buf;
-  const float *kk, *vv;
+  const void *kk, *vv;
   combiner_layout kl, vl;
   int i;
   if (!kind_compiled(COMBINER_FIXED)) c.kind = COMBINER_DENSE;
@@ -402,8 +402,8 @@ static void bad_arguments(void) {
         "owned append_at again");
   CHECK(combiner_cache_kv(owned, &kk, &vv, &kl, &vl) == COMBINER_OK, "owned kv");
   for (i = 0; i < L; ++i) {
-    CHECK(memcmp(kk + i * kl.token_stride, test_at(&ek.t, i, 0), sizeof(float) * (size_t)d) == 0 &&
-          memcmp(vv + i * vl.token_stride, test_at(&ev.t, i, 0), sizeof(float) * (size_t)d) == 0,
+    CHECK(memcmp((const float *)kk + i * kl.token_stride, test_at(&ek.t, i, 0), sizeof(float) * (size_t)d) == 0 &&
+          memcmp((const float *)vv + i * vl.token_stride, test_at(&ev.t, i, 0), sizeof(float) * (size_t)d) == 0,
           "combiner_cache_kv of an owned cache: position %d is not what was appended", i);
   }
   CHECK(combiner_cache_kv(owned, NULL, &vv, &kl, &vl) == COMBINER_ERR_INVALID_ARGUMENT, "kv with NULL");

@@ -791,7 +791,7 @@ static void check_errors(test_rng *rng) {
 }
 
 /* The header's promise on combiner_attention_matrix's memory: at most
- * 4*L*L*(Hkv + 6*H) + 16*H*L*(d + 1) + T*(776*d + 768*L + 35384) + 256 bytes
+ * 4*L*L*(Hkv + 6*H) + 16*H*L*(d + 1) + T*(1032*d + 768*L + 35384) + 256 bytes
  * live at once (T scratch slots), and nothing left allocated. */
 static void check_matrix_memory(test_rng *rng) {
   static const int Ls[] = {1, 7, 16, 61, 100}, Hkvs[] = {1, 2, 4}, ds[] = {1, 5, 16, 64};
@@ -825,7 +825,7 @@ static void check_matrix_memory(test_rng *rng) {
               malloc_peak_bytes = before;
               st = combiner_attention_matrix(&cfg, q, k, mat);
               bound = 4 * L * L * (Hkv + 6 * (size_t)H) + 16 * (size_t)H * L * (d + 1) +
-                      T * (776 * d + 768 * L + 35384) + 256;
+                      T * (1032 * d + 768 * L + 35384) + 256;
               CHECK(st == COMBINER_OK && malloc_peak_bytes - before <= bound && malloc_live == live &&
                         malloc_live_bytes == before,
                     "attention_matrix memory, %s causal=%d avg=%d L=%zu Hkv=%zu d=%zu: status %s, peak %zu "
