@@ -5,6 +5,7 @@
  *                  [--threads 1,2] [--reps 5] [--dense-max-L N]
  *                  [--out DIR] [--quick]
  *   combiner-bench --decode [--N 4096,16384,65536,262144] [--kinds ...] [--d 64] [--modes owned,borrowed]
+ *                  [--types f32,f16,bf16]
  *                  [--heads 8] [--kv 8,2] [--threads 1,2] [--steps 0] [--rounds 3]
  *                  [--chunk 4096] [--dense-max-N N] [--out DIR] [--quick]
  *
@@ -321,6 +322,7 @@ static void write_svg(const char *path, const result *rs, int n, int causal, int
 typedef struct decode_result {
   combiner_kind kind;
   int borrowed;            /* the cache mode */
+  int type;                /* K/V element type (combiner_type) */
   int N, d, H, Hkv, threads, block, window, rounds, max_len;
   double mean, mean_lo, mean_hi, median, max, first;   /* seconds per token */
   double cpu;              /* process CPU seconds per token, median of the rounds */
@@ -436,14 +438,48 @@ static double median_of(double *x, int n) {
   return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
 }
 
-static const decode_result *decode_find(const decode_result *rs, int n, combiner_kind kind, int N, int d, int Hkv,
-                                        int threads, int borrowed) {
+static const decode_result *decode_find_typed(const decode_result *rs, int n, combiner_kind kind, int N, int d,
+                                              int Hkv, int threads, int borrowed, int type) {
   int i;
   for (i = 0; i < n; ++i)
     if (rs[i].kind == kind && rs[i].N == N && rs[i].d == d && rs[i].Hkv == Hkv && rs[i].threads == threads &&
-        rs[i].borrowed == borrowed)
+        rs[i].borrowed == borrowed && rs[i].type == type)
       return &rs[i];
   return NULL;
+}
+
+/* the row of that configuration with float32 K/V */
+static const decode_result *decode_find(const decode_result *rs, int n, combiner_kind kind, int N, int d, int Hkv,
+                                        int threads, int borrowed) {
+  return decode_find_typed(rs, n, kind, N, d, Hkv, threads, borrowed, COMBINER_F32);
+}
+
+/* float32 -> binary16 / bfloat16 (round to nearest even; finite inputs of
+ * magnitude <= 1, as the bench's random tokens are) */
+static uint16_t half_of(float f, int type) {
+  uint32_t x, a, h, rem;
+  memcpy(&x, &f, sizeof x);
+  if (type == COMBINER_BF16) return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
+  a = x & 0x7fffffffu;
+  if (a < 0x38800000u) return (uint16_t)(((x >> 16) & 0x8000u) | (uint32_t)rint(fabs((double)f) * 16777216.0));
+  h = (((a >> 23) - 112u) << 10) | ((a & 0x7fffffu) >> 13);
+  rem = a & 0x1fffu;
+  if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) ++h;
+  return (uint16_t)(((x >> 16) & 0x8000u) | h);
+}
+
+static size_t type_bytes(int type) { return type == COMBINER_F32 ? sizeof(float) : sizeof(uint16_t); }
+static const char *type_name(int type) { return type == COMBINER_F16 ? "f16" : type == COMBINER_BF16 ? "bf16" : "f32"; }
+
+/* n random values in [-1, 1) as `type` */
+static void random_fill_typed(void *p, size_t n, int type, unsigned *seed) {
+  size_t i;
+  if (type == COMBINER_F32) { random_fill((float *)p, n, seed); return; }
+  for (i = 0; i < n; ++i) {
+    float f;
+    random_fill(&f, 1, seed);
+    ((uint16_t *)p)[i] = half_of(f, type);
+  }
 }
 
 /* Why a row may not be trusted, from the run's own numbers: "r" its round
@@ -464,16 +500,18 @@ static const char *noise_flags(const decode_result *r, const decode_result *one)
 }
 
 static const char *decode_noise(const decode_result *rs, int n, const decode_result *r) {
-  return noise_flags(r, r->threads > 1 ? decode_find(rs, n, r->kind, r->N, r->d, r->Hkv, 1, r->borrowed) : NULL);
+  return noise_flags(r, r->threads > 1 ? decode_find_typed(rs, n, r->kind, r->N, r->d, r->Hkv, 1, r->borrowed, r->type)
+                                        : NULL);
 }
 
 /* What the timed rounds of one cache need. */
 typedef struct decode_ctx {
   combiner_cache *cache;
-  float *ek, *ev;                /* borrowed: the engine's K/V, [max_len][Hkv][d] */
+  unsigned char *ek, *ev;        /* borrowed: the engine's K/V, [max_len][Hkv][d] of `esize`-byte elements */
   void *scratch;                 /* borrowed: the shared scratch */
-  size_t scratch_bytes;
-  const float *qp, *kp, *vp;     /* POOL random tokens, reused in turn */
+  size_t scratch_bytes, esize;
+  const float *qp;               /* POOL random tokens, reused in turn */
+  const unsigned char *kp, *vp;
   float *out, check;
   double *times, *means, *cpus;  /* rounds*W, rounds, rounds */
   int N, W, rounds, H, Hkv, d;
@@ -483,14 +521,15 @@ enum { DECODE_POOL = 256 };
 
 /* Appends count tokens at pos: owned, with their K/V; borrowed, after the
  * engine wrote them into its buffer (untimed: t0 is taken after). */
-static combiner_status decode_append(decode_ctx *x, int pos, int count, const float *q, const float *k, const float *v,
+static combiner_status decode_append(decode_ctx *x, int pos, int count, const float *q, const void *k, const void *v,
                                      float *out, double *t0) {
+  const size_t row = (size_t)x->Hkv * x->d * x->esize;
   if (!x->ek) {
     *t0 = now();
     return combiner_cache_append(x->cache, count, q, k, v, out);
   }
-  memcpy(x->ek + (size_t)pos * x->Hkv * x->d, k, (size_t)count * x->Hkv * x->d * sizeof(float));
-  memcpy(x->ev + (size_t)pos * x->Hkv * x->d, v, (size_t)count * x->Hkv * x->d * sizeof(float));
+  memcpy(x->ek + (size_t)pos * row, k, (size_t)count * row);
+  memcpy(x->ev + (size_t)pos * row, v, (size_t)count * row);
   *t0 = now();
   return combiner_cache_append_at(x->cache, pos, count, q, NULL, NULL, out, x->scratch, x->scratch_bytes);
 }
@@ -507,7 +546,8 @@ static void decode_rounds(decode_ctx *x, int warmup, decode_result *r) {
     for (s = 0; s < W; ++s) {
       const size_t t = (size_t)(s + 1) % DECODE_POOL;
       double t0, dt;
-      st = decode_append(x, x->N + 1 + s, 1, x->qp + t * H * d, x->kp + t * Hkv * d, x->vp + t * Hkv * d, x->out, &t0);
+      st = decode_append(x, x->N + 1 + s, 1, x->qp + t * H * d, x->kp + t * Hkv * d * x->esize,
+                         x->vp + t * Hkv * d * x->esize, x->out, &t0);
       dt = now() - t0;
       if (st != COMBINER_OK) die_status("combiner_cache_append (decode)", st);
       x->check += x->out[(size_t)s % ((size_t)H * d)];
@@ -534,8 +574,8 @@ static void decode_rounds(decode_ctx *x, int warmup, decode_result *r) {
  * rounds only: truncate restores the cache), up to 3 tries while a try takes
  * under 10 s; the first unmarked try is kept, else the fastest. `one`: the 1-thread row of the
  * same configuration, or NULL. */
-static int decode_one(decode_result *r, combiner_kind kind, int borrowed, int N, int d, int H, int Hkv, int threads,
-                      int steps, int rounds, int chunk, const decode_result *one) {
+static int decode_one(decode_result *r, combiner_kind kind, int borrowed, int type, int N, int d, int H, int Hkv,
+                      int threads, int steps, int rounds, int chunk, const decode_result *one) {
   combiner_config cfg, rc;
   combiner_cache_options opt;
   combiner_status st;
@@ -543,7 +583,9 @@ static int decode_one(decode_result *r, combiner_kind kind, int borrowed, int N,
   decode_result best;
   unsigned seed = 1;
   double need, avail, t0;
-  float *qc, *kc, *vc, *qp, *kp, *vp;
+  float *qc, *qp;
+  unsigned char *kc, *vc, *kp, *vp;
+  size_t es = type_bytes(type);
   void *buf;
   int block, W, pos, tries;
   memset(r, 0, sizeof *r);
@@ -552,14 +594,16 @@ static int decode_one(decode_result *r, combiner_kind kind, int borrowed, int N,
   W = decode_window(kind, N, steps, &block);
   cfg.kind = kind; cfg.causal = 1; cfg.head_dim = d; cfg.num_heads = H; cfg.num_kv_heads = Hkv;
   cfg.num_threads = threads; cfg.block = block;
+  cfg.k_type = cfg.v_type = (combiner_type)type;
   r->kind = kind; r->N = N; r->d = d; r->H = H; r->Hkv = Hkv; r->threads = threads; r->window = W;
-  r->rounds = rounds; r->max_len = N + 1 + W; r->borrowed = borrowed;
+  r->rounds = rounds; r->max_len = N + 1 + W; r->borrowed = borrowed; r->type = type;
+  x.esize = es;
   cfg.seq_len = r->max_len;                     /* the model's context (the block is explicit) */
   memset(&opt, 0, sizeof opt);
   opt.max_len = r->max_len;
   if (borrowed) {   /* the engine's K/V; the rounds go back W positions */
-    x.ek = (float *)malloc((size_t)r->max_len * Hkv * d * sizeof(float));
-    x.ev = (float *)malloc((size_t)r->max_len * Hkv * d * sizeof(float));
+    x.ek = (unsigned char *)malloc((size_t)r->max_len * Hkv * d * es);
+    x.ev = (unsigned char *)malloc((size_t)r->max_len * Hkv * d * es);
     x.scratch_bytes = combiner_cache_scratch_size(&cfg, threads);
     x.scratch = malloc(x.scratch_bytes);
     if (!x.ek || !x.ev || !x.scratch) {
@@ -589,11 +633,11 @@ static int decode_one(decode_result *r, combiner_kind kind, int borrowed, int N,
   }
   if (chunk > N) chunk = N;
   qc = (float *)malloc((size_t)chunk * H * d * sizeof(float));
-  kc = (float *)malloc((size_t)chunk * Hkv * d * sizeof(float));
-  vc = (float *)malloc((size_t)chunk * Hkv * d * sizeof(float));
+  kc = (unsigned char *)malloc((size_t)chunk * Hkv * d * es);
+  vc = (unsigned char *)malloc((size_t)chunk * Hkv * d * es);
   x.qp = qp = (float *)malloc((size_t)DECODE_POOL * H * d * sizeof(float));
-  x.kp = kp = (float *)malloc((size_t)DECODE_POOL * Hkv * d * sizeof(float));
-  x.vp = vp = (float *)malloc((size_t)DECODE_POOL * Hkv * d * sizeof(float));
+  x.kp = kp = (unsigned char *)malloc((size_t)DECODE_POOL * Hkv * d * es);
+  x.vp = vp = (unsigned char *)malloc((size_t)DECODE_POOL * Hkv * d * es);
   x.out = (float *)malloc((size_t)H * d * sizeof(float));
   x.times = (double *)malloc((size_t)rounds * W * sizeof(double));
   x.means = (double *)malloc((size_t)rounds * sizeof(double));
@@ -604,8 +648,8 @@ static int decode_one(decode_result *r, combiner_kind kind, int borrowed, int N,
   }
   x.N = N; x.W = W; x.rounds = rounds; x.H = H; x.Hkv = Hkv; x.d = d;
   random_fill(qp, (size_t)DECODE_POOL * H * d, &seed);
-  random_fill(kp, (size_t)DECODE_POOL * Hkv * d, &seed);
-  random_fill(vp, (size_t)DECODE_POOL * Hkv * d, &seed);
+  random_fill_typed(kp, (size_t)DECODE_POOL * Hkv * d, type, &seed);
+  random_fill_typed(vp, (size_t)DECODE_POOL * Hkv * d, type, &seed);
   if ((st = combiner_cache_init_ex(&x.cache, &cfg, &opt, buf, r->cache_bytes)) != COMBINER_OK)
     die_status("combiner_cache_init", st);
   if ((st = combiner_cache_config(x.cache, &rc)) != COMBINER_OK) die_status("combiner_cache_config", st);
@@ -613,8 +657,8 @@ static int decode_one(decode_result *r, combiner_kind kind, int borrowed, int N,
   for (pos = 0; pos < N; pos += chunk) {      /* the context: chunks with out = NULL */
     int c = N - pos < chunk ? N - pos : chunk;
     random_fill(qc, (size_t)c * H * d, &seed);
-    random_fill(kc, (size_t)c * Hkv * d, &seed);
-    random_fill(vc, (size_t)c * Hkv * d, &seed);
+    random_fill_typed(kc, (size_t)c * Hkv * d, type, &seed);
+    random_fill_typed(vc, (size_t)c * Hkv * d, type, &seed);
     st = decode_append(&x, pos, c, qc, kc, vc, NULL, &t0);
     r->fill += now() - t0;
     if (st != COMBINER_OK) die_status("combiner_cache_append (fill)", st);
@@ -637,7 +681,7 @@ static int decode_one(decode_result *r, combiner_kind kind, int borrowed, int N,
   rc.seq_len = N + 1;
   r->flops_tok = (r->flops_tok - combiner_flops(&rc)) / W;
   r->terms_tok = r->flops_tok / (2.0 * H * (d + (rc.value_dim ? rc.value_dim : d)));
-  r->kv_bytes_tok = kind == COMBINER_DENSE ? r->terms_tok * Hkv * 2.0 * d * sizeof(float) : 0.0;
+  r->kv_bytes_tok = kind == COMBINER_DENSE ? r->terms_tok * Hkv * 2.0 * d * (double)es : 0.0;
   free(qc); free(kc); free(vc); free(qp); free(kp); free(vp); free(x.out); free(x.times); free(x.means); free(x.cpus);
   free(buf); free(x.ek); free(x.ev); free(x.scratch);
   return 1;
@@ -654,7 +698,7 @@ static svg_series decode_series(const decode_result *rs, int n, combiner_kind ki
   s.kind = kind;
   for (i = 0; i < n && s.n < MAXV; ++i) {
     if (rs[i].kind != kind || rs[i].d != d || rs[i].Hkv != Hkv || rs[i].threads != threads ||
-        rs[i].borrowed != borrowed)
+        rs[i].borrowed != borrowed || rs[i].type != COMBINER_F32)
       continue;
     if (*decode_noise(rs, n, &rs[i])) { ++*dropped; continue; }
     s.x[s.n] = rs[i].N; s.y[s.n] = rs[i].mean; ++s.n;
@@ -667,13 +711,15 @@ typedef struct options {
   int Ls[MAXV], nL, Ns[MAXV], nN, causals[MAXV], nc, ds[MAXV], nd, kvs[MAXV], nkv, threads[MAXV], nt;
   int H, reps, dense_max, steps, rounds, chunk, nk;
   int modes[2], nm;        /* decode: 0 owned, 1 borrowed */
+  int types[3], ntypes;    /* decode: K/V element types */
   combiner_kind kinds[6];
   const char *out_dir;
 } options;
 
 static int run_decode(const options *o) {
   const double t_start = now();
-  int maxt = 1, ti, kvi, di, ni, ki, mi, n = 0, noisy = 0, nrs = o->nN * o->nd * o->nkv * o->nt * o->nk * o->nm, i;
+  int maxt = 1, ti, kvi, di, ni, ki, mi, n = 0, noisy = 0, i;
+  const int nrs = o->nN * o->nd * o->nkv * o->nt * o->nk * o->nm * o->ntypes;
   double bw[MAXV];
   decode_result *rs = (decode_result *)calloc((size_t)nrs + 1, sizeof(decode_result));
   char path[512];
@@ -694,26 +740,27 @@ static int run_decode(const options *o) {
          "from combiner_flops over the window; GB/s = K/V bytes streamed per token (DENSE) / mean\n\n",
          o->steps > 0 ? "--steps tokens for every kind" : "whole blocks (FIXED/AXIAL/MIXTURE), 2^j <= N/4 (LOGSPARSE), 64 (DENSE)",
          o->rounds);
-  printf("%-9s %-8s %2s %3s %6s %5s %5s %9s %19s %9s %9s %9s %9s %8s %7s %9s %7s %6s %4s %7s %8s %s\n", "kind", "mode", "kv", "thr",
+  printf("%-9s %-8s %-4s %2s %3s %6s %5s %5s %9s %19s %9s %9s %9s %9s %8s %7s %9s %7s %6s %4s %7s %8s %s\n", "kind", "mode", "K/V", "kv", "thr",
          "N", "block", "win", "us/tok", "(min-max)", "median", "max", "cpu", "first", "vs dense", "flop x", "terms/tok",
          "GFLOP/s", "GB/s", "%bw", "B/tok", "fill s", "tries noise");
   for (di = 0; di < o->nd; ++di)
     for (kvi = 0; kvi < o->nkv; ++kvi)
       for (ti = 0; ti < o->nt; ++ti)
         for (ni = 0; ni < o->nN; ++ni) {
-          for (ki = 0; ki < o->nk * o->nm; ++ki) {   /* each kind in every mode, one after the other */
+          for (ki = 0; ki < o->nk * o->nm * o->ntypes; ++ki) {   /* each kind in every mode and type, one after the other */
             decode_result *r = &rs[n];
             const decode_result *dense;
-            const combiner_kind kind = o->kinds[ki / o->nm];
-            const int mode = o->modes[ki % o->nm];
+            const combiner_kind kind = o->kinds[ki / (o->nm * o->ntypes)];
+            const int mode = o->modes[ki / o->ntypes % o->nm], type = o->types[ki % o->ntypes];
             if (kind == COMBINER_DENSE && o->Ns[ni] > o->dense_max) continue;
-            if (!decode_one(r, kind, mode, o->Ns[ni], o->ds[di], o->H, o->kvs[kvi], o->threads[ti], o->steps,
-                            o->rounds, o->chunk, decode_find(rs, n, kind, o->Ns[ni], o->ds[di], o->kvs[kvi], 1, mode)))
+            if (!decode_one(r, kind, mode, type, o->Ns[ni], o->ds[di], o->H, o->kvs[kvi], o->threads[ti], o->steps,
+                            o->rounds, o->chunk,
+                            decode_find_typed(rs, n, kind, o->Ns[ni], o->ds[di], o->kvs[kvi], 1, mode, type)))
               continue;
             ++n;
-            dense = decode_find(rs, n, COMBINER_DENSE, r->N, r->d, r->Hkv, r->threads, r->borrowed);
-            printf("%-9s %-8s %2d %3d %6d ", combiner_kind_string(r->kind), r->borrowed ? "borrowed" : "owned", r->Hkv,
-                   r->threads, r->N);
+            dense = decode_find_typed(rs, n, COMBINER_DENSE, r->N, r->d, r->Hkv, r->threads, r->borrowed, r->type);
+            printf("%-9s %-8s %-4s %2d %3d %6d ", combiner_kind_string(r->kind), r->borrowed ? "borrowed" : "owned",
+                   type_name(r->type), r->Hkv, r->threads, r->N);
             if (r->kind == COMBINER_DENSE || r->kind == COMBINER_LOGSPARSE) printf("%5s ", "-");  /* no blocks */
             else printf("%5d ", r->block);
             printf("%5d %9.2f %9.2f-%-9.2f %9.2f %9.2f %9.2f %9.1f ", r->window, 1e6 * r->mean, 1e6 * r->mean_lo,
@@ -756,13 +803,27 @@ static int run_decode(const options *o) {
     for (i = 0; i < n; ++i) {
       const decode_result *b = &rs[i], *w;
       if (!b->borrowed) continue;
-      w = decode_find(rs, n, b->kind, b->N, b->d, b->Hkv, b->threads, 0);
+      w = decode_find_typed(rs, n, b->kind, b->N, b->d, b->Hkv, b->threads, 0, b->type);
       if (!w) continue;
-      printf("  %-9s N %6d kv %d %d thr: owned %9.2f  borrowed %9.2f  ratio %.2f  bytes/token %7.0f -> %7.0f%s%s\n",
-             combiner_kind_string(b->kind), b->N, b->Hkv, b->threads, 1e6 * w->mean, 1e6 * b->mean, b->mean / w->mean,
+      printf("  %-9s %-4s N %6d kv %d %d thr: owned %9.2f  borrowed %9.2f  ratio %.2f  bytes/token %7.0f -> %7.0f%s%s\n",
+             combiner_kind_string(b->kind), type_name(b->type), b->N, b->Hkv, b->threads, 1e6 * w->mean, 1e6 * b->mean,
+             b->mean / w->mean,
              (double)w->cache_bytes / w->max_len, (double)b->cache_bytes / b->max_len,
              b->mean > 1.10 * w->mean ? "  SLOWER" : "",
              *decode_noise(rs, n, b) || *decode_noise(rs, n, w) ? "  (noisy)" : "");
+    }
+  }
+  if (o->ntypes > 1) {   /* the same row with half-precision K/V, timed one after the other */
+    printf("\nhalf-precision vs float32 K/V, us/token (target: DENSE f16 >= 1.8x faster; every kind no slower):\n");
+    for (i = 0; i < n; ++i) {
+      const decode_result *h = &rs[i], *w;
+      if (h->type == COMBINER_F32) continue;
+      w = decode_find(rs, n, h->kind, h->N, h->d, h->Hkv, h->threads, h->borrowed);
+      if (!w) continue;
+      printf("  %-9s %-8s N %6d kv %d %d thr: f32 %9.2f  %-4s %9.2f  speed-up %.2fx%s\n", combiner_kind_string(h->kind),
+             h->borrowed ? "borrowed" : "owned", h->N, h->Hkv, h->threads, 1e6 * w->mean, type_name(h->type),
+             1e6 * h->mean, w->mean / h->mean,
+             *decode_noise(rs, n, h) || *decode_noise(rs, n, w) ? "  (noisy)" : "");
     }
   }
   printf("\ntargets at N = 65536 (per-token speed-up over DENSE): FIXED >= 50x, AXIAL >= 20x, MIXTURE >= 20x\n");
@@ -786,10 +847,11 @@ static int run_decode(const options *o) {
   if (csv) {
     fprintf(csv, "kind,kv_heads,threads,N,head_dim,heads,block,window,rounds,us_per_token_mean,us_mean_min,"
                  "us_mean_max,us_median,us_max,cpu_us_per_token,us_first,speedup_vs_dense,flop_ratio_vs_dense,terms_per_token,"
-                 "gflops,kv_gbps,cache_bytes,cache_bytes_per_token,fill_s,tries,noise,cpu,read_gbps,mode\n");
+                 "gflops,kv_gbps,cache_bytes,cache_bytes_per_token,fill_s,tries,noise,cpu,read_gbps,mode,kv_type\n");
     for (i = 0; i < n; ++i) {
       const decode_result *r = &rs[i];
-      const decode_result *dense = decode_find(rs, n, COMBINER_DENSE, r->N, r->d, r->Hkv, r->threads, r->borrowed);
+      const decode_result *dense = decode_find_typed(rs, n, COMBINER_DENSE, r->N, r->d, r->Hkv, r->threads, r->borrowed,
+                                                     r->type);
       double row_bw = 0.0;     /* the read bandwidth measured on this row's thread count */
       for (ti = 0; ti < o->nt; ++ti)
         if (o->threads[ti] == r->threads) { row_bw = bw[ti]; break; }
@@ -804,7 +866,7 @@ static int run_decode(const options *o) {
       fprintf(csv, "%zu,%.1f,%.4f,%d,%s,", r->cache_bytes, (double)r->cache_bytes / r->max_len, r->fill, r->tries,
               decode_noise(rs, n, r));
       csv_string(csv, cpu_model());
-      fprintf(csv, ",%.4g,%s\n", row_bw, r->borrowed ? "borrowed" : "owned");
+      fprintf(csv, ",%.4g,%s,%s\n", row_bw, r->borrowed ? "borrowed" : "owned", type_name(r->type));
     }
     fclose(csv);
     printf("\nwrote %s\n", path);
@@ -850,6 +912,7 @@ static int parse_options(int argc, char **argv, options *o) {
   o->H = 8; o->reps = 5; o->dense_max = o->decode ? 1 << 30 : 16384;
   o->steps = 0; o->rounds = 3; o->chunk = 4096;
   o->modes[0] = 0; o->nm = 1;
+  o->types[0] = COMBINER_F32; o->ntypes = 1;
   o->out_dir = "bench/results";
   if (o->quick) {
     o->nL = 2; o->Ls[0] = 256; o->Ls[1] = 512; o->nkv = 1; o->kvs[0] = 2; o->nt = 1; o->threads[0] = 1;
@@ -874,6 +937,19 @@ static int parse_options(int argc, char **argv, options *o) {
     else if (!strcmp(argv[a - 1], "--rounds")) o->rounds = atoi(v);
     else if (!strcmp(argv[a - 1], "--chunk")) o->chunk = atoi(v);
     else if (!strcmp(argv[a - 1], "--out")) o->out_dir = v;
+    else if (!strcmp(argv[a - 1], "--types")) {
+      const char *t = v;
+      o->ntypes = 0;
+      while (*t && o->ntypes < 3) {   /* comma-separated names, in the order given */
+        const size_t len = strcspn(t, ",");
+        if (len == 3 && !strncmp(t, "f32", 3)) o->types[o->ntypes++] = COMBINER_F32;
+        else if (len == 3 && !strncmp(t, "f16", 3)) o->types[o->ntypes++] = COMBINER_F16;
+        else if (len == 4 && !strncmp(t, "bf16", 4)) o->types[o->ntypes++] = COMBINER_BF16;
+        else { fprintf(stderr, "--types: f32, f16 or bf16, comma-separated\n"); return 0; }
+        t += len + (t[len] == ',');
+      }
+      if (!o->ntypes) return 0;
+    }
     else if (!strcmp(argv[a - 1], "--modes")) {
       o->nm = 0;
       if (strstr(v, "owned") && o->nm < 2) o->modes[o->nm++] = 0;

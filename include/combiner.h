@@ -1910,63 +1910,70 @@ static void combiner__single_query_pv(float *acc, const float *w, const combiner
 #endif
 }
 
+/* The online-softmax step of a chunk of nk <= 64 logits s: st's max,
+ * rescaled state and sum absorb them; s becomes their probabilities. */
+static void combiner__single_softmax(const combiner__problem *p, combiner__single_state *st, float *s, int nk) {
+  float cm = st->mx, sub, add = 0.0f;
+  int j;
+#if defined(COMBINER__VEC)
+  {
+    combiner__vf vm = combiner__vset1(cm);
+    combiner__vm nan = combiner__vm_first(0);
+    float lanes[COMBINER__VL];
+    for (j = 0; j < nk; j += COMBINER__VL) {   /* lanes past nk keep the max so far */
+      const combiner__vf x = combiner__vblend(combiner__vm_first(nk - j), vm, combiner__vloadn(s + j, nk - j));
+      nan = combiner__vm_or(nan, combiner__vm_isnan(x));
+      vm = combiner__vmax(vm, x);
+    }
+    combiner__vstore(lanes, vm);
+    for (j = 0; j < COMBINER__VL; ++j) cm = lanes[j] > cm ? lanes[j] : cm;
+    if (combiner__vm_any(nan)) cm = NAN;
+  }
+#else
+  for (j = 0; j < nk; ++j) cm = (s[j] > cm || s[j] != s[j]) ? s[j] : cm;
+#endif
+  if (cm != st->mx) {
+    const float f = combiner__exp(st->mx - cm);          /* 0 when the old max is -inf */
+    if (st->sum != 0.0f) {
+      st->sum *= f;
+      combiner__scale_row(st->acc, f, p->dv);
+      if (st->acc2) combiner__scale_row(st->acc2, f, p->d);
+    }
+    st->mx = cm;
+  }
+  sub = cm == -INFINITY ? 0.0f : cm;
+#if defined(COMBINER__VEC)
+  {
+    const combiner__vf vs = combiner__vset1(sub);
+    combiner__vf va = combiner__vzero();
+    for (j = 0; j < nk; j += COMBINER__VL) {   /* lanes past nk add 0 */
+      const combiner__vf e = combiner__vblend(combiner__vm_first(nk - j), combiner__vzero(),
+          combiner__vexp(combiner__vsub(combiner__vloadn(s + j, nk - j), vs)));
+      combiner__vstoren(s + j, e, nk - j);
+      va = combiner__vadd(va, e);
+    }
+    add = combiner__vhsum(va);
+  }
+#else
+  for (j = 0; j < nk; ++j) s[j] = combiner__exp(s[j] - sub);
+  for (j = 0; j < nk; ++j) add += s[j];
+#endif
+  st->sum += add;
+}
+
 /* st += the terms (k_j, v_j) of one pre-scaled query q, 64 keys at a time
  * (half-precision ones converted a chunk at a time into sc's packs). */
 static void combiner__single_query_attend(const combiner__problem *p, const float *q, const combiner__seq *k,
                               const combiner__seq *v, combiner__single_state *st, const combiner__scratch *sc) {
   float *const s = sc->s;
   combiner__seq kc, vc;
-  int j0, j;
+  int j0;
   for (j0 = 0; j0 < k->count; j0 += COMBINER__CHUNK) {
     const int nk = k->count - j0 < COMBINER__CHUNK ? k->count - j0 : COMBINER__CHUNK;
     int kj0 = j0, vj0 = j0;
     const combiner__seq *kp = combiner__chunk(k, &kj0, nk, p->d, sc->kpack, &kc), *vp;
-    float cm = st->mx, sub, add = 0.0f;
     combiner__single_query_scores(q, kp, kj0, nk, p->d, s);
-#if defined(COMBINER__VEC)
-    {
-      combiner__vf vm = combiner__vset1(cm);
-      combiner__vm nan = combiner__vm_first(0);
-      float lanes[COMBINER__VL];
-      for (j = 0; j < nk; j += COMBINER__VL) {   /* lanes past nk keep the max so far */
-        const combiner__vf x = combiner__vblend(combiner__vm_first(nk - j), vm, combiner__vloadn(s + j, nk - j));
-        nan = combiner__vm_or(nan, combiner__vm_isnan(x));
-        vm = combiner__vmax(vm, x);
-      }
-      combiner__vstore(lanes, vm);
-      for (j = 0; j < COMBINER__VL; ++j) cm = lanes[j] > cm ? lanes[j] : cm;
-      if (combiner__vm_any(nan)) cm = NAN;
-    }
-#else
-    for (j = 0; j < nk; ++j) cm = (s[j] > cm || s[j] != s[j]) ? s[j] : cm;
-#endif
-    if (cm != st->mx) {
-      const float f = combiner__exp(st->mx - cm);          /* 0 when the old max is -inf */
-      if (st->sum != 0.0f) {
-        st->sum *= f;
-        combiner__scale_row(st->acc, f, p->dv);
-        if (st->acc2) combiner__scale_row(st->acc2, f, p->d);
-      }
-      st->mx = cm;
-    }
-    sub = cm == -INFINITY ? 0.0f : cm;
-#if defined(COMBINER__VEC)
-    {
-      const combiner__vf vs = combiner__vset1(sub);
-      combiner__vf va = combiner__vzero();
-      for (j = 0; j < nk; j += COMBINER__VL) {   /* lanes past nk add 0 */
-        const combiner__vf e = combiner__vblend(combiner__vm_first(nk - j), combiner__vzero(),
-            combiner__vexp(combiner__vsub(combiner__vloadn(s + j, nk - j), vs)));
-        combiner__vstoren(s + j, e, nk - j);
-        va = combiner__vadd(va, e);
-      }
-      add = combiner__vhsum(va);
-    }
-#else
-    for (j = 0; j < nk; ++j) s[j] = combiner__exp(s[j] - sub);
-    for (j = 0; j < nk; ++j) add += s[j];
-#endif
-    st->sum += add;
+    combiner__single_softmax(p, st, s, nk);
     vp = combiner__chunk(v, &vj0, nk, p->dv, sc->vpack, &vc);
     combiner__single_query_pv(st->acc, s, vp, vj0, nk, p->dv);
     if (st->acc2) combiner__single_query_pv(st->acc2, s, kp, kj0, nk, p->d);
@@ -2472,11 +2479,17 @@ static int combiner__dense_steps(const combiner__problem *p, int one_call, combi
 }
 
 /* Decode: query i's keys in ranges of COMBINER__SPLIT positions, every
- * head at once: a chunk of 64 positions is read once for all kv heads and
- * their query heads (a token-major K/V streams in order; GQA reads a key
- * once), and a long context splits over threads. The cache merges the
- * ranges' partial states in order, so the bits depend on neither the
- * thread count nor the layout; below one range it is one online softmax. */
+ * head at once: a chunk of 64 positions is read for all kv heads and their
+ * query heads (GQA reads a key once), and a long context splits over
+ * threads. Half-precision token-major K/V (a position's kv heads side by
+ * side, the engine's layout) are read in address order, C = 64 / Hkv
+ * positions of every kv head at a time, converted into the packs, and every
+ * query head scores from there: converting head by head walked the rows
+ * 256 bytes in 2 KiB, ~1.5x slower (float32 reads its rows in place: a copy
+ * cost it more than the walk). Each head's online softmax steps over the
+ * same 64-key chunks either way, and a key's score and P.V terms are
+ * computed alike, so the bits depend on neither the layout nor the thread
+ * count; the cache merges the ranges' partial states in order. */
 #define COMBINER__SPLIT 1024
 
 static void combiner__dense_cache_range(const combiner__cache_job *jb, const combiner__scratch *sc, ptrdiff_t i,
@@ -2484,7 +2497,9 @@ static void combiner__dense_cache_range(const combiner__cache_job *jb, const com
   const combiner__ctx *c = &jb->c;
   const combiner__problem *p = c->p;
   const ptrdiff_t j0 = (ptrdiff_t)r * COMBINER__SPLIT, j1 = i + 1 < j0 + COMBINER__SPLIT ? i + 1 : j0 + COMBINER__SPLIT;
-  const ptrdiff_t w = (ptrdiff_t)p->dv + 2;
+  const ptrdiff_t w = (ptrdiff_t)p->dv + 2, kw = (ptrdiff_t)p->Hkv * p->d, vw = (ptrdiff_t)p->Hkv * p->dv;
+  const int C = p->k.type != COMBINER_F32 && p->v.type != COMBINER_F32 && p->k.hs < p->k.ts && p->v.hs < p->v.ts
+                    ? COMBINER__BK / p->Hkv : 0;
   combiner__single_state st[COMBINER__BQ];
   int h0, b, nb;
   for (h0 = 0; h0 < p->H; h0 += nb) {
@@ -2497,10 +2512,36 @@ static void combiner__dense_cache_range(const combiner__cache_job *jb, const com
     }
     for (c0 = j0; c0 < j1; c0 += COMBINER__CHUNK) {
       const int nk = j1 - c0 < COMBINER__CHUNK ? (int)(j1 - c0) : COMBINER__CHUNK;
-      for (b = 0; b < nb; ++b) {
-        const int g = (h0 + b) / p->group;
-        combiner__seq ks = combiner__keys(c, g, c0, 1, nk), vs = combiner__values(c, g, c0, 1, nk);
-        combiner__single_query_attend(p, sc->qbuf + (ptrdiff_t)b * p->d, &ks, &vs, &st[b], sc);
+      int s0, n, j, g;
+      if (!C) {   /* float32, head-major, or more than 64 kv heads: head by head */
+        for (b = 0; b < nb; ++b) {
+          combiner__seq ks = combiner__keys(c, (h0 + b) / p->group, c0, 1, nk);
+          combiner__seq vs = combiner__values(c, (h0 + b) / p->group, c0, 1, nk);
+          combiner__single_query_attend(p, sc->qbuf + (ptrdiff_t)b * p->d, &ks, &vs, &st[b], sc);
+        }
+        continue;
+      }
+      for (s0 = 0; s0 < nk; s0 += n) {   /* every head's scores, C positions at a time */
+        n = nk - s0 < C ? nk - s0 : C;
+        for (j = 0; j < n; ++j)
+          for (g = 0; g < p->Hkv; ++g)
+            combiner__row_copy(sc->kpack + j * kw + (ptrdiff_t)g * p->d, combiner__k(c, c0 + s0 + j, g), p->k.type, p->d);
+        for (b = 0; b < nb; ++b) {
+          const combiner__seq ks = combiner__seq_of(sc->kpack + (ptrdiff_t)((h0 + b) / p->group) * p->d, kw, n);
+          combiner__single_query_scores(sc->qbuf + (ptrdiff_t)b * p->d, &ks, 0, n, p->d,
+                                        sc->s + (ptrdiff_t)b * COMBINER__CHUNK + s0);
+        }
+      }
+      for (b = 0; b < nb; ++b) combiner__single_softmax(p, &st[b], sc->s + (ptrdiff_t)b * COMBINER__CHUNK, nk);
+      for (s0 = 0; s0 < nk; s0 += n) {   /* and their values */
+        n = nk - s0 < C ? nk - s0 : C;
+        for (j = 0; j < n; ++j)
+          for (g = 0; g < p->Hkv; ++g)
+            combiner__row_copy(sc->vpack + j * vw + (ptrdiff_t)g * p->dv, combiner__v(c, c0 + s0 + j, g), p->v.type, p->dv);
+        for (b = 0; b < nb; ++b) {
+          const combiner__seq vs = combiner__seq_of(sc->vpack + (ptrdiff_t)((h0 + b) / p->group) * p->dv, vw, n);
+          combiner__single_query_pv(st[b].acc, sc->s + (ptrdiff_t)b * COMBINER__CHUNK + s0, &vs, 0, n, p->dv);
+        }
       }
     }
     for (b = 0; b < nb; ++b) {
