@@ -28,14 +28,15 @@ demo: build/CMakeCache.txt
 	./build/combiner-demo
 
 # examples/generate.c, one build per factorization: a tiny transformer that
-# prefills a prompt and decodes with combiner_cache; one row per kind. Pass
+# prefills a prompt and decodes with combiner_cache; one row per kind and
+# engine KV-cache type (f32, f16), borrowed by default. Pass
 # flags with GENERATE_ARGS, e.g. make generate GENERATE_ARGS="--prompt 8192 --tokens 512".
 GENERATE_KINDS = fixed axial mixture logsparse dense
 GENERATE_ARGS ?=
 generate: build/CMakeCache.txt
 	$(CMAKE) --build build -j$(JOBS) $(foreach k,$(GENERATE_KINDS),--target combiner-generate-$(k))
-	@header=--header; for k in $(GENERATE_KINDS); do \
-	  ./build/combiner-generate-$$k --table $$header $(GENERATE_ARGS) || exit 1; header=; done
+	@header=--header; for k in $(GENERATE_KINDS); do for t in f32 f16; do \
+	  ./build/combiner-generate-$$k --table $$header --kv $$t $(GENERATE_ARGS) || exit 1; header=; done; done
 
 # The attention patterns of every factorization as PNG files (docs/pictures).
 pictures: build/CMakeCache.txt

@@ -15,8 +15,10 @@
  * that layer's slice and holds only what Combiner adds; all layers share one
  * scratch; each forward appends at its explicit position
  * (combiner_cache_append_at). --mode owned gives the caches copies of K/V
- * instead. It prints per layer the engine's K/V bytes and the cache's extra
- * bytes.
+ * instead. --kv f16 (or bf16) keeps the engine's KV cache in half precision,
+ * as llama.cpp does by default: the projections round k and v into it and
+ * the caches read them there (cfg.k_type, cfg.v_type). It prints per layer
+ * the engine's K/V bytes and the cache's extra bytes.
  *
  * It prefills a prompt of random tokens (layer by layer, one append of the
  * whole prompt per layer: layer l+1 needs layer l's outputs), then generates
@@ -33,7 +35,7 @@
  * Exit status: 0 if both hold, 1 if a check or a call fails, 2 on bad flags.
  *
  *   combiner-generate-axial [--prompt N] [--tokens N] [--threads N] [--mode borrowed|owned]
- *                           [--temp T] [--seed S] [--table [--header]]
+ *                           [--kv f32|f16|bf16] [--temp T] [--seed S] [--table [--header]]
  */
 #define _POSIX_C_SOURCE 199309L
 #define COMBINER_IMPLEMENTATION
@@ -70,6 +72,7 @@ typedef struct options {
   float temp;      /* 0: greedy */
   unsigned seed;   /* sampling seed */
   int owned;       /* the caches copy K/V (else they borrow the engine's) */
+  int kv_type;     /* element type of the engine's KV cache (combiner_type) */
   int table;       /* one table row instead of the report */
   int header;      /* with table: print the column names first */
 } options;
@@ -95,7 +98,8 @@ typedef struct model {
 typedef struct run_state {
   float *x;                   /* [T][DIM] residual stream */
   float *xb;                  /* [T][DIM] normed input / projection output */
-  float *q;                   /* [T][HEADS][HEAD_DIM] (k and v go to the KV cache) */
+  float *q;                   /* [T][HEADS][HEAD_DIM] */
+  float *k, *v;               /* [T][KV_DIM], then stored into the KV cache in its type */
   float *att;                 /* [T][HEADS][HEAD_DIM] attention output */
   float *hb, *hb2;            /* [T][HIDDEN] */
   float *logits;              /* [VOCAB], of the last token of a forward */
@@ -103,10 +107,12 @@ typedef struct run_state {
   float *memory;
 } run_state;
 
-/* The engine's KV cache, as llama2.c keeps it: [layer][seq][KV_DIM]. */
+/* The engine's KV cache, as llama2.c keeps it: [layer][seq][KV_DIM], of
+ * float32, binary16 or bfloat16 elements. */
 typedef struct kv_cache {
-  float *key, *value;
-  int seq;
+  unsigned char *key, *value;
+  int seq, type;
+  size_t elem;                /* bytes of an element */
 } kv_cache;
 
 /* Every layer's q and cache output at every position. Only the self-check
@@ -204,7 +210,7 @@ static int model_init(model *m) {
 
 static int run_state_init(run_state *s, int capacity) {
   const size_t T = (size_t)capacity;
-  const size_t total = T * (3 * (size_t)DIM + (size_t)DIM + 2 * (size_t)HIDDEN) + VOCAB;
+  const size_t total = T * (4 * (size_t)DIM + 2 * (size_t)KV_DIM + 2 * (size_t)HIDDEN) + VOCAB;
   float *next;
   s->capacity = capacity;
   s->memory = (float *)malloc(total * sizeof(float));
@@ -213,6 +219,8 @@ static int run_state_init(run_state *s, int capacity) {
   s->x = take(&next, T * DIM);
   s->xb = take(&next, T * DIM);
   s->q = take(&next, T * DIM);
+  s->k = take(&next, T * KV_DIM);
+  s->v = take(&next, T * KV_DIM);
   s->att = take(&next, T * DIM);
   s->hb = take(&next, T * HIDDEN);
   s->hb2 = take(&next, T * HIDDEN);
@@ -220,17 +228,48 @@ static int run_state_init(run_state *s, int capacity) {
   return next == s->memory + total;
 }
 
-static int kv_cache_init(kv_cache *kv, int seq) {
+static int kv_cache_init(kv_cache *kv, int seq, int type) {
   const size_t n = (size_t)LAYERS * seq * KV_DIM;
   kv->seq = seq;
-  kv->key = (float *)malloc(n * sizeof(float));
-  kv->value = (float *)malloc(n * sizeof(float));
+  kv->type = type;
+  kv->elem = type == COMBINER_F32 ? sizeof(float) : sizeof(unsigned short);
+  kv->key = (unsigned char *)malloc(n * kv->elem);
+  kv->value = (unsigned char *)malloc(n * kv->elem);
   return kv->key && kv->value;
 }
 
 /* Layer l's K or V at position pos. */
-static float *kv_at(float *base, const kv_cache *kv, int layer, int pos) {
-  return base + ((size_t)layer * kv->seq + (size_t)pos) * KV_DIM;
+static void *kv_at(unsigned char *base, const kv_cache *kv, int layer, int pos) {
+  return base + ((size_t)layer * kv->seq + (size_t)pos) * KV_DIM * kv->elem;
+}
+
+/* float32 -> binary16 or bfloat16, rounding to nearest even (the engine's
+ * store; finite values, as the projections give) */
+static unsigned short to_half(float f, int type) {
+  unsigned long x, a, h, rem;
+  unsigned int b;
+  memcpy(&b, &f, sizeof b);
+  x = b;
+  if (type == COMBINER_BF16) return (unsigned short)((x + 0x7fffUL + ((x >> 16) & 1UL)) >> 16);
+  a = x & 0x7fffffffUL;
+  if (a >= 0x477ff000UL) return (unsigned short)(((x >> 16) & 0x8000UL) | 0x7c00UL);   /* Inf */
+  if (a < 0x38800000UL)                                                                /* subnormal */
+    return (unsigned short)(((x >> 16) & 0x8000UL) | (unsigned long)rint(fabs((double)f) * 16777216.0));
+  h = (((a >> 23) - 112UL) << 10) | ((a & 0x7fffffUL) >> 13);
+  rem = a & 0x1fffUL;
+  if (rem > 0x1000UL || (rem == 0x1000UL && (h & 1UL))) ++h;
+  return (unsigned short)(((x >> 16) & 0x8000UL) | h);
+}
+
+/* Stores count rows of KV_DIM floats into the cache at `dst`, in its type. */
+static void kv_store(const kv_cache *kv, void *dst, const float *src, int count) {
+  const size_t n = (size_t)count * KV_DIM;
+  size_t i;
+  if (kv->type == COMBINER_F32) {
+    memcpy(dst, src, n * sizeof(float));
+    return;
+  }
+  for (i = 0; i < n; ++i) ((unsigned short *)dst)[i] = to_half(src[i], kv->type);
 }
 
 static int record_init(record *r, int max_len) {
@@ -267,6 +306,7 @@ static combiner_status caches_init(generator *g, int max_len, int threads, int o
   cfg.num_heads = HEADS;
   cfg.num_kv_heads = KV_HEADS;
   cfg.num_threads = threads;
+  cfg.k_type = cfg.v_type = (combiner_type)g->kv.type;   /* K/V as the engine stores them */
   memset(&opt, 0, sizeof opt);
   opt.max_len = max_len;
   if (!owned) {
@@ -380,15 +420,17 @@ static combiner_status forward(generator *g, const int *tokens, int count, int p
     memcpy(s->x + (size_t)t * DIM, m->embedding + (size_t)tokens[t] * DIM, DIM * sizeof(float));
   for (l = 0; l < LAYERS; ++l) {
     const layer_weights *w = &m->layer[l];
-    float *k = kv_at(g->kv.key, &g->kv, l, pos), *v = kv_at(g->kv.value, &g->kv, l, pos);
+    void *k = kv_at(g->kv.key, &g->kv, l, pos), *v = kv_at(g->kv.value, &g->kv, l, pos);
     combiner_status st;
     double t0;
     rmsnorm(s->xb, s->x, w->attn_norm, count);
     matmul(s->q, s->xb, w->wq, count, DIM, DIM);
-    matmul(k, s->xb, w->wk, count, KV_DIM, DIM);   /* straight into the engine's KV cache */
-    matmul(v, s->xb, w->wv, count, KV_DIM, DIM);
+    matmul(s->k, s->xb, w->wk, count, KV_DIM, DIM);
+    matmul(s->v, s->xb, w->wv, count, KV_DIM, DIM);
     rope(s->q, count, HEADS, pos);
-    rope(k, count, KV_HEADS, pos);
+    rope(s->k, count, KV_HEADS, pos);
+    kv_store(&g->kv, k, s->k, count);   /* into the engine's KV cache, in its type */
+    kv_store(&g->kv, v, s->v, count);
     t0 = now_seconds();
     if (g->scratch)   /* borrowed: the cache reads k, v where they are */
       st = combiner_cache_append_at(g->cache[l], pos, count, s->q, NULL, NULL, s->att, g->scratch, g->scratch_bytes);
@@ -514,6 +556,7 @@ static void usage(const char *prog) {
           "  --threads N  threads for the projections and the attention (0: OpenMP's default)\n"
           "  --mode M     borrowed: the caches read K/V in the engine's KV cache (default);\n"
           "               owned: they keep copies\n"
+          "  --kv T       the engine's KV cache in f32 (default), f16 or bf16\n"
           "  --temp T     sampling temperature, 0 for greedy (0)\n"
           "  --seed S     sampling seed (1)\n"
           "  --table      print one table row instead of the report; --header: the column names too\n",
@@ -542,6 +585,8 @@ static int parse_options(int argc, char **argv, options *o) {
     ++i;
     if (strcmp(a, "--mode") == 0 && (strcmp(val, "borrowed") == 0 || strcmp(val, "owned") == 0))
       o->owned = strcmp(val, "owned") == 0;
+    else if (strcmp(a, "--kv") == 0 && (strcmp(val, "f32") == 0 || strcmp(val, "f16") == 0 || strcmp(val, "bf16") == 0))
+      o->kv_type = strcmp(val, "f16") == 0 ? COMBINER_F16 : strcmp(val, "bf16") == 0 ? COMBINER_BF16 : COMBINER_F32;
     else if (strcmp(a, "--prompt") == 0 && parse_int(val, 1, MAX_TOKENS, &x)) o->prompt = (int)x;
     else if (strcmp(a, "--tokens") == 0 && parse_int(val, 1, MAX_TOKENS, &x)) o->tokens = (int)x;
     else if (strcmp(a, "--threads") == 0 && parse_int(val, 0, 1024, &x)) o->threads = (int)x;
@@ -605,7 +650,7 @@ static int run(const options *o, generator *g, int *ids, int *other, results *r)
   if (!prompt) return fail("prompt", COMBINER_ERR_OUT_OF_MEMORY);
   for (i = 0; i < o->prompt; ++i) prompt[i] = (int)(uniform(&seed) * VOCAB);
   if (!model_init(&g->m) || !run_state_init(&g->s, o->prompt) || !record_init(&g->rec, max_len) ||
-      !kv_cache_init(&g->kv, max_len)) {
+      !kv_cache_init(&g->kv, max_len, o->kv_type)) {
     free(prompt);
     return fail("model and activations", COMBINER_ERR_OUT_OF_MEMORY);
   }
@@ -656,7 +701,8 @@ static double per_second(int n, double seconds) { return seconds > 0.0 ? n / sec
 
 /* Per layer: the engine's K/V bytes, and what the combiner cache adds
  * (the shared scratch counted once, apart). */
-static double kv_kib(const generator *g) { return 2.0 * g->kv.seq * KV_DIM * sizeof(float) / 1024.0; }
+static double kv_kib(const generator *g) { return 2.0 * g->kv.seq * KV_DIM * (double)g->kv.elem / 1024.0; }
+static const char *kv_name(int type) { return type == COMBINER_F16 ? "f16" : type == COMBINER_BF16 ? "bf16" : "f32"; }
 static double extra_kib(const generator *g) { return (double)(g->cache_bytes - g->scratch_bytes) / LAYERS / 1024.0; }
 static double percent(double part, double whole) { return whole > 0.0 ? 100.0 * part / whole : 0.0; }
 
@@ -672,12 +718,12 @@ static void print_row(const options *o, const generator *g, const results *r, co
            "truncate: same tokens again after combiner_cache_truncate to the prompt.\n\n");
     printf("K/V KiB: the engine's K and V per layer; extra KiB: what the combiner cache adds per layer "
            "(shared scratch apart).\n\n");
-    printf("%-9s %5s %8s %8s %9s %8s %13s %5s %12s %5s %12s %8s  %s\n", "kind", "block", "mode", "K/V KiB",
+    printf("%-9s %5s %8s %4s %8s %9s %8s %13s %5s %12s %5s %12s %8s  %s\n", "kind", "block", "mode", "K/V", "K/V KiB",
            "extra KiB", "extra %", "prefill tok/s", "attn", "decode tok/s", "attn", "max rel diff", "truncate",
            "first tokens");
   }
-  printf("%-9s %5s %8s %8.0f %9.1f %7.1f%% %13.0f %4.0f%% %12.1f %4.0f%% %12.2e %8s  ", combiner_kind_string(cfg->kind),
-         block, o->owned ? "owned" : "borrowed", kv_kib(g), extra_kib(g), 100.0 * extra_kib(g) / kv_kib(g),
+  printf("%-9s %5s %8s %4s %8.0f %9.1f %7.1f%% %13.0f %4.0f%% %12.1f %4.0f%% %12.2e %8s  ",
+         combiner_kind_string(cfg->kind), block, o->owned ? "owned" : "borrowed", kv_name(g->kv.type), kv_kib(g), extra_kib(g), 100.0 * extra_kib(g) / kv_kib(g),
          per_second(o->prompt, r->prefill_seconds),
          percent(r->prefill_attention, r->prefill_seconds), per_second(o->tokens - 1, r->decode_seconds),
          percent(r->decode_attention, r->decode_seconds), r->check.worst,
@@ -692,8 +738,8 @@ static void print_report(const options *o, const generator *g, const results *r,
          "vocab %d, %d thread(s)\n", COMBINER_VERSION_MAJOR, COMBINER_VERSION_MINOR, COMBINER_VERSION_PATCH,
          combiner_kind_string(cfg->kind), block, LAYERS, DIM, HEADS, KV_HEADS, HEAD_DIM, VOCAB,
          cfg->num_threads);
-  printf("memory:  per layer the engine's K/V %.1f KiB; the combiner cache (%s) adds %.1f KiB = %.1f%% of "
-         "it (%d positions)%s", kv_kib(g), o->owned ? "owned: copies of K/V" : "borrowed K/V", extra_kib(g),
+  printf("memory:  per layer the engine's K/V (%s) %.1f KiB; the combiner cache (%s) adds %.1f KiB = %.1f%% of "
+         "it (%d positions)%s", kv_name(g->kv.type), kv_kib(g), o->owned ? "owned: copies of K/V" : "borrowed K/V", extra_kib(g),
          100.0 * extra_kib(g) / kv_kib(g), cfg->seq_len, g->scratch_bytes ? "" : "\n");
   if (g->scratch_bytes) printf("; one scratch of %.1f KiB for all layers\n", g->scratch_bytes / 1024.0);
   printf("prefill: %d tokens in %.3f s = %.0f tokens/s (attention %.0f%%)\n", o->prompt, r->prefill_seconds,
