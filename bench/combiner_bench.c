@@ -2,7 +2,7 @@
  *
  *   combiner-bench [--L 1024,2048,...] [--kinds fixed,axial,mixture,dense,logsparse]
  *                  [--causal 1,0] [--d 64] [--heads 8] [--kv 8,2]
- *                  [--threads 1,2] [--reps 5] [--dense-max-L N]
+ *                  [--threads 1,2] [--reps 5] [--dense-max-L N] [--types f32,f16,bf16]
  *                  [--out DIR] [--quick]
  *   combiner-bench --decode [--N 4096,16384,65536,262144] [--kinds ...] [--d 64] [--modes owned,borrowed]
  *                  [--types f32,f16,bf16]
@@ -147,14 +147,14 @@ static double fma_peak_gflops(int threads) {
 
 typedef struct result {
   combiner_kind kind;
-  int L, causal, d, H, Hkv, threads;
+  int L, causal, d, H, Hkv, threads, type;
   double median, lo, hi, flops;
   size_t workspace;
   long rss_kib;
 } result;
 
 static result run_one(combiner_kind kind, int L, int causal, int d, int H, int Hkv, int threads,
-                      int reps, const float *q, const float *k, const float *v, float *o) {
+                      int reps, int type, const float *q, const void *k, const void *v, float *o) {
   combiner_config cfg;
   result r;
   double times[64];
@@ -163,7 +163,8 @@ static result run_one(combiner_kind kind, int L, int causal, int d, int H, int H
   memset(&cfg, 0, sizeof cfg);
   cfg.kind = kind; cfg.seq_len = L; cfg.head_dim = d; cfg.num_heads = H; cfg.num_kv_heads = Hkv;
   cfg.causal = causal; cfg.num_threads = threads;
-  r.kind = kind; r.L = L; r.causal = causal; r.d = d; r.H = H; r.Hkv = Hkv; r.threads = threads;
+  cfg.k_type = cfg.v_type = (combiner_type)type;
+  r.kind = kind; r.L = L; r.causal = causal; r.d = d; r.H = H; r.Hkv = Hkv; r.threads = threads; r.type = type;
   r.workspace = combiner_workspace_size(&cfg);
   r.flops = combiner_flops(&cfg);
   work = malloc(r.workspace);
@@ -266,7 +267,9 @@ static svg_series prefill_series(const result *rs, int n, combiner_kind kind, in
   s.name = combiner_kind_string(kind);
   s.kind = kind;
   for (i = 0; i < n && s.n < MAXV; ++i) {
-    if (rs[i].kind != kind || rs[i].causal != causal || rs[i].threads != threads || rs[i].Hkv != Hkv) continue;
+    if (rs[i].kind != kind || rs[i].causal != causal || rs[i].threads != threads || rs[i].Hkv != Hkv ||
+        rs[i].type != COMBINER_F32)
+      continue;
     s.x[s.n] = rs[i].L; s.y[s.n] = rs[i].median; ++s.n;
   }
   return s;
@@ -1007,21 +1010,21 @@ int main(int argc, char **argv) {
   peakN = maxt > 1 ? fma_peak_gflops(maxt) : peak1;
   printf("combiner-bench on %s: FMA peak %.1f GFLOP/s on 1 thread, %.1f on %d (%s kernels, %s; %s)\n",
          cpu_model(), peak1, peakN, maxt, combiner_kernel_name(), compiler_name(), openmp_name());
-  rs = (result *)calloc((size_t)(nL * nc * nd * nkv * nt * nk + 1), sizeof(result));
+  rs = (result *)calloc((size_t)(nL * nc * nd * nkv * nt * nk * opt.ntypes + 1), sizeof(result));
   if (!rs) return 1;
   {   /* attainable: our dense kernel on a large GEMM-shaped (bidirectional) problem */
     int L = 2048, d = 64;
     unsigned seed = 9;
     float *q = random_buffer((size_t)L * 8 * d, &seed), *k = random_buffer((size_t)L * 8 * d, &seed);
     float *v = random_buffer((size_t)L * 8 * d, &seed), *o = random_buffer((size_t)L * 8 * d, &seed);
-    result r = run_one(COMBINER_DENSE, L, 0, d, 8, 8, maxt, 3, q, k, v, o);
+    result r = run_one(COMBINER_DENSE, L, 0, d, 8, 8, maxt, 3, COMBINER_F32, q, k, v, o);
     attainable = r.flops / r.median * 1e-9;
     printf("dense bidirectional L=%d d=%d H=8 on %d thread(s): %.1f GFLOP/s = %.0f%% of FMA peak\n\n", L, d,
            maxt, attainable, 100 * attainable / peakN);
     free(q); free(k); free(v); free(o);
   }
-  printf("%-8s %6s %3s %3s %2s %2s %6s %10s %21s %8s %6s %8s %8s %11s %9s\n", "kind", "L", "cau", "d", "H",
-         "kv", "thr", "median ms", "min-max ms", "GFLOP/s", "%peak", "vs dense", "flop x", "workspace", "rss MiB");
+  printf("%-8s %6s %3s %3s %2s %2s %4s %6s %10s %21s %8s %6s %8s %8s %11s %9s\n", "kind", "L", "cau", "d", "H",
+         "kv", "K/V", "thr", "median ms", "min-max ms", "GFLOP/s", "%peak", "vs dense", "flop x", "workspace", "rss MiB");
   for (di = 0; di < nd; ++di)
     for (kvi = 0; kvi < nkv; ++kvi)
       for (ci = 0; ci < nc; ++ci)
@@ -1031,29 +1034,51 @@ int main(int argc, char **argv) {
             unsigned seed = 1;
             float *q = random_buffer((size_t)L * H * d, &seed), *k = random_buffer((size_t)L * Hkv * d, &seed);
             float *v = random_buffer((size_t)L * Hkv * d, &seed), *o = random_buffer((size_t)L * H * d, &seed);
-            const result *dense = NULL;
-            for (ki = 0; ki < nk; ++ki) {
+            void *kt[3], *vt[3];
+            const result *dense[3] = {NULL, NULL, NULL};
+            int yi;
+            for (yi = 0; yi < opt.ntypes; ++yi) {   /* K/V in each type asked for (the same values, rounded) */
+              const int type = opt.types[yi];
+              const size_t nkv_el = (size_t)L * Hkv * d;
+              size_t e;
+              kt[yi] = k; vt[yi] = v;
+              if (type == COMBINER_F32) continue;
+              kt[yi] = malloc(nkv_el * 2); vt[yi] = malloc(nkv_el * 2);
+              if (!kt[yi] || !vt[yi]) { fprintf(stderr, "out of memory (half K/V)\n"); exit(1); }
+              for (e = 0; e < nkv_el; ++e) {
+                ((uint16_t *)kt[yi])[e] = half_of(k[e], type);
+                ((uint16_t *)vt[yi])[e] = half_of(v[e], type);
+              }
+            }
+            for (ki = 0; ki < nk * opt.ntypes; ++ki) {   /* each kind in every type, one after the other */
               result *r = &rs[n];
               double peak = threads[ti] > 1 ? peakN : peak1;
-              if (kinds[ki] == COMBINER_DENSE && L > dense_max) continue;
-              *r = run_one(kinds[ki], L, causals[ci], d, H, Hkv, threads[ti], reps, q, k, v, o);
+              const combiner_kind kind = kinds[ki / opt.ntypes];
+              const int yj = ki % opt.ntypes, type = opt.types[yj];
+              if (kind == COMBINER_DENSE && L > dense_max) continue;
+              *r = run_one(kind, L, causals[ci], d, H, Hkv, threads[ti], reps, type, q, kt[yj], vt[yj], o);
               ++n;
-              if (kinds[ki] == COMBINER_DENSE) dense = r;
-              printf("%-8s %6d %3d %3d %2d %2d %6d %10.3f %10.3f-%-10.3f %8.1f %5.0f%% ",
-                     combiner_kind_string(r->kind), L, r->causal, d, H, Hkv, r->threads, 1e3 * r->median,
+              if (kind == COMBINER_DENSE) dense[type] = r;
+              printf("%-8s %6d %3d %3d %2d %2d %4s %6d %10.3f %10.3f-%-10.3f %8.1f %5.0f%% ",
+                     combiner_kind_string(r->kind), L, r->causal, d, H, Hkv, type_name(type), r->threads, 1e3 * r->median,
                      1e3 * r->lo, 1e3 * r->hi, r->flops / r->median * 1e-9, 100 * r->flops / r->median * 1e-9 / peak);
-              if (dense) printf("%7.1fx %7.1fx ", dense->median / r->median, dense->flops / r->flops);
+              if (dense[type]) printf("%7.1fx %7.1fx ", dense[type]->median / r->median, dense[type]->flops / r->flops);
               else printf("%8s %8s ", "-", "-");
-              printf("%11zu %9.1f\n", r->workspace, r->rss_kib / 1024.0);
+              printf("%11zu %9.1f", r->workspace, r->rss_kib / 1024.0);
+              if (type != COMBINER_F32 && ki % opt.ntypes > 0 && r[-(ki % opt.ntypes)].type == COMBINER_F32)
+                printf("  %s/f32 time %.2f", type_name(type), r->median / r[-(ki % opt.ntypes)].median);
+              printf("\n");
               fflush(stdout);
             }
+            for (yi = 0; yi < opt.ntypes; ++yi)
+              if (kt[yi] != (void *)k) { free(kt[yi]); free(vt[yi]); }
             free(q); free(k); free(v); free(o);
           }
   snprintf(path, sizeof path, "%s/bench.csv", out_dir);
   csv = fopen(path, "w");
   if (csv) {
     int i;
-    fprintf(csv, "kind,L,causal,head_dim,heads,kv_heads,threads,median_s,min_s,max_s,flops,gflops,pct_peak,workspace_bytes,peak_rss_kib,cpu,peak_gflops\n");
+    fprintf(csv, "kind,L,causal,head_dim,heads,kv_heads,threads,median_s,min_s,max_s,flops,gflops,pct_peak,workspace_bytes,peak_rss_kib,cpu,peak_gflops,kv_type\n");
     for (i = 0; i < n; ++i) {
       double peak = rs[i].threads > 1 ? peakN : peak1;
       fprintf(csv, "%s,%d,%d,%d,%d,%d,%d,%.6g,%.6g,%.6g,%.6g,%.4g,%.4g,%zu,%ld,", combiner_kind_string(rs[i].kind),
@@ -1061,7 +1086,7 @@ int main(int argc, char **argv) {
               rs[i].flops, rs[i].flops / rs[i].median * 1e-9, 100 * rs[i].flops / rs[i].median * 1e-9 / peak,
               rs[i].workspace, rs[i].rss_kib);
       csv_string(csv, cpu_model());
-      fprintf(csv, ",%.4g\n", peak);
+      fprintf(csv, ",%.4g,%s\n", peak, type_name(rs[i].type));
     }
     fclose(csv);
     printf("\nwrote %s\n", path);

@@ -69,7 +69,7 @@
  *            Cost O(L*log(L)*d).
  *
  * LAYOUT
- *   A tensor is a base pointer plus two strides in floats: element x of head
+ *   A tensor is a base pointer plus two strides in elements: element x of head
  *   h at position i is base[i*token_stride + h*head_stride + x]; the last
  *   dimension is contiguous. token_stride 0 means heads*width, head_stride 0
  *   means width: the token-major [L][H][W] layout. Head-major [H][L][W] is
@@ -78,6 +78,16 @@
  *   rows of the smaller), and out may not overlap any input. q is [L][H][head_dim], k [L][Hkv]
  *   [head_dim], v [L][Hkv][value_dim], out [L][H][value_dim]. GQA/MQA: query
  *   head h reads kv head h / (H/Hkv); K/V are never copied.
+ *
+ * HALF-PRECISION K/V
+ *   cfg.k_type / cfg.v_type = COMBINER_F16 (IEEE binary16) or COMBINER_BF16
+ *   (bfloat16): K / V are read as stored (k and v are const void *) and
+ *   widened exactly to float32 in registers, a 64-key chunk at a time, into
+ *   per-thread scratch; everything after is the float32 math on the widened
+ *   values (SPEC 7), so a call is bit-identical to the float32 call on
+ *   those values. Every kind, the split and two-phase calls and both cache
+ *   modes take them; an owned cache stores them in their type. Q, out and
+ *   the abstractions stay float32. NaN and Inf widen to NaN and Inf.
  *
  * MEMORY
  *   combiner_workspace_size(cfg) bytes: the abstractions of every head, the
@@ -162,7 +172,8 @@
  *          the model's (COMBINER_ERR_NO_BLOCK); one vector layer per ISA and
  *          NEON kernels; combiner_kernel_name(); caches on borrowed K/V
  *          (combiner_cache_init_ex, COMBINER_ERR_ROLLBACK), append_at,
- *          shared scratch, combiner_cache_kv.
+ *          shared scratch, combiner_cache_kv; f16 and bf16 K/V
+ *          (combiner_type k_type, v_type; k and v as const void *).
  *   0.1.0  Fixed, Axial, Mixture, Logsparse and Dense; causal and
  *          bidirectional; two-phase API; split calls; tiled kernels with
  *          AVX-512 micro-kernels; combiner_flops; float64-reference test
