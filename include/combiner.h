@@ -907,7 +907,8 @@ static combiner_status combiner__layout(const combiner__problem *p, int with_sum
  *   the implementation, a name in combiner_kernel_name, and a build of the
  *   suite on it to `make test`. Optional extras (a register transpose for
  *   the query pack, a 16-key score reduction) are ISA-specific speedups
- *   with a portable fallback: COMBINER__TRANSPOSE16, COMBINER__SINGLE_QUERY_SCORES16.
+ *   with a portable fallback: COMBINER__TRANSPOSE16, COMBINER__SINGLE_QUERY_SCORES16,
+ *   COMBINER__HSUM16.
  *   vload_half(p, type) widens VL binary16 (COMBINER_F16) or bfloat16
  *   elements exactly, as combiner__half_to_float does one. */
 
@@ -1006,12 +1007,40 @@ static void combiner__transpose16(const float *src, ptrdiff_t ss, float *dst, pt
   for (i = 0; i < 16; ++i) _mm512_storeu_ps(dst + i * ds, r[i]);
 }
 
-/* s[r] = q . k_r for nk <= 16 keys: one accumulator per key, then a
- * transposing reduction tree (unpack ps, unpack pd, two lane shuffles) that
- * leaves key r's sum in lane r. */
+/* The sums of 16 vectors, vector r's in lane r: a transposing reduction
+ * tree (unpack ps, unpack pd, two lane shuffles). */
+static __m512 combiner__tree16(const __m512 *a) {
+  __m512 t[8], u[4], v[2];
+  int r;
+  for (r = 0; r < 8; ++r)
+    t[r] = _mm512_add_ps(_mm512_mask_unpacklo_ps(a[2 * r], 0xFFFF, a[2 * r], a[2 * r + 1]),
+                         _mm512_mask_unpackhi_ps(a[2 * r], 0xFFFF, a[2 * r], a[2 * r + 1]));
+  for (r = 0; r < 4; ++r) {
+    const __m512d lo = _mm512_castps_pd(t[2 * r]), hi = _mm512_castps_pd(t[2 * r + 1]);
+    u[r] = _mm512_add_ps(_mm512_castpd_ps(_mm512_mask_unpacklo_pd(lo, 0xFF, lo, hi)),
+                         _mm512_castpd_ps(_mm512_mask_unpackhi_pd(lo, 0xFF, lo, hi)));
+  }
+  for (r = 0; r < 2; ++r)
+    v[r] = _mm512_add_ps(_mm512_mask_shuffle_f32x4(u[2 * r], 0xFFFF, u[2 * r], u[2 * r + 1], 0x88),
+                         _mm512_mask_shuffle_f32x4(u[2 * r], 0xFFFF, u[2 * r], u[2 * r + 1], 0xdd));
+  return _mm512_add_ps(_mm512_mask_shuffle_f32x4(v[0], 0xFFFF, v[0], v[1], 0x88),
+                       _mm512_mask_shuffle_f32x4(v[0], 0xFFFF, v[0], v[1], 0xdd));
+}
+
+/* s[r] = the sum of the lanes of vector r of t (16 x 16 floats), r < n */
+#define COMBINER__HSUM16 1
+static void combiner__hsum16(const float *t, int n, float *s) {
+  __m512 a[16];
+  int r;
+  for (r = 0; r < 16; ++r) a[r] = _mm512_loadu_ps(t + (ptrdiff_t)(r < n ? r : 0) * 16);
+  _mm512_mask_storeu_ps(s, combiner__vm_first(n), combiner__tree16(a));
+}
+
+/* s[r] = q . k_r for nk <= 16 keys: one accumulator per key, then the tree
+ * that leaves key r's sum in lane r. */
 #define COMBINER__SINGLE_QUERY_SCORES16 1
 static void combiner__single_query_scores16(const float *q, const float *k0, ptrdiff_t ks, int nk, int d, float *s) {
-  __m512 a[16], t[8], u[4], v[2], w;
+  __m512 a[16];
   const float *kr[16];
   int r, x;
   for (r = 0; r < 16; ++r) {
@@ -1027,20 +1056,7 @@ static void combiner__single_query_scores16(const float *q, const float *k0, ptr
     const __m512 qv = _mm512_maskz_loadu_ps(mk, q + x);
     for (r = 0; r < 16; ++r) a[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, kr[r] + x), qv, a[r]);
   }
-  for (r = 0; r < 8; ++r)
-    t[r] = _mm512_add_ps(_mm512_mask_unpacklo_ps(a[2 * r], 0xFFFF, a[2 * r], a[2 * r + 1]),
-                         _mm512_mask_unpackhi_ps(a[2 * r], 0xFFFF, a[2 * r], a[2 * r + 1]));
-  for (r = 0; r < 4; ++r) {
-    const __m512d lo = _mm512_castps_pd(t[2 * r]), hi = _mm512_castps_pd(t[2 * r + 1]);
-    u[r] = _mm512_add_ps(_mm512_castpd_ps(_mm512_mask_unpacklo_pd(lo, 0xFF, lo, hi)),
-                         _mm512_castpd_ps(_mm512_mask_unpackhi_pd(lo, 0xFF, lo, hi)));
-  }
-  for (r = 0; r < 2; ++r)
-    v[r] = _mm512_add_ps(_mm512_mask_shuffle_f32x4(u[2 * r], 0xFFFF, u[2 * r], u[2 * r + 1], 0x88),
-                         _mm512_mask_shuffle_f32x4(u[2 * r], 0xFFFF, u[2 * r], u[2 * r + 1], 0xdd));
-  w = _mm512_add_ps(_mm512_mask_shuffle_f32x4(v[0], 0xFFFF, v[0], v[1], 0x88),
-                    _mm512_mask_shuffle_f32x4(v[0], 0xFFFF, v[0], v[1], 0xdd));
-  _mm512_mask_storeu_ps(s, combiner__vm_first(nk), w);
+  _mm512_mask_storeu_ps(s, combiner__vm_first(nk), combiner__tree16(a));
 }
 
 #elif defined(COMBINER__AVX2)
@@ -1340,6 +1356,34 @@ COMBINER__SHARED const float *combiner__row_f32(const void *src, int type, int n
   combiner__row_copy(tmp, src, type, n);
   return tmp;
 }
+
+#if defined(COMBINER__VEC)
+/* Elements [x, x + n) (n <= VL) of a row of `type`, widened into a vector
+ * (lanes past n zero). */
+COMBINER__SHARED combiner__vf combiner__vload_typed(const void *row, int type, int x, int n) {
+  if (type == COMBINER_F32) {
+    const float *f = (const float *)row + x;
+    return n == COMBINER__VL ? combiner__vload(f) : combiner__vloadn(f, n);
+  } else {
+    const uint16_t *h = (const uint16_t *)row + x;
+    uint16_t b[COMBINER__VL];
+    if (n == COMBINER__VL) return combiner__vload_half(h, type);
+    memset(b, 0, sizeof b);
+    memcpy(b, h, (size_t)n * sizeof *h);
+    return combiner__vload_half(b, type);
+  }
+}
+
+/* s[r] = the sum of the lanes of vector r of t (VL floats each), r < n <= 16 */
+COMBINER__SHARED void combiner__hsums(const float *t, int n, float *s) {
+#if defined(COMBINER__HSUM16)
+  combiner__hsum16(t, n, s);
+#else
+  int r;
+  for (r = 0; r < n; ++r) s[r] = combiner__vhsum(combiner__vload(t + (ptrdiff_t)r * COMBINER__VL));
+#endif
+}
+#endif
 
 /* Rows [*j0, *j0 + nk) of s, `w` wide, as float32: s itself, or converted
  * into buf (then *tmp, rows from 0: *j0 = 0). The chunk's arithmetic is
@@ -2490,27 +2534,105 @@ static int combiner__dense_steps(const combiner__problem *p, int one_call, combi
 }
 
 /* Decode: query i's keys in ranges of COMBINER__SPLIT positions, every
- * head at once: a chunk of 64 positions is read for all kv heads and their
- * query heads (GQA reads a key once), and a long context splits over
- * threads. Half-precision token-major K/V (a position's kv heads side by
- * side, the engine's layout) are read in address order, C = 64 / Hkv
- * positions of every kv head at a time, converted into the packs, and every
- * query head scores from there: converting head by head walked the rows
- * 256 bytes in 2 KiB, ~1.5x slower (float32 reads its rows in place: a copy
- * cost it more than the walk). Each head's online softmax steps over the
- * same 64-key chunks either way, and a key's score and P.V terms are
- * computed alike, so the bits depend on neither the layout nor the thread
- * count; the cache merges the ranges' partial states in order. */
+ * head at once, a chunk of 64 positions at a time: their logits, position
+ * by position and a position's kv heads one after the other (the address
+ * order of a token-major K: the engine's layout, and an owned DENSE cache's),
+ * each kv row read once for all query heads of its group (GQA) and widened
+ * in registers when half precision; every head's online softmax step; then
+ * the values the same way. Reading head by head instead (64 rows of 256
+ * bytes, 2 KiB apart, per head) streamed at ~60% of the read bandwidth. The
+ * arithmetic of a logit or a value term depends on neither the layout nor
+ * the thread count; the cache merges the ranges' partial states in order. */
 #define COMBINER__SPLIT 1024
+
+/* The query heads [*b0, *b1) of kv head g among heads h0 .. h0+n-1. */
+static void combiner__dense_heads(const combiner__problem *p, int h0, int n, int g, int *b0, int *b1) {
+  *b0 = g * p->group > h0 ? g * p->group : h0;
+  *b1 = (g + 1) * p->group < h0 + n ? (g + 1) * p->group : h0 + n;
+}
+
+/* sc->s[b*64 + j] = q_b . k(c0 + j), b < nb (queries of heads h0 + b, rows of sc->qbuf), j < nk */
+static void combiner__dense_logits(const combiner__ctx *c, const combiner__scratch *sc, int h0, int nb, ptrdiff_t c0,
+                                   int nk) {
+  const combiner__problem *p = c->p;
+  const int d = p->d;
+  int j, g, b, b0, b1;
+#if defined(COMBINER__VEC)
+  int hb, j16, x;
+  for (hb = 0; hb < nb; hb += 16)   /* 16 heads x 16 positions of partial sums in s2, then their lane sums */
+    for (j16 = 0; j16 < nk; j16 += 16) {
+      const int nh = nb - hb < 16 ? nb - hb : 16, n16 = nk - j16 < 16 ? nk - j16 : 16;
+      for (j = 0; j < n16; ++j)
+        for (g = (h0 + hb) / p->group; g <= (h0 + hb + nh - 1) / p->group; ++g) {
+          const void *row = combiner__k(c, c0 + j16 + j, g);
+          combiner__dense_heads(p, h0 + hb, nh, g, &b0, &b1);
+          for (b = b0 - h0; b < b1 - h0; ++b) {
+            const float *q = sc->qbuf + (ptrdiff_t)b * d;
+            combiner__vf a0 = combiner__vzero(), a1 = combiner__vzero();
+            for (x = 0; x + 2 * COMBINER__VL <= d; x += 2 * COMBINER__VL) {
+              a0 = combiner__vfma(combiner__vload(q + x), combiner__vload_typed(row, p->k.type, x, COMBINER__VL), a0);
+              a1 = combiner__vfma(combiner__vload(q + x + COMBINER__VL),
+                                  combiner__vload_typed(row, p->k.type, x + COMBINER__VL, COMBINER__VL), a1);
+            }
+            for (; x < d; x += COMBINER__VL) {
+              const int n = d - x < COMBINER__VL ? d - x : COMBINER__VL;
+              a0 = combiner__vfma(combiner__vloadn(q + x, n), combiner__vload_typed(row, p->k.type, x, n), a0);
+            }
+            combiner__vstore(sc->s2 + ((ptrdiff_t)(b - hb) * 16 + j) * COMBINER__VL, combiner__vadd(a0, a1));
+          }
+        }
+      for (b = hb; b < hb + nh; ++b)
+        combiner__hsums(sc->s2 + (ptrdiff_t)(b - hb) * 16 * COMBINER__VL, n16, sc->s + (ptrdiff_t)b * COMBINER__CHUNK + j16);
+    }
+#else
+  for (j = 0; j < nk; ++j)
+    for (g = h0 / p->group; g <= (h0 + nb - 1) / p->group; ++g) {
+      const float *kr = combiner__krow(c, c0 + j, g, sc->kpack);
+      combiner__dense_heads(p, h0, nb, g, &b0, &b1);
+      for (b = b0 - h0; b < b1 - h0; ++b)
+        sc->s[(ptrdiff_t)b * COMBINER__CHUNK + j] = combiner__dot(sc->qbuf + (ptrdiff_t)b * d, kr, d);
+    }
+#endif
+}
+
+/* st[b].acc += sum_j sc->s[b*64 + j] * v(c0 + j), b < nb, j < nk */
+static void combiner__dense_values(const combiner__ctx *c, const combiner__scratch *sc, int h0, int nb, ptrdiff_t c0,
+                                   int nk, const combiner__single_state *st) {
+  const combiner__problem *p = c->p;
+  const int dv = p->dv;
+  int j, g, b, b0, b1;
+  for (j = 0; j < nk; ++j)
+    for (g = h0 / p->group; g <= (h0 + nb - 1) / p->group; ++g) {
+      const void *row = combiner__v(c, c0 + j, g);
+#if !defined(COMBINER__VEC)
+      const float *vr = combiner__row_f32(row, p->v.type, dv, sc->vpack);
+#endif
+      combiner__dense_heads(p, h0, nb, g, &b0, &b1);
+      for (b = b0 - h0; b < b1 - h0; ++b) {
+        const float w = sc->s[(ptrdiff_t)b * COMBINER__CHUNK + j];
+        float *acc = st[b].acc;
+#if defined(COMBINER__VEC)
+        const combiner__vf wv = combiner__vset1(w);
+        int x;
+        for (x = 0; x + COMBINER__VL <= dv; x += COMBINER__VL)
+          combiner__vstore(acc + x, combiner__vfma(wv, combiner__vload_typed(row, p->v.type, x, COMBINER__VL),
+                                                   combiner__vload(acc + x)));
+        if (x < dv)
+          combiner__vstoren(acc + x, combiner__vfma(wv, combiner__vload_typed(row, p->v.type, x, dv - x),
+                                                    combiner__vloadn(acc + x, dv - x)), dv - x);
+#else
+        if (w != 0.0f) combiner__axpy(acc, w, vr, dv);
+#endif
+      }
+    }
+}
 
 static void combiner__dense_cache_range(const combiner__cache_job *jb, const combiner__scratch *sc, ptrdiff_t i,
                                         int r, float *part) {
   const combiner__ctx *c = &jb->c;
   const combiner__problem *p = c->p;
   const ptrdiff_t j0 = (ptrdiff_t)r * COMBINER__SPLIT, j1 = i + 1 < j0 + COMBINER__SPLIT ? i + 1 : j0 + COMBINER__SPLIT;
-  const ptrdiff_t w = (ptrdiff_t)p->dv + 2, kw = (ptrdiff_t)p->Hkv * p->d, vw = (ptrdiff_t)p->Hkv * p->dv;
-  const int C = p->k.type != COMBINER_F32 && p->v.type != COMBINER_F32 && p->k.hs < p->k.ts && p->v.hs < p->v.ts
-                    ? COMBINER__BK / p->Hkv : 0;
+  const ptrdiff_t w = (ptrdiff_t)p->dv + 2;
   combiner__single_state st[COMBINER__BQ];
   int h0, b, nb;
   for (h0 = 0; h0 < p->H; h0 += nb) {
@@ -2523,37 +2645,9 @@ static void combiner__dense_cache_range(const combiner__cache_job *jb, const com
     }
     for (c0 = j0; c0 < j1; c0 += COMBINER__CHUNK) {
       const int nk = j1 - c0 < COMBINER__CHUNK ? (int)(j1 - c0) : COMBINER__CHUNK;
-      int s0, n, j, g;
-      if (!C) {   /* float32, head-major, or more than 64 kv heads: head by head */
-        for (b = 0; b < nb; ++b) {
-          combiner__seq ks = combiner__keys(c, (h0 + b) / p->group, c0, 1, nk);
-          combiner__seq vs = combiner__values(c, (h0 + b) / p->group, c0, 1, nk);
-          combiner__single_query_attend(p, sc->qbuf + (ptrdiff_t)b * p->d, &ks, &vs, &st[b], sc);
-        }
-        continue;
-      }
-      for (s0 = 0; s0 < nk; s0 += n) {   /* every head's scores, C positions at a time */
-        n = nk - s0 < C ? nk - s0 : C;
-        for (j = 0; j < n; ++j)
-          for (g = 0; g < p->Hkv; ++g)
-            combiner__row_copy(sc->kpack + j * kw + (ptrdiff_t)g * p->d, combiner__k(c, c0 + s0 + j, g), p->k.type, p->d);
-        for (b = 0; b < nb; ++b) {
-          const combiner__seq ks = combiner__seq_of(sc->kpack + (ptrdiff_t)((h0 + b) / p->group) * p->d, kw, n);
-          combiner__single_query_scores(sc->qbuf + (ptrdiff_t)b * p->d, &ks, 0, n, p->d,
-                                        sc->s + (ptrdiff_t)b * COMBINER__CHUNK + s0);
-        }
-      }
+      combiner__dense_logits(c, sc, h0, nb, c0, nk);
       for (b = 0; b < nb; ++b) combiner__single_softmax(p, &st[b], sc->s + (ptrdiff_t)b * COMBINER__CHUNK, nk);
-      for (s0 = 0; s0 < nk; s0 += n) {   /* and their values */
-        n = nk - s0 < C ? nk - s0 : C;
-        for (j = 0; j < n; ++j)
-          for (g = 0; g < p->Hkv; ++g)
-            combiner__row_copy(sc->vpack + j * vw + (ptrdiff_t)g * p->dv, combiner__v(c, c0 + s0 + j, g), p->v.type, p->dv);
-        for (b = 0; b < nb; ++b) {
-          const combiner__seq vs = combiner__seq_of(sc->vpack + (ptrdiff_t)((h0 + b) / p->group) * p->dv, vw, n);
-          combiner__single_query_pv(st[b].acc, sc->s + (ptrdiff_t)b * COMBINER__CHUNK + s0, &vs, 0, n, p->dv);
-        }
-      }
+      combiner__dense_values(c, sc, h0, nb, c0, nk, st);
     }
     for (b = 0; b < nb; ++b) {
       float *ps = part + ((ptrdiff_t)(h0 + b) * jb->ranges + r) * w;
@@ -4043,9 +4137,14 @@ static combiner_status combiner__cache_plan(const combiner_config *cfg, const co
       return COMBINER_ERR_OVERFLOW;
   }
   hdr->bytes = off;
-  /* the stored arrays as the kernels see them: head-major */
+  /* the stored arrays as the kernels see them: head-major (a head's blocks
+   * contiguous), but K/V token-major for cache_range kinds (DENSE reads
+   * every kv head of a position at once) */
   p->q.ts = p->d;  p->q.hs = (p->qring ? p->qring : (ptrdiff_t)max_len) * p->d;
-  if (!hdr->borrowed) {
+  if (!hdr->borrowed && kind->cache_range) {
+    p->k.ts = (ptrdiff_t)p->Hkv * p->d;  p->k.hs = p->d;
+    p->v.ts = (ptrdiff_t)p->Hkv * p->dv; p->v.hs = p->dv;
+  } else if (!hdr->borrowed) {
     p->k.ts = p->d;  p->k.hs = (ptrdiff_t)max_len * p->d;
     p->v.ts = p->dv; p->v.hs = (ptrdiff_t)max_len * p->dv;
   }

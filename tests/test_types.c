@@ -332,6 +332,69 @@ done:
   test_tensor_free(&q); test_tensor_free(&oo); test_tensor_free(&ob); test_tensor_free(&ow);
 }
 
+/* DENSE decode past one key range (1024 positions), many heads (20: the
+ * logits go 16 heads at a time, across a GQA group), odd widths: an owned
+ * cache, a borrowed token-major and a borrowed head-major one give the same
+ * bits for every type, each equal to the float32 owned cache on the widened
+ * values, and match the reference. */
+static void dense_long(int type, test_rng *rng) {
+  const int N = test_quick() ? 1060 : 1300, d = 20, dv = 9, H = 20, Hkv = 4;
+  combiner_config cfg = test_config(COMBINER_DENSE, N, d, H, Hkv, 0, 1), wcfg, hcfg;
+  typed k = typed_make(N, Hkv, d, LAYOUT_TOKEN_MAJOR, type, rng), v = typed_make(N, Hkv, dv, LAYOUT_TOKEN_MAJOR, type, rng);
+  typed kh = typed_make(N, Hkv, d, LAYOUT_HEAD_MAJOR, type, NULL), vh = typed_make(N, Hkv, dv, LAYOUT_HEAD_MAJOR, type, NULL);
+  test_tensor q = test_tensor_make(N, H, d, LAYOUT_TOKEN_MAJOR), o[4];
+  combiner_cache *cc[4] = {NULL, NULL, NULL, NULL};
+  unsigned char *buf[4];
+  combiner_cache_options bo;
+  int i, h, pos, m;
+  double err;
+  for (i = 0; i < N; ++i)
+    for (h = 0; h < Hkv; ++h) {
+      typed_fill_row(&kh, i, h, test_at(&k.wide, i, h));
+      typed_fill_row(&vh, i, h, test_at(&v.wide, i, h));
+    }
+  test_tensor_fill(&q, rng);
+  cfg.value_dim = dv;
+  cfg.num_threads = 2;
+  wcfg = cfg;
+  cfg.k_type = cfg.v_type = (combiner_type)type;
+  hcfg = cfg;
+  hcfg.k_layout = kh.wide.lay;
+  hcfg.v_layout = vh.wide.lay;
+  memset(&bo, 0, sizeof bo);
+  bo.max_len = N;
+  for (m = 0; m < 4; ++m) {   /* owned, borrowed token-major, borrowed head-major, owned float32 */
+    const combiner_config *mc = m == 2 ? &hcfg : m == 3 ? &wcfg : &cfg;
+    size_t bytes;
+    bo.k = m == 1 ? typed_data(&k) : m == 2 ? typed_data(&kh) : NULL;
+    bo.v = m == 1 ? typed_data(&v) : m == 2 ? typed_data(&vh) : NULL;
+    bytes = combiner_cache_size_ex(mc, &bo);
+    buf[m] = (unsigned char *)test_alloc(bytes);
+    o[m] = test_tensor_make(N, H, dv, LAYOUT_TOKEN_MAJOR);
+    CHECK(combiner_cache_init_ex(&cc[m], mc, &bo, buf[m], bytes) == COMBINER_OK, "dense long init %d", m);
+  }
+  for (pos = 0; pos < N && cc[0] && cc[1] && cc[2] && cc[3];) {
+    int t = pos < 1000 ? 1000 : 1 + (int)(test_rng_u32(rng) % 40);
+    if (t > N - pos) t = N - pos;
+    const size_t es = type == F32 ? 4 : 2;
+    CHECK(combiner_cache_append(cc[0], t, test_at(&q, pos, 0), (const unsigned char *)typed_data(&k) + (size_t)pos * (size_t)k.wide.ts * es,
+                                (const unsigned char *)typed_data(&v) + (size_t)pos * (size_t)v.wide.ts * es,
+                                test_at(&o[0], pos, 0)) == COMBINER_OK, "owned");
+    CHECK(combiner_cache_append(cc[1], t, test_at(&q, pos, 0), NULL, NULL, test_at(&o[1], pos, 0)) == COMBINER_OK, "b tm");
+    CHECK(combiner_cache_append(cc[2], t, test_at(&q, pos, 0), NULL, NULL, test_at(&o[2], pos, 0)) == COMBINER_OK, "b hm");
+    CHECK(combiner_cache_append(cc[3], t, test_at(&q, pos, 0), test_at(&k.wide, pos, 0), test_at(&v.wide, pos, 0),
+                                test_at(&o[3], pos, 0)) == COMBINER_OK, "f32");
+    pos += t;
+  }
+  CHECK(test_same_rows(&o[0], &o[1], N) && test_same_rows(&o[0], &o[2], N),
+        "dense %s N=%d: owned, borrowed token-major and head-major differ", type_names[type], N);
+  CHECK(test_same_rows(&o[0], &o[3], N), "dense %s N=%d: not the float32 cache on the widened values", type_names[type], N);
+  err = vs_reference(&wcfg, &q, &k.wide, &v.wide, &o[0]);
+  CHECK(err <= TEST_TOLERANCE, "dense %s N=%d: error %.3g vs the reference", type_names[type], N, err);
+  for (m = 0; m < 4; ++m) { free(buf[m]); test_tensor_free(&o[m]); }
+  typed_free(&k); typed_free(&v); typed_free(&kh); typed_free(&vh); test_tensor_free(&q);
+}
+
 /* ---- 4. Inf and NaN --------------------------------------------------------- */
 
 static void non_finite(const test_variant *var, int type, test_rng *rng) {
@@ -391,6 +454,8 @@ int main(void) {
       non_finite(var, t, &rng);
     }
   }
+  if (test_variant_selected(test_variant_named("dense")))
+    for (t = F32; t <= BF16; ++t) dense_long(t, &rng);
   {   /* a type that does not exist */
     combiner_config cfg = test_config(COMBINER_FIXED, 8, 4, 1, 1, 0, 1);
     float q[32] = {0}, k[32] = {0}, v[32] = {0}, o[32];
