@@ -907,8 +907,7 @@ static combiner_status combiner__layout(const combiner__problem *p, int with_sum
  *   the implementation, a name in combiner_kernel_name, and a build of the
  *   suite on it to `make test`. Optional extras (a register transpose for
  *   the query pack, a 16-key score reduction) are ISA-specific speedups
- *   with a portable fallback: COMBINER__TRANSPOSE16, COMBINER__SINGLE_QUERY_SCORES16,
- *   COMBINER__HSUM16.
+ *   with a portable fallback: COMBINER__TRANSPOSE16, COMBINER__HSUM16.
  *   vload_half(p, type) widens VL binary16 (COMBINER_F16) or bfloat16
  *   elements exactly, as combiner__half_to_float does one. */
 
@@ -1036,28 +1035,6 @@ static void combiner__hsum16(const float *t, int n, float *s) {
   _mm512_mask_storeu_ps(s, combiner__vm_first(n), combiner__tree16(a));
 }
 
-/* s[r] = q . k_r for nk <= 16 keys: one accumulator per key, then the tree
- * that leaves key r's sum in lane r. */
-#define COMBINER__SINGLE_QUERY_SCORES16 1
-static void combiner__single_query_scores16(const float *q, const float *k0, ptrdiff_t ks, int nk, int d, float *s) {
-  __m512 a[16];
-  const float *kr[16];
-  int r, x;
-  for (r = 0; r < 16; ++r) {
-    a[r] = _mm512_setzero_ps();
-    kr[r] = k0 + (ptrdiff_t)(r < nk ? r : 0) * ks;
-  }
-  for (x = 0; x + 16 <= d; x += 16) {
-    const __m512 qv = _mm512_loadu_ps(q + x);
-    for (r = 0; r < 16; ++r) a[r] = _mm512_fmadd_ps(_mm512_loadu_ps(kr[r] + x), qv, a[r]);
-  }
-  if (x < d) {
-    const __mmask16 mk = combiner__vm_first(d - x);
-    const __m512 qv = _mm512_maskz_loadu_ps(mk, q + x);
-    for (r = 0; r < 16; ++r) a[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, kr[r] + x), qv, a[r]);
-  }
-  _mm512_mask_storeu_ps(s, combiner__vm_first(nk), combiner__tree16(a));
-}
 
 #elif defined(COMBINER__AVX2)
 /* ---- >>isa-avx2: 8 lanes, tiles of 6 x 2 vectors (16 ymm registers) ------- */
@@ -1928,7 +1905,7 @@ static void combiner__attend(const combiner__problem *p, const combiner__scratch
 /* query of a region summary, Logsparse's per-query terms)                  */
 /* ------------------------------------------------------------------------ */
 
-static float combiner__dot(const float *a, const float *b, int n) {
+COMBINER__SHARED float combiner__dot(const float *a, const float *b, int n) {
   float s = 0.0f;
   int x = 0;
 #if defined(COMBINER__VEC)
@@ -1969,41 +1946,60 @@ static void combiner__single_state_begin(combiner__single_state *st, float *acc,
   if (acc2) memset(acc2, 0, (size_t)d * sizeof(float));
 }
 
-/* s[j] = q . k_{j0+j}, j < nk */
-static void combiner__single_query_scores(const float *q, const combiner__seq *k, int j0, int nk, int d, float *s) {
-  int j = 0;
-#if defined(COMBINER__SINGLE_QUERY_SCORES16)
-  for (; j < nk; j += 16)
-    combiner__single_query_scores16(q, k->base + (ptrdiff_t)(j0 + j) * k->stride, k->stride, nk - j < 16 ? nk - j : 16, d, s + j);
+/* s[j] = q . k_{j0+j}, j < nk <= 64, the rows read in place in any element
+ * type, one after the other: 16 rows' lane partials (in sc->s from 64 on),
+ * then their lane sums. */
+static void combiner__single_query_scores(const float *q, const combiner__seq *k, int j0, int nk, int d, float *s,
+                                          const combiner__scratch *sc) {
+  int j;
+#if defined(COMBINER__VEC)
+  float *t = sc->s + COMBINER__CHUNK;
+  int r;
+  for (j = 0; j < nk; j += 16) {
+    const int n = nk - j < 16 ? nk - j : 16;
+    for (r = 0; r < n; ++r)
+      combiner__vstore(t + (ptrdiff_t)r * COMBINER__VL, combiner__vdot_row(q, combiner__seq_row(k, j0 + j + r), k->type, d));
+    combiner__hsums(t, n, s + j);
+  }
+#else
+  for (j = 0; j < nk; ++j) s[j] = combiner__dot(q, combiner__row_f32(combiner__seq_row(k, j0 + j), k->type, d, sc->kpack), d);
 #endif
-  for (; j < nk; ++j) s[j] = combiner__dot(q, k->base + (ptrdiff_t)(j0 + j) * k->stride, d);
 }
 
-/* acc += sum_j w[j] * x_{j0+j} (rows of width n) */
-static void combiner__single_query_pv(float *acc, const float *w, const combiner__seq *xs, int j0, int nk, int n) {
+/* acc += sum_j w[j] * x_{j0+j} (rows of width n, any element type, read in place) */
+static void combiner__single_query_pv(float *acc, const float *w, const combiner__seq *xs, int j0, int nk, int n,
+                                      const combiner__scratch *sc) {
   int j, y = 0;
 #if defined(COMBINER__VEC)
   int u;
+  (void)sc;
   for (; y + COMBINER__NV * COMBINER__VL <= n; y += COMBINER__NV * COMBINER__VL) {   /* accumulators in registers */
     combiner__vf a[COMBINER__NV];
     for (u = 0; u < COMBINER__NV; ++u) a[u] = combiner__vload(acc + y + u * COMBINER__VL);
     for (j = 0; j < nk; ++j) {
-      const float *xj = xs->base + (ptrdiff_t)(j0 + j) * xs->stride + y;
+      const void *row = combiner__seq_row(xs, j0 + j);
       const combiner__vf b = combiner__vset1(w[j]);
-      for (u = 0; u < COMBINER__NV; ++u) a[u] = combiner__vfma(b, combiner__vload(xj + u * COMBINER__VL), a[u]);
+      if (xs->type == COMBINER_F32) {
+        const float *xj = (const float *)row + y;
+        for (u = 0; u < COMBINER__NV; ++u) a[u] = combiner__vfma(b, combiner__vload(xj + u * COMBINER__VL), a[u]);
+      } else {
+        const uint16_t *hj = (const uint16_t *)row + y;
+        for (u = 0; u < COMBINER__NV; ++u)
+          a[u] = combiner__vfma(b, combiner__vload_half(hj + u * COMBINER__VL, xs->type), a[u]);
+      }
     }
     for (u = 0; u < COMBINER__NV; ++u) combiner__vstore(acc + y + u * COMBINER__VL, a[u]);
   }
   for (; y < n; y += COMBINER__VL) {
-    combiner__vf a0 = combiner__vloadn(acc + y, n - y);
+    const int m = n - y < COMBINER__VL ? n - y : COMBINER__VL;
+    combiner__vf a0 = combiner__vloadn(acc + y, m);
     for (j = 0; j < nk; ++j)
-      a0 = combiner__vfma(combiner__vset1(w[j]),
-                          combiner__vloadn(xs->base + (ptrdiff_t)(j0 + j) * xs->stride + y, n - y), a0);
-    combiner__vstoren(acc + y, a0, n - y);
+      a0 = combiner__vfma(combiner__vset1(w[j]), combiner__vload_typed(combiner__seq_row(xs, j0 + j), xs->type, y, m), a0);
+    combiner__vstoren(acc + y, a0, m);
   }
 #else
   for (j = 0; j < nk; ++j)           /* zero weights skipped, as in the tile path */
-    if (w[j] != 0.0f) combiner__axpy(acc, w[j], xs->base + (ptrdiff_t)(j0 + j) * xs->stride, n);
+    if (w[j] != 0.0f) combiner__axpy(acc, w[j], combiner__row_f32(combiner__seq_row(xs, j0 + j), xs->type, n, sc->vpack), n);
   (void)y;
 #endif
 }
@@ -2060,21 +2056,17 @@ static void combiner__single_softmax(const combiner__problem *p, combiner__singl
 }
 
 /* st += the terms (k_j, v_j) of one pre-scaled query q, 64 keys at a time
- * (half-precision ones converted a chunk at a time into sc's packs). */
+ * (half-precision rows widened in registers as they are read). */
 static void combiner__single_query_attend(const combiner__problem *p, const float *q, const combiner__seq *k,
                               const combiner__seq *v, combiner__single_state *st, const combiner__scratch *sc) {
   float *const s = sc->s;
-  combiner__seq kc, vc;
   int j0;
   for (j0 = 0; j0 < k->count; j0 += COMBINER__CHUNK) {
     const int nk = k->count - j0 < COMBINER__CHUNK ? k->count - j0 : COMBINER__CHUNK;
-    int kj0 = j0, vj0 = j0;
-    const combiner__seq *kp = combiner__chunk(k, &kj0, nk, p->d, sc->kpack, &kc), *vp;
-    combiner__single_query_scores(q, kp, kj0, nk, p->d, s);
+    combiner__single_query_scores(q, k, j0, nk, p->d, s, sc);
     combiner__single_softmax(p, st, s, nk);
-    vp = combiner__chunk(v, &vj0, nk, p->dv, sc->vpack, &vc);
-    combiner__single_query_pv(st->acc, s, vp, vj0, nk, p->dv);
-    if (st->acc2) combiner__single_query_pv(st->acc2, s, kp, kj0, nk, p->d);
+    combiner__single_query_pv(st->acc, s, v, j0, nk, p->dv, sc);
+    if (st->acc2) combiner__single_query_pv(st->acc2, s, k, j0, nk, p->d, sc);
   }
 }
 
