@@ -443,7 +443,8 @@ typedef struct combiner_cache_options {
    * g * head_stride of cfg's k_layout (v: v_layout), for max_len positions;
    * e.g. layer l's slice of a [layer][seq][kv_heads][head_dim] cache. The
    * engine writes positions [P, P+T) there before appending them, and the
-   * append passes k = v = NULL. The cache never writes them. */
+   * append passes k = v = NULL. The cache never writes them. Elements of
+   * cfg's k_type / v_type. */
   const void *k, *v;
   /* Borrowed: how far a truncate may go back (a speculative draft's
    * tokens, say), measured from the furthest length the cache has held: to
@@ -473,10 +474,11 @@ COMBINER_API size_t combiner_cache_scratch_size(const combiner_config *cfg, int 
  * limited to the slots it holds. Borrowed: k = v = NULL. */
 COMBINER_API combiner_status combiner_cache_append_at(combiner_cache *cache, int position, int count,
     const float *q, const void *k, const void *v, float *out, void *scratch, size_t scratch_size);
-/* Where the cache's K and V are: position i, kv head g of K at
- * *k + i * k_layout->token_stride + g * k_layout->head_stride (the engine's
- * buffers for a borrowed cache, the cache's own head-major arrays for an
- * owned one). Rows at positions >= the length are unspecified. */
+/* Where the cache's K and V are: position i, kv head g of K at element
+ * i * k_layout->token_stride + g * k_layout->head_stride from *k, elements
+ * of cfg's k_type (V likewise) (the engine's buffers for a borrowed cache,
+ * the cache's own arrays for an owned one: head-major, DENSE token-major).
+ * Rows at positions >= the length are unspecified. */
 COMBINER_API combiner_status combiner_cache_kv(const combiner_cache *cache, const void **k, const void **v,
     combiner_layout *k_layout, combiner_layout *v_layout);
 
@@ -609,8 +611,10 @@ typedef char combiner__default_kind_is_compiled_in[
 
 #if defined(__GNUC__) || defined(__clang__)
 #  define COMBINER__SHARED static __attribute__((unused))  /* some kinds may be compiled out */
+#  define COMBINER__INLINE static __inline__ __attribute__((always_inline, unused))   /* per-row hot loops */
 #else
 #  define COMBINER__SHARED static
+#  define COMBINER__INLINE static
 #endif
 
 #define COMBINER__ALIGN 64
@@ -1337,7 +1341,7 @@ COMBINER__SHARED const float *combiner__row_f32(const void *src, int type, int n
 #if defined(COMBINER__VEC)
 /* Elements [x, x + n) (n <= VL) of a row of `type`, widened into a vector
  * (lanes past n zero). */
-COMBINER__SHARED combiner__vf combiner__vload_typed(const void *row, int type, int x, int n) {
+COMBINER__INLINE combiner__vf combiner__vload_typed(const void *row, int type, int x, int n) {
   if (type == COMBINER_F32) {
     const float *f = (const float *)row + x;
     return n == COMBINER__VL ? combiner__vload(f) : combiner__vloadn(f, n);
@@ -1353,7 +1357,7 @@ COMBINER__SHARED combiner__vf combiner__vload_typed(const void *row, int type, i
 
 /* The lanes of q . row (d elements of `type`), as a vector to be summed:
  * the type is tested once, the loop is float32 or half loads. */
-COMBINER__SHARED combiner__vf combiner__vdot_row(const float *q, const void *row, int type, int d) {
+COMBINER__INLINE combiner__vf combiner__vdot_row(const float *q, const void *row, int type, int d) {
   combiner__vf a0 = combiner__vzero(), a1 = combiner__vzero();
   int x = 0;
   if (type == COMBINER_F32) {
@@ -1377,7 +1381,7 @@ COMBINER__SHARED combiner__vf combiner__vdot_row(const float *q, const void *row
 }
 
 /* acc[0..n) += w * row (n elements of `type`) */
-COMBINER__SHARED void combiner__vaxpy_row(float *acc, float w, const void *row, int type, int n) {
+COMBINER__INLINE void combiner__vaxpy_row(float *acc, float w, const void *row, int type, int n) {
   const combiner__vf wv = combiner__vset1(w);
   int x = 0;
   if (type == COMBINER_F32) {
@@ -2410,7 +2414,8 @@ COMBINER__SHARED int combiner__no_summaries(combiner__problem *p) {
 /* ---- the decode job: what a kind's cache functions see ------------------ */
 
 /* Storage of a cache (see combiner__cache_plan): K, V, Q head-major
- * [head][position][width], so a head's row or block is contiguous. Axial's
+ * [head][position][width], so a head's row or block is contiguous (DENSE's
+ * K/V token-major: its decode reads a position's kv heads in turn). Axial's
  * entries and Mixture's row regions are column-major (entry of cell (t, u)
  * at u*n + t: the entries a query reads are contiguous), and Mixture keeps
  * column-major copies of K, V and Q ([head][column][row][width]) for its
@@ -2423,7 +2428,7 @@ typedef struct combiner__cache_job {
   int ntracks, snap, snaps;
   const ptrdiff_t *level_off;  /* borrowed LOGSPARSE: level l's entries are a ring of */
   const int *level_keep;       /* level_keep[l] blocks from level_off[l] (NULL: all kept) */
-  float *part;             /* cache_range kinds: partial states, [position][head][range][2 + dv] */
+  float *part;             /* cache_range kinds: partial states, [position][head][range][part_stride] */
   int ranges;              /* ranges per position in part */
   ptrdiff_t section;       /* entries per head and section */
   ptrdiff_t first, count;  /* the appended positions */
@@ -2433,6 +2438,16 @@ typedef struct combiner__cache_job {
   const float *q;          /* the caller's queries (DENSE reads them there) */
   combiner__tensor tq;
 } combiner__cache_job;
+
+/* A partial state in a cache's part: acc (dv floats) first, its rows 64
+ * bytes apart and aligned (decode adds a value term into it per position:
+ * split vectors ran ~2x slower), then max and sum at dvp = dv rounded up. */
+COMBINER__SHARED ptrdiff_t combiner__part_dvp(const combiner__problem *p) {
+  return (ptrdiff_t)combiner__round_up((size_t)p->dv, COMBINER__ALIGN / sizeof(float));
+}
+COMBINER__SHARED ptrdiff_t combiner__part_stride(const combiner__problem *p) {
+  return combiner__part_dvp(p) + (ptrdiff_t)(COMBINER__ALIGN / sizeof(float));
+}
 
 static float *combiner__cache_out(const combiner__cache_job *jb, ptrdiff_t i, int h) {
   return jb->out + (i - jb->first) * jb->o.ts + (ptrdiff_t)h * jb->o.hs;
@@ -2650,7 +2665,7 @@ static void combiner__dense_cache_range(const combiner__cache_job *jb, const com
   const combiner__ctx *c = &jb->c;
   const combiner__problem *p = c->p;
   const ptrdiff_t j0 = (ptrdiff_t)r * COMBINER__SPLIT, j1 = i + 1 < j0 + COMBINER__SPLIT ? i + 1 : j0 + COMBINER__SPLIT;
-  const ptrdiff_t w = (ptrdiff_t)p->dv + 2;
+  const ptrdiff_t w = combiner__part_stride(p), dvp = combiner__part_dvp(p);
   combiner__single_state st[COMBINER__BQ];
   int h0, b, nb;
   for (h0 = 0; h0 < p->H; h0 += nb) {
@@ -2659,7 +2674,7 @@ static void combiner__dense_cache_range(const combiner__cache_job *jb, const com
     for (b = 0; b < nb; ++b) {
       combiner__scaled_copy(sc->qbuf + (ptrdiff_t)b * p->d,
                             jb->q + (i - jb->first) * jb->tq.ts + (ptrdiff_t)(h0 + b) * jb->tq.hs, p->scale, p->d);
-      combiner__single_state_begin(&st[b], part + ((ptrdiff_t)(h0 + b) * jb->ranges + r) * w + 2, NULL, p->dv, p->d);
+      combiner__single_state_begin(&st[b], part + ((ptrdiff_t)(h0 + b) * jb->ranges + r) * w, NULL, p->dv, p->d);
     }
     for (c0 = j0; c0 < j1; c0 += COMBINER__CHUNK) {
       const int nk = j1 - c0 < COMBINER__CHUNK ? (int)(j1 - c0) : COMBINER__CHUNK;
@@ -2669,8 +2684,8 @@ static void combiner__dense_cache_range(const combiner__cache_job *jb, const com
     }
     for (b = 0; b < nb; ++b) {
       float *ps = part + ((ptrdiff_t)(h0 + b) * jb->ranges + r) * w;
-      ps[0] = st[b].mx;
-      ps[1] = st[b].sum;
+      ps[dvp] = st[b].mx;
+      ps[dvp + 1] = st[b].sum;
     }
   }
 }
@@ -3955,7 +3970,7 @@ static void combiner__cache_range_unit(const combiner__cache_job *jb, ptrdiff_t 
   const int r = (int)(unit % jb->ranges);
   COMBINER_ASSERT(k->cache_range != NULL);   /* only cache_range kinds run these units */
   if ((ptrdiff_t)r * k->cache_split <= i)
-    k->cache_range(jb, sc, i, r, jb->part + b * jb->c.p->H * jb->ranges * ((ptrdiff_t)jb->c.p->dv + 2));
+    k->cache_range(jb, sc, i, r, jb->part + b * jb->c.p->H * jb->ranges * combiner__part_stride(jb->c.p));
 }
 
 /* Unit = (appended position, head): its partial states merged in range
@@ -3963,7 +3978,7 @@ static void combiner__cache_range_unit(const combiner__cache_job *jb, ptrdiff_t 
 static void combiner__cache_merge_unit(const combiner__cache_job *jb, ptrdiff_t unit, const combiner__scratch *sc) {
   const combiner__problem *p = jb->c.p;
   const int split = combiner__ops(p->kind)->cache_split;
-  const ptrdiff_t b = unit / p->H, i = jb->first + b, w = (ptrdiff_t)p->dv + 2;
+  const ptrdiff_t b = unit / p->H, i = jb->first + b, w = combiner__part_stride(p), dvp = combiner__part_dvp(p);
   const int h = (int)(unit % p->H), n = split > 0 ? (int)(i / split) + 1 : 1;
   float *ps = jb->part + (b * p->H + h) * jb->ranges * w;
   combiner__states dst, src;
@@ -3971,13 +3986,13 @@ static void combiner__cache_merge_unit(const combiner__cache_job *jb, ptrdiff_t 
   int r;
   (void)sc;
   memset(&dst, 0, sizeof dst);
-  dst.mx = ps; dst.sum = ps + 1; dst.acc = ps + 2; dst.ms = dst.as = w;
+  dst.mx = ps + dvp; dst.sum = ps + dvp + 1; dst.acc = ps; dst.ms = dst.as = w;
   for (r = 1; r < n; ++r) {
     src = dst;
     src.mx += r * w; src.sum += r * w; src.acc += r * w;
     combiner__states_merge(&dst, &src, 1, p->dv);
   }
-  st.mx = ps[0]; st.sum = ps[1]; st.acc = ps + 2; st.acc2 = NULL;
+  st.mx = ps[dvp]; st.sum = ps[dvp + 1]; st.acc = ps; st.acc2 = NULL;
   combiner__single_state_finish(&st, combiner__cache_out(jb, i, h), p->dv);
 }
 
@@ -4137,7 +4152,7 @@ static combiner_status combiner__cache_plan(const combiner_config *cfg, const co
   width[COMBINER__CKEYS] = (size_t)p->H * (size_t)p->d;
   width[COMBINER__CVALS] = (size_t)p->H * (size_t)p->dv;
   width[COMBINER__CTRACK] = width[COMBINER__CSNAP] = (size_t)p->d;
-  width[COMBINER__CPART] = (size_t)p->dv + 2;
+  width[COMBINER__CPART] = (size_t)combiner__part_stride(p);
   rows[COMBINER__CSCRATCH] = opt->shared_scratch ? 0 : (size_t)combiner__scratch_threads(p);
   width[COMBINER__CSCRATCH] = combiner__scratch_parts(p, &sc, NULL);
   if (!width[COMBINER__CSCRATCH]) return COMBINER_ERR_OVERFLOW;
