@@ -82,8 +82,9 @@
  * HALF-PRECISION K/V
  *   cfg.k_type / cfg.v_type = COMBINER_F16 (IEEE binary16) or COMBINER_BF16
  *   (bfloat16): K / V are read as stored (k and v are const void *) and
- *   widened exactly to float32 in registers, a 64-key chunk at a time, into
- *   per-thread scratch; everything after is the float32 math on the widened
+ *   widened exactly to float32 in registers as they are read (the tile
+ *   kernels: a 64-key chunk at a time into per-thread scratch); everything
+ *   after is the float32 math on the widened
  *   values (SPEC 7), so a call is bit-identical to the float32 call on
  *   those values. Every kind, the split and two-phase calls and both cache
  *   modes take them; an owned cache stores them in their type. Q, out and
