@@ -483,6 +483,69 @@ COMBINER_API combiner_status combiner_cache_append_at(combiner_cache *cache, int
 COMBINER_API combiner_status combiner_cache_kv(const combiner_cache *cache, const void **k, const void **v,
     combiner_layout *k_layout, combiner_layout *v_layout);
 
+/* ---- ranges of one sequence: sequence parallelism (SPEC 7) ----
+ * FIXED and LOGSPARSE, causal and bidirectional, computed by nranks
+ * processes (MPI ranks, say) that each own a contiguous range of one
+ * sequence of length cfg->seq_len: rank r owns positions [bounds[r],
+ * bounds[r+1]), 0 = bounds[0] < bounds[1] < ... < bounds[nranks] = seq_len,
+ * the same bounds on every rank. A rank passes q (and gets out) for its
+ * own positions only, and k, v for [kv_begin, kv_end): its positions and
+ * the halo its direct terms reach (FIXED: the rest of its first and, when
+ * bidirectional, last block, fewer than `block` positions on each side,
+ * none when its bounds are multiples of the block; LOGSPARSE: at most one
+ * position on each side). Abstractions cross ranks, K and V never do:
+ *   1. combiner_range_pools: the rank's round-1 message, the partial pools
+ *      of the queries of regions that straddle its edges (pooled queries
+ *      must be whole before a region's value can be computed); often empty;
+ *   2. every rank receives every rank's round-1 message, back to back in
+ *      rank order (MPI_Allgatherv, displacements = prefix sums of sizes);
+ *   3. combiner_range_states: the round-2 message, the partial softmax
+ *      states (max, sum, weighted values) and partial key pools of every
+ *      region the rank holds part of and another rank reads;
+ *   4. every rank receives every rank's round-2 message the same way;
+ *   5. combiner_range_combine: merges the partial states of the regions it
+ *      reads (in rank order), summarizes the regions it reads that lie
+ *      within its range, and writes out for its positions.
+ * Messages are float arrays whose order every rank derives from bounds;
+ * pass them through unchanged. AXIAL and MIXTURE are refused with
+ * COMBINER_ERR_UNSUPPORTED (a query reads a per-cell abstraction of every
+ * earlier row: O(L*d) per rank, no less than gathering K/V), DENSE too.
+ * Outputs are rows [begin, end) of combiner_attention on the whole
+ * sequence with the same config: bit for bit when no region straddles two
+ * ranges (FIXED with block-aligned bounds), else within float32 rounding
+ * of it (partial states merge exactly in real arithmetic). The block is
+ * the model's: block 0 resolves from seq_len (the whole sequence's
+ * length), as everywhere. Layouts: q and out have end - begin rows, k and
+ * v kv_end - kv_begin rows, in cfg's layouts (a head-major head_stride
+ * counts these rows). Threads: cfg->num_threads, as combiner_attention. */
+typedef struct combiner_range_info {
+  int begin, end;           /* this rank's positions: q and out have end - begin rows */
+  int kv_begin, kv_end;     /* the rows of K and V it passes: its range and the halo */
+  size_t pool_floats;       /* its round-1 message, in floats (often 0) */
+  size_t state_floats;      /* its round-2 message, in floats */
+  size_t received_entries;  /* abstractions (per query head) it assembles from other ranks' states */
+  size_t workspace_size;    /* bytes of workspace for combiner_range_states / _combine */
+} combiner_range_info;
+
+/* Validates cfg, nranks >= 1 and bounds, and describes rank `rank`'s part.
+ * Any rank may ask about every other (the sizes of their messages). */
+COMBINER_API combiner_status combiner_range_plan(const combiner_config *cfg, int nranks, const int *bounds,
+    int rank, combiner_range_info *info);
+/* Round 1: writes info.pool_floats floats to message (may be NULL when 0). */
+COMBINER_API combiner_status combiner_range_pools(const combiner_config *cfg, int nranks, const int *bounds,
+    int rank, const float *q, float *message);
+/* Round 2: pools = every rank's round-1 message back to back (NULL when all
+ * are empty); writes info.state_floats floats to message. workspace as for
+ * combiner_attention (NULL: allocated and freed in the call). */
+COMBINER_API combiner_status combiner_range_states(const combiner_config *cfg, int nranks, const int *bounds,
+    int rank, const float *q, const void *k, const void *v, const float *pools, float *message,
+    void *workspace, size_t workspace_size);
+/* The outputs: states = every rank's round-2 message back to back; writes
+ * out's end - begin rows. */
+COMBINER_API combiner_status combiner_range_combine(const combiner_config *cfg, int nranks, const int *bounds,
+    int rank, const float *q, const void *k, const void *v, const float *states,
+    float *out, void *workspace, size_t workspace_size);
+
 #ifdef __cplusplus
 }
 #endif
@@ -629,6 +692,7 @@ typedef struct combiner__tensor {
   ptrdiff_t ts, hs;    /* token and head stride, in elements */
   size_t extent;       /* elements spanned from the base pointer */
   int type;            /* combiner_type of the elements */
+  ptrdiff_t org;       /* position of the base's row 0 (a range of a sequence, >>ranges; else 0) */
 } combiner__tensor;
 
 /* Bytes of an element; a tensor's extent in floats (rounded up), for the
@@ -696,6 +760,7 @@ static combiner_status combiner__resolve_tensor(const combiner_layout *lay,
   t->hs = (ptrdiff_t)hs;
   t->extent = extent;
   t->type = COMBINER_F32;
+  t->org = 0;
   return COMBINER_OK;
 }
 
@@ -821,6 +886,7 @@ static size_t combiner__scratch_parts(const combiner__problem *p, combiner__scra
   dst[0] = &sc->qt; dst[1] = &sc->s; dst[2] = &sc->qbuf; dst[3] = &sc->run; dst[4] = &sc->acc2;
   dst[5] = &sc->tile[0]; dst[6] = &sc->tile[1]; dst[7] = &sc->loc; dst[8] = &sc->s2; dst[9] = &sc->vpack;
   dst[10] = &sc->kpack;
+  if (base) memset(sc, 0, sizeof *sc);
   if (!combiner__mul(d, COMBINER__BQ, &parts[0]) || !combiner__mul(d, COMBINER__BQ, &parts[2]) ||
       !combiner__mul(dv, COMBINER__BQ, &parts[5]) || !combiner__add(parts[5], (size_t)2 * COMBINER__BQ, &parts[5]))
     return 0;
@@ -1484,23 +1550,28 @@ COMBINER__SHARED void combiner__states_copy(const combiner__states *dst, const c
   }
 }
 
+/* (*mx, *sum, a) = the joint softmax of its terms and those of (m2, s2, b) */
+COMBINER__SHARED void combiner__merge_state(float *mx, float *sum, float *a, float m2, float s2, const float *b, int dv) {
+  const float m1 = *mx;
+  float m, f1, f2;
+  int y;
+  if (m2 == -INFINITY) return;                      /* src has no terms */
+  m = m1 > m2 ? m1 : m2;
+  if (m2 != m2) m = m2;
+  f1 = combiner__exp(m1 - m);
+  f2 = combiner__exp(m2 - m);
+  if (m1 == -INFINITY) f1 = 0.0f;
+  *sum = *sum * f1 + s2 * f2;
+  for (y = 0; y < dv; ++y) a[y] = a[y] * f1 + b[y] * f2;
+  *mx = m;
+}
+
 /* dst = the joint softmax of dst's terms and src's terms */
 COMBINER__SHARED void combiner__states_merge(const combiner__states *dst, const combiner__states *src, int nq, int dv) {
-  int i, y;
-  for (i = 0; i < nq; ++i) {
-    float m1 = dst->mx[i * dst->ms], m2 = src->mx[i * src->ms], m, f1, f2;
-    float *a = dst->acc + i * dst->as;
-    const float *b = src->acc + i * src->as;
-    if (m2 == -INFINITY) continue;                    /* src has no terms */
-    m = m1 > m2 ? m1 : m2;
-    if (m2 != m2) m = m2;
-    f1 = combiner__exp(m1 - m);
-    f2 = combiner__exp(m2 - m);
-    if (m1 == -INFINITY) f1 = 0.0f;
-    dst->sum[i * dst->ms] = dst->sum[i * dst->ms] * f1 + src->sum[i * src->ms] * f2;
-    for (y = 0; y < dv; ++y) a[y] = a[y] * f1 + b[y] * f2;
-    dst->mx[i * dst->ms] = m;
-  }
+  int i;
+  for (i = 0; i < nq; ++i)
+    combiner__merge_state(&dst->mx[i * dst->ms], &dst->sum[i * dst->ms], dst->acc + i * dst->as,
+                          src->mx[i * src->ms], src->sum[i * src->ms], src->acc + i * src->as, dv);
 }
 
 enum { COMBINER__ALL = 0, COMBINER__CAUSAL, COMBINER__SKIP };
@@ -2148,6 +2219,9 @@ typedef struct combiner__ctx {
   unsigned char *scratch;
   size_t scratch_stride;
   int one_call;                  /* combiner_attention (not the two phases): steps may fuse */
+  ptrdiff_t qbegin, qend;        /* the queries to compute: [0, L), or a range's (>>ranges) */
+  const struct combiner__rmap *rmap;   /* a range's summary slots (>>ranges), else NULL */
+  const struct combiner__rjob *rjob;   /* a range call's job (>>ranges), else NULL */
 } combiner__ctx;
 
 typedef void (*combiner__unit_fn)(const combiner__ctx *c, ptrdiff_t unit, const combiner__scratch *sc);
@@ -2243,10 +2317,10 @@ static void combiner__run(const combiner__ctx *c, ptrdiff_t units, combiner__uni
 /* Rows of the inputs: position i, head h. */
 COMBINER__SHARED const float *combiner__q(const combiner__ctx *c, ptrdiff_t i, int h) {
   if (c->p->qring) i %= c->p->qring;   /* runs read through it never wrap (see combiner__cache_plan) */
-  return c->q + i * c->p->q.ts + (ptrdiff_t)h * c->p->q.hs;
+  return c->q + (i - c->p->q.org) * c->p->q.ts + (ptrdiff_t)h * c->p->q.hs;
 }
 static const void *combiner__elem(const void *base, const combiner__tensor *t, ptrdiff_t i, int g) {
-  return (const unsigned char *)base + (i * t->ts + (ptrdiff_t)g * t->hs) * (ptrdiff_t)combiner__type_size(t->type);
+  return (const unsigned char *)base + ((i - t->org) * t->ts + (ptrdiff_t)g * t->hs) * (ptrdiff_t)combiner__type_size(t->type);
 }
 COMBINER__SHARED const void *combiner__k(const combiner__ctx *c, ptrdiff_t i, int g) {
   return combiner__elem(c->k, &c->p->k, i, g);
@@ -2259,7 +2333,7 @@ COMBINER__SHARED const float *combiner__krow(const combiner__ctx *c, ptrdiff_t i
   return combiner__row_f32(combiner__k(c, i, g), c->p->k.type, c->p->d, tmp);
 }
 COMBINER__SHARED float *combiner__out(const combiner__ctx *c, ptrdiff_t i, int h) {
-  return c->out + i * c->p->o.ts + (ptrdiff_t)h * c->p->o.hs;
+  return c->out + (i - c->p->o.org) * c->p->o.ts + (ptrdiff_t)h * c->p->o.hs;
 }
 COMBINER__SHARED const float *combiner__skey(const combiner__ctx *c, int h, ptrdiff_t e) {
   return c->skeys + ((ptrdiff_t)h * (ptrdiff_t)c->p->count + e) * c->p->d;
@@ -2337,6 +2411,15 @@ COMBINER__SHARED int combiner__tiles(int count) { return (count - 1) / COMBINER_
 
 /* Columns that exist (the first row's length). */
 COMBINER__SHARED int combiner__cols(const combiner__problem *p) { return p->m < p->L ? p->m : p->L; }
+
+/* A range's summary slots (>>ranges): the regions of section s, level l
+ * that its queries read are B in [lo, lo + n), at slot off + B - lo (FIXED:
+ * one level, every block). */
+#define COMBINER__MAX_LEVELS 32
+typedef struct combiner__rmap {
+  ptrdiff_t lo[2][COMBINER__MAX_LEVELS], n[2][COMBINER__MAX_LEVELS], off[2][COMBINER__MAX_LEVELS];
+  ptrdiff_t slots;
+} combiner__rmap;
 
 /* A (head, row, tile) work unit: query tile [q0, q0+nq) of row r of head h
  * (kv head g); rows are Fixed's blocks and the 2-D view's rows. */
@@ -2778,19 +2861,24 @@ static void combiner__prefetch_rows(const float *base, ptrdiff_t stride, int n, 
 #endif
 }
 
-/* Unit (head h, block b, tile of its queries): direct = own block (causal:
- * up to the query), regions = every other (causal: earlier) block. */
-static void combiner__fixed_combine_unit(const combiner__ctx *c, ptrdiff_t unit, const combiner__scratch *sc) {
+/* A tile of block t.r's queries (head t.h): direct = own block (causal: up
+ * to the query), regions = every other (causal: earlier) block, entry r for
+ * block r. */
+COMBINER__SHARED void combiner__fixed_combine_tile(const combiner__ctx *c, const combiner__scratch *sc,
+                                                   const combiner__rowtile *t) {
   const combiner__problem *p = c->p;
-  combiner__rowtile t;
-  combiner__states st;
-  if (!combiner__row_unit(p, unit, &t)) return;
-  st = combiner__tile_states(sc->tile[0], p->dv, NULL, p->d);
-  combiner__attend_own_row(c, sc, &t, &st);
-  combiner__attend_summaries(c, sc, t.nq, t.h, 0, 1, t.r, COMBINER__ALL, 0, &st);
+  combiner__states st = combiner__tile_states(sc->tile[0], p->dv, NULL, p->d);
+  combiner__attend_own_row(c, sc, t, &st);
+  combiner__attend_summaries(c, sc, t->nq, t->h, 0, 1, t->r, COMBINER__ALL, 0, &st);
   if (!p->causal)
-    combiner__attend_summaries(c, sc, t.nq, t.h, t.r + 1, 1, p->n - t.r - 1, COMBINER__ALL, 0, &st);
-  combiner__states_finish(&st, t.nq, p->dv, combiner__out(c, t.first + t.q0, t.h), p->o.ts);
+    combiner__attend_summaries(c, sc, t->nq, t->h, t->r + 1, 1, p->n - t->r - 1, COMBINER__ALL, 0, &st);
+  combiner__states_finish(&st, t->nq, p->dv, combiner__out(c, t->first + t->q0, t->h), p->o.ts);
+}
+
+/* Unit (head h, block b, tile of its queries). */
+static void combiner__fixed_combine_unit(const combiner__ctx *c, ptrdiff_t unit, const combiner__scratch *sc) {
+  combiner__rowtile t;
+  if (combiner__row_unit(c->p, unit, &t)) combiner__fixed_combine_tile(c, sc, &t);
 }
 
 /* Causal Fixed in one pass, as `units` units (one per thread) of
@@ -3454,6 +3542,13 @@ static ptrdiff_t combiner__log_offset(ptrdiff_t L, int l) {
   return off;
 }
 
+/* Where the abstraction of block B of level l, section s lives: the
+ * one-call layout, or a range's slot. */
+static ptrdiff_t combiner__log_slot(const combiner__ctx *c, int s, int l, ptrdiff_t B) {
+  if (c->rmap) return c->rmap->off[s][l] + B - c->rmap->lo[s][l];
+  return (s ? (ptrdiff_t)(c->p->count / 2) : 0) + combiner__log_offset(c->p->L, l) + B;
+}
+
 /* Levels whose blocks are summarized chunk by chunk: a chunk of 2^9
  * positions of K and V (256 KiB at d = 64) stays in cache while all its
  * blocks of levels 1..9 are summarized, instead of one pass over memory per
@@ -3549,10 +3644,12 @@ static void combiner__gather_summary(const combiner__ctx *c, const combiner__scr
  * and attended per query. */
 static void combiner__logsparse_combine_unit(const combiner__ctx *c, ptrdiff_t unit, const combiner__scratch *sc) {
   const combiner__problem *p = c->p;
-  int tiles = combiner__tiles(p->L);
-  int h = (int)(unit / tiles), g = h / p->group, q0 = (int)(unit % tiles) * COMBINER__BQ, i, l;
-  int nq = p->L - q0 < COMBINER__BQ ? p->L - q0 : COMBINER__BQ;
-  ptrdiff_t L = p->L, section = (ptrdiff_t)(p->count / (size_t)(p->causal ? 1 : 2));
+  const ptrdiff_t span = c->qend - c->qbegin;
+  int tiles = combiner__tiles((int)span);
+  int h = (int)(unit / tiles), g = h / p->group, i, l;
+  ptrdiff_t q0 = c->qbegin + (unit % tiles) * COMBINER__BQ;
+  int nq = c->qend - q0 < COMBINER__BQ ? (int)(c->qend - q0) : COMBINER__BQ;
+  ptrdiff_t L = p->L;
   combiner__gather gt;
   combiner__single_state st;
   gt.keys = sc->qbuf;
@@ -3566,17 +3663,11 @@ static void combiner__logsparse_combine_unit(const combiner__ctx *c, ptrdiff_t u
     combiner__gather_kv(c, sc, &gt, &st, pos, g);
     if (pos & 1) combiner__gather_kv(c, sc, &gt, &st, pos - 1, g);
     for (l = 1; ((ptrdiff_t)1 << l) <= pos; ++l)
-      if ((pos >> l) & 1) {
-        ptrdiff_t e = combiner__log_offset(L, l) + (pos >> l) - 1;
-        combiner__gather_summary(c, sc, &gt, &st, h, e);
-      }
+      if ((pos >> l) & 1) combiner__gather_summary(c, sc, &gt, &st, h, combiner__log_slot(c, 0, l, (pos >> l) - 1));
     if (!p->causal) {
       if (rev & 1) combiner__gather_kv(c, sc, &gt, &st, pos + 1, g);
       for (l = 1; ((ptrdiff_t)1 << l) <= rev; ++l)
-        if ((rev >> l) & 1) {
-          ptrdiff_t e = section + combiner__log_offset(L, l) + (rev >> l) - 1;
-          combiner__gather_summary(c, sc, &gt, &st, h, e);
-        }
+        if ((rev >> l) & 1) combiner__gather_summary(c, sc, &gt, &st, h, combiner__log_slot(c, 1, l, (rev >> l) - 1));
     }
     combiner__gather_flush(p, sc, &gt, &st);
     combiner__single_state_finish(&st, combiner__out(c, pos, h), p->dv);
@@ -3840,6 +3931,10 @@ static void combiner__ctx_init(combiner__ctx *c, const combiner__problem *p,
   c->scratch = base + w->scratch;
   c->scratch_stride = w->scratch_stride;
   c->one_call = 0;
+  c->qbegin = 0;
+  c->qend = p->L;
+  c->rmap = NULL;
+  c->rjob = NULL;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -4239,6 +4334,413 @@ static void combiner__cache_run_batch(combiner_cache *cache, int count, const fl
   cache->length += count;
   cache->triggered = cache->length;
   if (cache->length > cache->reach) cache->reach = cache->length;
+}
+
+/* ------------------------------------------------------------------------ */
+/* >>ranges: one range of a sequence (sequence parallelism, SPEC 7)        */
+/* ------------------------------------------------------------------------ */
+
+/* A region with a block-style abstraction (FIXED's blocks, LOGSPARSE's
+ * aligned blocks): positions [lo, hi), read by the queries in [r0, r1) and
+ * [r2, r3); block B of level l (FIXED: 0) of section s. */
+typedef struct combiner__reg {
+  ptrdiff_t lo, hi, r0, r1, r2, r3, B;
+  int s, l;
+} combiner__reg;
+
+static void combiner__range_reg(const combiner__problem *p, int s, int l, ptrdiff_t B, combiner__reg *g) {
+  const ptrdiff_t L = p->L, w = (ptrdiff_t)1 << l;
+  g->s = s; g->l = l; g->B = B;
+  g->r2 = 0; g->r3 = 0;
+  if (p->kind == COMBINER_FIXED) {             /* read by every later (bidirectional: other) block */
+    g->lo = B * p->m;
+    g->hi = g->lo + p->m < L ? g->lo + p->m : L;
+    g->r0 = g->hi; g->r1 = L;
+    if (!p->causal) g->r3 = g->lo;
+    return;
+  }
+  if (s == 0) {                                /* read by the next block, when B is even */
+    g->lo = B * w; g->hi = g->lo + w;
+    g->r0 = g->hi; g->r1 = g->hi + w < L ? g->hi + w : L;
+  } else {                                     /* end aligned: the block before it */
+    g->hi = L - B * w; g->lo = g->hi - w;
+    g->r1 = g->lo; g->r0 = g->lo - w > 0 ? g->lo - w : 0;
+  }
+  if (B & 1) g->r1 = g->r0;
+}
+
+static int combiner__meets(ptrdiff_t a0, ptrdiff_t a1, ptrdiff_t b0, ptrdiff_t b1) {
+  return a0 < a1 && b0 < b1 && a0 < b1 && b0 < a1;
+}
+static int combiner__reg_live(const combiner__reg *g) { return g->r0 < g->r1 || g->r2 < g->r3; }
+static int combiner__reg_read_in(const combiner__reg *g, ptrdiff_t b, ptrdiff_t e) {
+  return combiner__meets(g->r0, g->r1, b, e) || combiner__meets(g->r2, g->r3, b, e);
+}
+static int combiner__reg_read_only_in(const combiner__reg *g, ptrdiff_t b, ptrdiff_t e) {
+  return (g->r0 >= g->r1 || (b <= g->r0 && g->r1 <= e)) && (g->r2 >= g->r3 || (b <= g->r2 && g->r3 <= e));
+}
+static int combiner__reg_within(const combiner__reg *g, ptrdiff_t b, ptrdiff_t e) { return b <= g->lo && g->hi <= e; }
+
+/* Sections and levels of the regions: FIXED one section, level 0 only;
+ * LOGSPARSE levels 1 .. floor(log2 L), two sections when bidirectional. */
+static int combiner__range_sections(const combiner__problem *p) {
+  return p->kind == COMBINER_LOGSPARSE && !p->causal ? 2 : 1;
+}
+static int combiner__range_levels(const combiner__problem *p, int *first) {
+  int l = 0;
+  *first = p->kind == COMBINER_FIXED ? 0 : 1;
+  if (p->kind == COMBINER_FIXED) return 0;
+  while (((ptrdiff_t)2 << l) <= (ptrdiff_t)p->L) ++l;
+  return l;
+}
+static ptrdiff_t combiner__range_blocks(const combiner__problem *p, int l) {
+  return p->kind == COMBINER_FIXED ? (ptrdiff_t)p->n : (ptrdiff_t)p->L >> l;
+}
+
+/* Blocks [*B0, *B1) of (s, l) that meet positions [b, e); read: those that
+ * queries in [b, e) read instead (FIXED: every block). */
+static void combiner__range_span(const combiner__problem *p, int s, int l, ptrdiff_t b, ptrdiff_t e, int read,
+                                 ptrdiff_t *B0, ptrdiff_t *B1) {
+  const ptrdiff_t nb = combiner__range_blocks(p, l), L = p->L;
+  if (p->kind == COMBINER_FIXED) {
+    *B0 = read ? 0 : b / p->m;
+    *B1 = read ? nb : (e - 1) / p->m + 1;
+  } else {
+    *B0 = (s == 0 ? b : L - e) >> l;
+    *B1 = ((s == 0 ? e - 1 : L - 1 - b) >> l) + 1;
+    if (read) { *B0 -= 1; *B1 -= 1; }          /* query p reads block (p >> l) - 1 */
+  }
+  if (*B0 < 0) *B0 = 0;
+  if (*B1 > nb) *B1 = nb;
+  if (*B0 > *B1) *B0 = *B1;
+}
+
+/* The regions range [b, e) publishes, in the order every rank derives:
+ * round 1, the live regions it shares with another range (partial query
+ * pools); round 2, those and the ones within it that another range reads
+ * (partial states). Calls fn (if any) with each and its index; returns the
+ * count. */
+typedef void (*combiner__reg_fn)(void *arg, const combiner__reg *g, size_t index);
+
+static size_t combiner__range_walk(const combiner__problem *p, ptrdiff_t b, ptrdiff_t e, int round,
+                                   combiner__reg_fn fn, void *arg) {
+  size_t count = 0;
+  int s, l, l0;
+  const int l1 = combiner__range_levels(p, &l0);
+  for (s = 0; s < combiner__range_sections(p); ++s)
+    for (l = l0; l <= l1; ++l) {
+      ptrdiff_t B0, B1, B;
+      combiner__range_span(p, s, l, b, e, 0, &B0, &B1);
+      for (B = B0; B < B1; ++B) {
+        combiner__reg g;
+        combiner__range_reg(p, s, l, B, &g);
+        if (!combiner__reg_live(&g) ||
+            (combiner__reg_within(&g, b, e) && (round == 1 || combiner__reg_read_only_in(&g, b, e))))
+          continue;
+        if (fn) fn(arg, &g, count);
+        ++count;
+      }
+    }
+  return count;
+}
+
+/* A rank's part: the whole sequence's problem with this range's tensors
+ * (rows from b for q and out, from kb for k and v), its slots, its
+ * messages' entry counts and its workspace. */
+typedef struct combiner__rplan {
+  combiner__problem p;
+  ptrdiff_t b, e, kb, ke;
+  size_t pools, states;       /* entries of its round-1 and round-2 messages */
+  size_t received;            /* slots assembled from other ranks' states */
+  combiner__rmap map;
+  const int *bounds;
+  int nranks;
+  size_t ws_keys, ws_vals, ws_merge, ws_flags, ws_regs, ws_qpool, ws_scratch, ws_stride, ws_total;
+} combiner__rplan;
+
+static size_t combiner__state_width(const combiner__problem *p) { return (size_t)p->d + (size_t)p->dv + 2; }
+
+static void combiner__rmap_of(const combiner__problem *p, ptrdiff_t b, ptrdiff_t e, combiner__rmap *map) {
+  int s, l, l0;
+  const int l1 = combiner__range_levels(p, &l0);
+  memset(map, 0, sizeof *map);
+  for (s = 0; s < combiner__range_sections(p); ++s)
+    for (l = l0; l <= l1; ++l) {
+      ptrdiff_t B0, B1;
+      combiner__range_span(p, s, l, b, e, 1, &B0, &B1);
+      map->lo[s][l] = B0;
+      map->n[s][l] = B1 - B0;
+      map->off[s][l] = map->slots;
+      map->slots += B1 - B0;
+    }
+}
+
+/* Adds `bytes` (64-byte aligned) at *at; 0 on overflow. */
+static int combiner__ws_take(size_t *at, size_t *total, size_t floats, size_t unit) {
+  size_t bytes;
+  if (!combiner__mul(floats, unit, &bytes)) return 0;
+  *at = *total;
+  bytes = combiner__round_up(bytes, COMBINER__ALIGN);
+  return combiner__add(*total, bytes, total);
+}
+
+static combiner_status combiner__range_resolve(const combiner_config *cfg, int nranks, const int *bounds, int rank,
+                                               combiner__rplan *r) {
+  combiner_config whole;
+  combiner__problem *p = &r->p;
+  combiner__scratch sc;
+  combiner_status st;
+  size_t slots_h, n, sb;
+  int i, s, l, l0, l1;
+  if (!cfg) return COMBINER_ERR_INVALID_ARGUMENT;
+  whole = *cfg;                     /* the layouts count this range's rows: checked below */
+  memset(&whole.q_layout, 0, sizeof whole.q_layout);
+  memset(&whole.k_layout, 0, sizeof whole.k_layout);
+  memset(&whole.v_layout, 0, sizeof whole.v_layout);
+  memset(&whole.out_layout, 0, sizeof whole.out_layout);
+  memset(r, 0, sizeof *r);
+  if ((st = combiner__resolve(&whole, p)) != COMBINER_OK) return st;
+  if (p->kind != COMBINER_FIXED && p->kind != COMBINER_LOGSPARSE) return COMBINER_ERR_UNSUPPORTED;
+  if (nranks < 1 || !bounds || rank < 0 || rank >= nranks || bounds[0] != 0 || bounds[nranks] != p->L)
+    return COMBINER_ERR_INVALID_ARGUMENT;
+  for (i = 0; i < nranks; ++i)
+    if (bounds[i + 1] <= bounds[i]) return COMBINER_ERR_INVALID_ARGUMENT;
+  r->bounds = bounds;
+  r->nranks = nranks;
+  r->b = bounds[rank];
+  r->e = bounds[rank + 1];
+  if (p->kind == COMBINER_FIXED) {  /* the direct terms: own block (causal: up to the query) */
+    r->kb = r->b / p->m * p->m;
+    r->ke = p->causal ? r->e : ((r->e - 1) / p->m + 1) * p->m;
+    if (r->ke > p->L) r->ke = p->L;
+  } else {                          /* p - 1 for odd p; bidirectional p + 1 when L - 1 - p is odd */
+    r->kb = r->b - (r->b & 1);
+    r->ke = r->e + (!p->causal && r->e < p->L && ((p->L - r->e) & 1) ? 1 : 0);
+  }
+  if ((st = combiner__resolve_tensor(&cfg->q_layout, (int)(r->e - r->b), p->H, p->d, &p->q)) != COMBINER_OK ||
+      (st = combiner__resolve_tensor(&cfg->k_layout, (int)(r->ke - r->kb), p->Hkv, p->d, &p->k)) != COMBINER_OK ||
+      (st = combiner__resolve_tensor(&cfg->v_layout, (int)(r->ke - r->kb), p->Hkv, p->dv, &p->v)) != COMBINER_OK ||
+      (st = combiner__resolve_tensor(&cfg->out_layout, (int)(r->e - r->b), p->H, p->dv, &p->o)) != COMBINER_OK)
+    return st;
+  p->q.org = r->b; p->o.org = r->b;
+  p->k.org = r->kb; p->v.org = r->kb;
+  p->k.type = (int)cfg->k_type;
+  p->v.type = (int)cfg->v_type;
+  r->pools = combiner__range_walk(p, r->b, r->e, 1, NULL, NULL);
+  r->states = combiner__range_walk(p, r->b, r->e, 2, NULL, NULL);
+  combiner__rmap_of(p, r->b, r->e, &r->map);
+  p->count = (size_t)r->map.slots;            /* the slots are this range's summaries */
+  l1 = combiner__range_levels(p, &l0);
+  for (s = 0; s < combiner__range_sections(p); ++s)
+    for (l = l0; l <= l1; ++l) {
+      ptrdiff_t B;
+      for (B = r->map.lo[s][l]; B < r->map.lo[s][l] + r->map.n[s][l]; ++B) {
+        combiner__reg g;
+        combiner__range_reg(p, s, l, B, &g);
+        if (combiner__reg_read_in(&g, r->b, r->e) && !combiner__reg_within(&g, r->b, r->e)) ++r->received;
+      }
+    }
+  /* workspace: slots' keys and values, their merge state (max, sum) and
+   * flags, this rank's round-1 regions and their merged query pools, scratch */
+  sb = combiner__scratch_parts(p, &sc, NULL);
+  if (!combiner__mul((size_t)r->map.slots, (size_t)p->H, &slots_h) ||
+      !combiner__mul((size_t)p->H, (size_t)p->d, &n) || !combiner__mul(n, r->pools, &n) ||
+      !combiner__ws_take(&r->ws_keys, &r->ws_total, slots_h, (size_t)p->d * sizeof(float)) ||
+      !combiner__ws_take(&r->ws_vals, &r->ws_total, slots_h, (size_t)p->dv * sizeof(float)) ||
+      !combiner__ws_take(&r->ws_merge, &r->ws_total, slots_h, 2 * sizeof(float)) ||
+      !combiner__ws_take(&r->ws_flags, &r->ws_total, (size_t)r->map.slots + r->pools, 1) ||
+      !combiner__ws_take(&r->ws_regs, &r->ws_total, r->pools + r->states, sizeof(combiner__reg)) ||
+      !combiner__ws_take(&r->ws_qpool, &r->ws_total, n, sizeof(float)) ||
+      !sb || !combiner__mul(sb, sizeof(float), &r->ws_stride) ||
+      !combiner__ws_take(&r->ws_scratch, &r->ws_total, (size_t)combiner__scratch_threads(p), r->ws_stride) ||
+      !combiner__add(r->ws_total, COMBINER__ALIGN, &r->ws_total) || r->ws_total > (size_t)PTRDIFF_MAX ||
+      !combiner__mul(r->states, (size_t)p->H * combiner__state_width(p), &n) ||
+      !combiner__mul(r->pools, (size_t)p->H * (size_t)p->d, &n))
+    return COMBINER_ERR_OVERFLOW;
+  return COMBINER_OK;
+}
+
+/* The job of a range call, reached from its units through the context. */
+typedef struct combiner__rjob {
+  const combiner__rplan *r;
+  const combiner__reg *mine;  /* this rank's round-1 regions */
+  const combiner__reg *regs;  /* its round-2 regions */
+  const float *qpool;         /* the merged query pools of its round-1 regions */
+  float *message;             /* its round-2 message */
+} combiner__rjob;
+
+/* Round 1: the partial query pools (unread: sums for mean) over this
+ * range's part of each region, per head. */
+typedef struct combiner__rpools {
+  const combiner__ctx *c;
+  float *message;
+} combiner__rpools;
+
+static void combiner__rpools_fn(void *arg, const combiner__reg *g, size_t index) {
+  const combiner__rpools *a = (const combiner__rpools *)arg;
+  const combiner__ctx *c = a->c;
+  const combiner__problem *p = c->p;
+  const ptrdiff_t lo = g->lo > p->q.org ? g->lo : p->q.org, hi = g->hi < c->qend ? g->hi : c->qend;
+  ptrdiff_t i;
+  int h;
+  for (h = 0; h < p->H; ++h) {
+    float *acc = a->message + (index * (size_t)p->H + (size_t)h) * (size_t)p->d;
+    combiner__pool_start(acc, combiner__q(c, lo, h), p->d);
+    for (i = lo + 1; i < hi; ++i) combiner__pool_add(acc, combiner__q(c, i, h), p->d, p->pool);
+  }
+}
+
+/* Round 2, collecting: this rank's round-1 regions (to match others'
+ * partial pools against) and its round-2 regions (the units). */
+static void combiner__rcollect_fn(void *arg, const combiner__reg *g, size_t index) {
+  ((combiner__reg *)arg)[index] = *g;
+}
+
+typedef struct combiner__rqmerge {
+  const combiner__rplan *r;
+  const combiner__reg *mine;  /* this rank's round-1 regions */
+  const float *message;       /* the other rank's round-1 message */
+  float *qpool;
+  unsigned char *seen;
+} combiner__rqmerge;
+
+static ptrdiff_t combiner__reg_find(const combiner__reg *list, size_t n, const combiner__reg *g) {
+  size_t i;
+  for (i = 0; i < n; ++i)
+    if (list[i].s == g->s && list[i].l == g->l && list[i].B == g->B) return (ptrdiff_t)i;
+  return -1;
+}
+
+static void combiner__rqmerge_fn(void *arg, const combiner__reg *g, size_t index) {
+  const combiner__rqmerge *a = (const combiner__rqmerge *)arg;
+  const combiner__problem *p = &a->r->p;
+  const ptrdiff_t j = combiner__reg_find(a->mine, a->r->pools, g);
+  size_t hd = (size_t)p->H * (size_t)p->d;
+  if (j < 0) return;
+  if (!a->seen[j]) memcpy(a->qpool + (size_t)j * hd, a->message + index * hd, hd * sizeof(float));
+  else {
+    int h;
+    for (h = 0; h < p->H; ++h)
+      combiner__pool_add(a->qpool + (size_t)j * hd + (size_t)h * p->d, a->message + index * hd + (size_t)h * p->d,
+                         p->d, p->pool);
+  }
+  a->seen[j] = 1;
+}
+
+/* Unit (published region i, head h): pooled key over this range's part of
+ * the region (unread), the region's pooled query (its own rows when the
+ * region lies within the range, else the merged round-1 pools) against
+ * this part's keys: max, sum, weighted values. */
+static void combiner__rstate_unit(const combiner__ctx *c, ptrdiff_t unit, const combiner__scratch *sc) {
+  const combiner__rjob *jb = c->rjob;
+  const combiner__rplan *r = jb->r;
+  const combiner__problem *p = c->p;
+  const int h = (int)(unit % p->H), g = h / p->group;
+  const combiner__reg *rg = &jb->regs[unit / p->H];
+  const ptrdiff_t lo = rg->lo > r->b ? rg->lo : r->b, hi = rg->hi < r->e ? rg->hi : r->e;
+  float *out = jb->message + ((size_t)(unit / p->H) * (size_t)p->H + (size_t)h) * combiner__state_width(p);
+  float *qp = sc->qbuf + p->d;
+  combiner__seq ks = combiner__keys(c, g, lo, 1, (int)(hi - lo)), vs = combiner__values(c, g, lo, 1, (int)(hi - lo));
+  combiner__single_state st;
+  ptrdiff_t i;
+  if (combiner__reg_within(rg, r->b, r->e)) {
+    combiner__pool_rows(qp, combiner__q(c, rg->lo, h), p->q.ts, (int)(rg->hi - rg->lo), p->d, p->pool);
+  } else {
+    const size_t hd = (size_t)p->H * (size_t)p->d;
+    const ptrdiff_t j = combiner__reg_find(jb->mine, r->pools, rg);
+    COMBINER_ASSERT(j >= 0);
+    combiner__pool_read(qp, jb->qpool + (size_t)j * hd + (size_t)h * p->d, p->d, p->pool, (int)(rg->hi - rg->lo));
+  }
+  combiner__pool_start(out, combiner__krow(c, lo, g, sc->kpack), p->d);
+  for (i = lo + 1; i < hi; ++i) combiner__pool_add(out, combiner__krow(c, i, g, sc->kpack), p->d, p->pool);
+  combiner__scale_row(qp, p->scale, p->d);
+  combiner__single_state_begin(&st, out + p->d, NULL, p->dv, p->d);
+  combiner__single_query_attend(p, qp, &ks, &vs, &st, sc);
+  out[p->d + p->dv] = st.mx;
+  out[p->d + p->dv + 1] = st.sum;
+}
+
+/* Combine, merging: another rank's published partial states into the
+ * slots this range reads (in rank order). */
+typedef struct combiner__rsmerge {
+  const combiner__rplan *r;
+  const float *message;
+  float *keys, *vals, *merge;
+  unsigned char *seen;
+} combiner__rsmerge;
+
+static void combiner__rsmerge_fn(void *arg, const combiner__reg *g, size_t index) {
+  const combiner__rsmerge *a = (const combiner__rsmerge *)arg;
+  const combiner__rplan *r = a->r;
+  const combiner__problem *p = &r->p;
+  const size_t w = combiner__state_width(p);
+  ptrdiff_t slot;
+  int h;
+  if (!combiner__reg_read_in(g, r->b, r->e) || combiner__reg_within(g, r->b, r->e)) return;
+  slot = r->map.off[g->s][g->l] + g->B - r->map.lo[g->s][g->l];
+  for (h = 0; h < p->H; ++h) {   /* [pooled key d][weighted values dv][max][sum] */
+    const float *src = a->message + (index * (size_t)p->H + (size_t)h) * w;
+    const size_t at = (size_t)h * (size_t)r->map.slots + (size_t)slot;
+    float *key = a->keys + at * (size_t)p->d, *acc = a->vals + at * (size_t)p->dv, *ms = a->merge + 2 * at;
+    if (!a->seen[slot]) {
+      memcpy(key, src, (size_t)p->d * sizeof(float));
+      memcpy(acc, src + p->d, (size_t)p->dv * sizeof(float));
+      ms[0] = src[p->d + p->dv];
+      ms[1] = src[p->d + p->dv + 1];
+    } else {
+      combiner__pool_add(key, src, p->d, p->pool);
+      combiner__merge_state(&ms[0], &ms[1], acc, src[p->d + p->dv], src[p->d + p->dv + 1], src + p->d, p->dv);
+    }
+  }
+  a->seen[slot] = 1;
+}
+
+/* Combine, unit (section s, level l, head h): the abstractions of the
+ * regions this range reads that lie within it, as the one call computes
+ * them. */
+static void combiner__rlocal_unit(const combiner__ctx *c, ptrdiff_t unit, const combiner__scratch *sc) {
+  const combiner__rplan *r = c->rjob->r;
+  const combiner__problem *p = c->p;
+  int l0, levels = combiner__range_levels(p, &l0) - l0 + 1;
+  const int h = (int)(unit % p->H), l = l0 + (int)(unit / p->H % levels), s = (int)(unit / p->H / levels);
+  ptrdiff_t B;
+  for (B = r->map.lo[s][l]; B < r->map.lo[s][l] + r->map.n[s][l]; ++B) {
+    const ptrdiff_t slot = r->map.off[s][l] + B - r->map.lo[s][l];
+    combiner__reg g;
+    combiner__range_reg(p, s, l, B, &g);
+    if (combiner__reg_within(&g, r->b, r->e) && combiner__reg_read_in(&g, r->b, r->e))
+      combiner__block_summary(c, sc, h, g.lo, (int)(g.hi - g.lo), combiner__wkey(c, h, slot), combiner__wval(c, h, slot));
+  }
+}
+
+#if COMBINER__HAS_FIXED
+/* Combine, FIXED unit (head h, block, tile of the range's queries in it). */
+static void combiner__rfixed_unit(const combiner__ctx *c, ptrdiff_t unit, const combiner__scratch *sc) {
+  const combiner__problem *p = c->p;
+  const ptrdiff_t b = c->qbegin, e = c->qend, per = e - b < p->m ? e - b : p->m;
+  const int tiles = combiner__tiles((int)per);
+  combiner__rowtile t;
+  ptrdiff_t a, z;
+  t.h = (int)(unit % p->H);
+  unit /= p->H;
+  t.r = (int)(b / p->m + unit / tiles);
+  t.g = t.h / p->group;
+  t.len = combiner__row_len(p, t.r);
+  t.first = (ptrdiff_t)t.r * p->m;
+  a = (b > t.first ? b : t.first) + (unit % tiles) * COMBINER__BQ;
+  z = e < t.first + t.len ? e : t.first + t.len;
+  if (a >= z) return;
+  t.q0 = (int)(a - t.first);
+  t.nq = z - a < COMBINER__BQ ? (int)(z - a) : COMBINER__BQ;
+  combiner__fixed_combine_tile(c, sc, &t);
+}
+#endif
+
+/* Every rank's message offsets: sizes in floats of rank i's round `round`. */
+static size_t combiner__range_message(const combiner__rplan *r, int rank, int round) {
+  const combiner__problem *p = &r->p;
+  size_t n = combiner__range_walk(p, r->bounds[rank], r->bounds[rank + 1], round, NULL, NULL);
+  return n * (size_t)p->H * (round == 1 ? (size_t)p->d : combiner__state_width(p));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -4698,6 +5200,192 @@ COMBINER_API combiner_status combiner_cache_append(combiner_cache *cache, int co
     const float *q, const void *k, const void *v, float *out) {
   if (!combiner__cache_ok(cache)) return COMBINER_ERR_INVALID_ARGUMENT;
   return combiner_cache_append_at(cache, cache->length, count, q, k, v, out, NULL, 0);
+}
+
+
+/* ---- ranges of one sequence (>>ranges) ---- */
+
+COMBINER_API combiner_status combiner_range_plan(const combiner_config *cfg, int nranks, const int *bounds,
+                                                 int rank, combiner_range_info *info) {
+  combiner__rplan r;
+  combiner_status st;
+  if (!info) return COMBINER_ERR_INVALID_ARGUMENT;
+  if ((st = combiner__range_resolve(cfg, nranks, bounds, rank, &r)) != COMBINER_OK) return st;
+  info->begin = (int)r.b;
+  info->end = (int)r.e;
+  info->kv_begin = (int)r.kb;
+  info->kv_end = (int)r.ke;
+  info->pool_floats = combiner__range_message(&r, rank, 1);
+  info->state_floats = combiner__range_message(&r, rank, 2);
+  info->received_entries = r.received;
+  info->workspace_size = r.ws_total;
+  return COMBINER_OK;
+}
+
+COMBINER_API combiner_status combiner_range_pools(const combiner_config *cfg, int nranks, const int *bounds,
+                                                  int rank, const float *q, float *message) {
+  combiner__rplan r;
+  combiner__ctx c;
+  combiner__rpools a;
+  combiner_status st;
+  if ((st = combiner__range_resolve(cfg, nranks, bounds, rank, &r)) != COMBINER_OK) return st;
+  if (!q || (r.pools && !message) ||
+      combiner__overlap(message, r.pools * (size_t)r.p.H * (size_t)r.p.d, q, r.p.q.extent))
+    return COMBINER_ERR_INVALID_ARGUMENT;
+  memset(&c, 0, sizeof c);
+  c.p = &r.p;
+  c.q = q;
+  c.qbegin = r.b;
+  c.qend = r.e;
+  a.c = &c;
+  a.message = message;
+  combiner__range_walk(&r.p, r.b, r.e, 1, combiner__rpools_fn, &a);
+  return COMBINER_OK;
+}
+
+/* The checks and workspace of the two calls that read K/V; a context on it. */
+static combiner_status combiner__range_enter(const combiner__rplan *r, const float *q, const void *k, const void *v,
+    const float *in, int in_round, const float *written, size_t written_floats,
+    void *workspace, size_t workspace_size, unsigned char **base, void **owned, combiner__ctx *c) {
+  const combiner__problem *p = &r->p;
+  combiner__workspace w;
+  size_t all = 0, wf = workspace ? workspace_size / sizeof(float) + 1 : 0;
+  int i;
+  for (i = 0; i < r->nranks; ++i) all += combiner__range_message(r, i, in_round);
+  if (!q || !k || !v || !written || (all && !in)) return COMBINER_ERR_INVALID_ARGUMENT;
+  if (combiner__overlap(written, written_floats, q, p->q.extent) ||
+      combiner__overlap(written, written_floats, k, combiner__tfloats(&p->k)) ||
+      combiner__overlap(written, written_floats, v, combiner__tfloats(&p->v)) ||
+      combiner__overlap(written, written_floats, in, all) ||
+      combiner__overlap(workspace, wf, q, p->q.extent) || combiner__overlap(workspace, wf, written, written_floats) ||
+      combiner__overlap(workspace, wf, k, combiner__tfloats(&p->k)) ||
+      combiner__overlap(workspace, wf, v, combiner__tfloats(&p->v)) || combiner__overlap(workspace, wf, in, all))
+    return COMBINER_ERR_INVALID_ARGUMENT;
+  memset(&w, 0, sizeof w);
+  w.total = r->ws_total;
+  if (combiner__acquire(&w, workspace, workspace_size, base, owned) != COMBINER_OK)
+    return workspace ? COMBINER_ERR_WORKSPACE_TOO_SMALL : COMBINER_ERR_OUT_OF_MEMORY;
+  memset(c, 0, sizeof *c);
+  c->p = p;
+  c->q = q; c->k = k; c->v = v;
+  c->scratch = *base + r->ws_scratch;
+  c->scratch_stride = r->ws_stride;
+  c->qbegin = r->b;
+  c->qend = r->e;
+  c->rmap = &r->map;
+  return COMBINER_OK;
+}
+
+COMBINER_API combiner_status combiner_range_states(const combiner_config *cfg, int nranks, const int *bounds,
+    int rank, const float *q, const void *k, const void *v, const float *pools, float *message,
+    void *workspace, size_t workspace_size) {
+  combiner__rplan r;
+  combiner__ctx c;
+  combiner__rjob jb;
+  combiner__rqmerge a;
+  combiner__reg *regs;
+  unsigned char *base;
+  void *owned;
+  combiner_status st;
+  size_t off = 0, hd;
+  int i;
+  float empty = 0.0f;
+  if ((st = combiner__range_resolve(cfg, nranks, bounds, rank, &r)) != COMBINER_OK) return st;
+  if (!message && r.states == 0) message = &empty;   /* nothing to write */
+  if ((st = combiner__range_enter(&r, q, k, v, pools, 1, message, r.states * (size_t)r.p.H * combiner__state_width(&r.p),
+                                  workspace, workspace_size, &base, &owned, &c)) != COMBINER_OK)
+    return st;
+  hd = (size_t)r.p.H * (size_t)r.p.d;
+  regs = (combiner__reg *)(void *)(base + r.ws_regs);
+  combiner__range_walk(&r.p, r.b, r.e, 1, combiner__rcollect_fn, regs);
+  combiner__range_walk(&r.p, r.b, r.e, 2, combiner__rcollect_fn, regs + r.pools);
+  a.r = &r;
+  a.mine = regs;
+  a.qpool = (float *)(void *)(base + r.ws_qpool);
+  a.seen = base + r.ws_flags + r.map.slots;
+  memset(a.seen, 0, r.pools);
+  for (i = 0; i < nranks && r.pools; ++i) {          /* others' partial pools of the regions shared with them */
+    a.message = pools + off;
+    off += combiner__range_walk(&r.p, bounds[i], bounds[i + 1], 1, combiner__rqmerge_fn, &a) * hd;
+  }
+  jb.r = &r;
+  jb.mine = regs;
+  jb.regs = regs + r.pools;
+  jb.qpool = a.qpool;
+  jb.message = message;
+  c.rjob = &jb;
+  combiner__run(&c, (ptrdiff_t)(r.states * (size_t)r.p.H), combiner__rstate_unit);
+  if (owned) COMBINER_FREE(owned);
+  return COMBINER_OK;
+}
+
+COMBINER_API combiner_status combiner_range_combine(const combiner_config *cfg, int nranks, const int *bounds,
+    int rank, const float *q, const void *k, const void *v, const float *states,
+    float *out, void *workspace, size_t workspace_size) {
+  combiner__rplan r;
+  combiner__ctx c;
+  combiner__rjob jb;
+  combiner__rsmerge a;
+  unsigned char *base;
+  void *owned;
+  combiner_status st;
+  const combiner__problem *p;
+  size_t off = 0;
+  int i, s, l, l0, l1, levels;
+  if ((st = combiner__range_resolve(cfg, nranks, bounds, rank, &r)) != COMBINER_OK) return st;
+  p = &r.p;
+  if ((st = combiner__range_enter(&r, q, k, v, states, 2, out, p->o.extent, workspace, workspace_size,
+                                  &base, &owned, &c)) != COMBINER_OK)
+    return st;
+  a.r = &r;
+  a.keys = (float *)(void *)(base + r.ws_keys);
+  a.vals = (float *)(void *)(base + r.ws_vals);
+  a.merge = (float *)(void *)(base + r.ws_merge);
+  a.seen = base + r.ws_flags;
+  memset(a.seen, 0, (size_t)r.map.slots);
+  for (i = 0; i < nranks; ++i) {                     /* partial states, merged in rank order */
+    a.message = states + off;
+    off += combiner__range_walk(p, bounds[i], bounds[i + 1], 2, combiner__rsmerge_fn, &a) *
+           (size_t)p->H * combiner__state_width(p);
+  }
+  l1 = combiner__range_levels(p, &l0);
+  levels = l1 - l0 + 1;
+  for (s = 0; s < combiner__range_sections(p); ++s)  /* finish the merged ones: key pool, acc / sum */
+    for (l = l0; l <= l1; ++l) {
+      ptrdiff_t B;
+      for (B = r.map.lo[s][l]; B < r.map.lo[s][l] + r.map.n[s][l]; ++B) {
+        const ptrdiff_t slot = r.map.off[s][l] + B - r.map.lo[s][l];
+        combiner__reg g;
+        int h;
+        if (!a.seen[slot]) continue;
+        combiner__range_reg(p, s, l, B, &g);
+        for (h = 0; h < p->H; ++h) {
+          const size_t at = (size_t)h * (size_t)r.map.slots + (size_t)slot;
+          float *key = a.keys + at * (size_t)p->d, *val = a.vals + at * (size_t)p->dv;
+          combiner__pool_read(key, key, p->d, p->pool, (int)(g.hi - g.lo));
+          combiner__mul_row(val, val, 1.0f / a.merge[2 * at + 1], p->dv);   /* as combiner__states_finish */
+        }
+      }
+    }
+  c.out = out;
+  c.wkeys = a.keys; c.wvals = a.vals;
+  c.skeys = a.keys; c.svals = a.vals;
+  jb.r = &r;
+  jb.mine = NULL; jb.regs = NULL; jb.qpool = NULL; jb.message = NULL;
+  c.rjob = &jb;
+  combiner__run(&c, (ptrdiff_t)combiner__range_sections(p) * (l1 >= l0 ? levels : 0) * p->H, combiner__rlocal_unit);
+#if COMBINER__HAS_FIXED
+  if (p->kind == COMBINER_FIXED) {
+    const ptrdiff_t blocks = (r.e - 1) / p->m - r.b / p->m + 1, per = r.e - r.b < p->m ? r.e - r.b : p->m;
+    combiner__run(&c, (ptrdiff_t)p->H * blocks * combiner__tiles((int)per), combiner__rfixed_unit);
+  }
+#endif
+#if COMBINER__HAS_LOGSPARSE
+  if (p->kind == COMBINER_LOGSPARSE)
+    combiner__run(&c, (ptrdiff_t)p->H * combiner__tiles((int)(r.e - r.b)), combiner__logsparse_combine_unit);
+#endif
+  if (owned) COMBINER_FREE(owned);
+  return COMBINER_OK;
 }
 
 #endif /* COMBINER_IMPLEMENTATION_INCLUDED */
