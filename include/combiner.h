@@ -132,9 +132,22 @@
  *   recent queries and running pools), appends at explicit positions
  *   (combiner_cache_append_at), one scratch shared by every layer.
  *
+ * RANGES OF ONE SEQUENCE (sequence parallelism, e.g. over MPI)
+ *   combiner_range_*: nranks processes each own a contiguous range of one
+ *   sequence and hold only its Q, K, V (K/V plus a halo of less than one
+ *   block). They exchange abstractions, never K/V: partial query pools of
+ *   the regions that straddle ranges (round 1), then partial softmax states
+ *   (max, sum, weighted values) and key pools of every region another range
+ *   reads (round 2), each as one all-gather; then each combines its rows.
+ *   FIXED and LOGSPARSE (AXIAL and MIXTURE read per-cell abstractions of
+ *   every earlier row: refused). Rows equal combiner_attention's, bit for
+ *   bit when no region straddles (FIXED on block-aligned ranges).
+ *   examples/mpi_attention.c runs it on Open MPI.
+ *
  * THE BLOCK IS THE MODEL'S
- *   A trained model fixes its block m. Every entry point resolves block 0
- *   the same way, from the model's context length: m = ceil(sqrt(seq_len)).
+ *   A trained model fixes its block m. Every entry point (one call, cache,
+ *   range) resolves block 0 the same way, from the model's context length:
+ *   m = ceil(sqrt(seq_len)).
  *   A cache's capacity (max_len) never decides it, so the same model and
  *   tokens give the same outputs in caches of any size; a cache of a kind
  *   with blocks (FIXED, AXIAL, MIXTURE) given neither seq_len nor block is
@@ -174,7 +187,9 @@
  *          NEON kernels; combiner_kernel_name(); caches on borrowed K/V
  *          (combiner_cache_init_ex, COMBINER_ERR_ROLLBACK), append_at,
  *          shared scratch, combiner_cache_kv; f16 and bf16 K/V
- *          (combiner_type k_type, v_type; k and v as const void *).
+ *          (combiner_type k_type, v_type; k and v as const void *);
+ *          ranges of one sequence (combiner_range_plan, _pools, _states,
+ *          _combine: sequence parallelism exchanging abstractions only).
  *   0.1.0  Fixed, Axial, Mixture, Logsparse and Dense; causal and
  *          bidirectional; two-phase API; split calls; tiled kernels with
  *          AVX-512 micro-kernels; combiner_flops; float64-reference test
@@ -581,6 +596,8 @@ COMBINER_API combiner_status combiner_range_combine(const combiner_config *cfg, 
  *   >>kinds         the table: kind -> its ops (the only switch on the kind)
  *   >>dispatch      runs a call's steps; buffer checks, workspace
  *   >>cache         the decode cache, kind-blind: storage, appends, threads
+ *   >>ranges        one range of a sequence: regions shared with other ranges,
+ *                   the two rounds of partials, merging, the range's queries
  *   >>introspection support map and the effective matrix
  *   >>api           the public functions
  * ADDING A KIND: a section like >>fixed and one row in >>kinds (and its enum
