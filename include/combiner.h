@@ -5361,7 +5361,7 @@ COMBINER_API combiner_status combiner_range_combine(const combiner_config *cfg, 
   a.seen = base + r.ws_flags;
   memset(a.seen, 0, (size_t)r.map.slots);
   for (i = 0; i < nranks; ++i) {                     /* partial states, merged in rank order */
-    a.message = states + off;
+    a.message = states ? states + off : NULL;   /* NULL: every message is empty */
     off += combiner__range_walk(p, bounds[i], bounds[i + 1], 2, combiner__rsmerge_fn, &a) *
            (size_t)p->H * combiner__state_width(p);
   }
