@@ -543,7 +543,9 @@ typedef struct combiner_range_info {
 } combiner_range_info;
 
 /* Validates cfg, nranks >= 1 and bounds, and describes rank `rank`'s part.
- * Any rank may ask about every other (the sizes of their messages). */
+ * Any rank may ask about every other (the sizes of their messages): the
+ * layouts are not looked at here (they count the caller's own rows) but by
+ * the calls that take tensors. */
 COMBINER_API combiner_status combiner_range_plan(const combiner_config *cfg, int nranks, const int *bounds,
     int rank, combiner_range_info *info);
 /* Round 1: writes info.pool_floats floats to message (may be NULL when 0). */
@@ -5225,9 +5227,15 @@ COMBINER_API combiner_status combiner_cache_append(combiner_cache *cache, int co
 COMBINER_API combiner_status combiner_range_plan(const combiner_config *cfg, int nranks, const int *bounds,
                                                  int rank, combiner_range_info *info) {
   combiner__rplan r;
+  combiner_config any;
   combiner_status st;
-  if (!info) return COMBINER_ERR_INVALID_ARGUMENT;
-  if ((st = combiner__range_resolve(cfg, nranks, bounds, rank, &r)) != COMBINER_OK) return st;
+  if (!info || !cfg) return COMBINER_ERR_INVALID_ARGUMENT;
+  any = *cfg;                     /* a rank's layouts count its own rows: checked by the calls that take tensors */
+  memset(&any.q_layout, 0, sizeof any.q_layout);
+  memset(&any.k_layout, 0, sizeof any.k_layout);
+  memset(&any.v_layout, 0, sizeof any.v_layout);
+  memset(&any.out_layout, 0, sizeof any.out_layout);
+  if ((st = combiner__range_resolve(&any, nranks, bounds, rank, &r)) != COMBINER_OK) return st;
   info->begin = (int)r.b;
   info->end = (int)r.e;
   info->kv_begin = (int)r.kb;
