@@ -228,7 +228,7 @@ typedef enum combiner_status {
   COMBINER_ERR_WORKSPACE_TOO_SMALL,
   COMBINER_ERR_OUT_OF_MEMORY,
   COMBINER_ERR_OVERFLOW,             /* sizes whose byte counts overflow    */
-  COMBINER_ERR_UNSUPPORTED,          /* kind compiled out (COMBINER_NO_*)   */
+  COMBINER_ERR_UNSUPPORTED,          /* kind compiled out (COMBINER_NO_*), or a call it has not (ranges) */
   COMBINER_ERR_CACHE_FULL,           /* append would pass the cache's max_len */
   COMBINER_ERR_NO_BLOCK,             /* block 0 and no seq_len: the block is the model's */
   COMBINER_ERR_ROLLBACK              /* a borrowed cache asked to go back past its rollback window */
@@ -4837,7 +4837,7 @@ COMBINER_API const char *combiner_status_string(combiner_status s) {
       return "workspace too small: pass at least combiner_workspace_size() bytes (or NULL)";
     case COMBINER_ERR_OUT_OF_MEMORY: return "out of memory: the workspace allocation failed";
     case COMBINER_ERR_OVERFLOW: return "overflow: a tensor or workspace byte count does not fit in size_t/ptrdiff_t";
-    case COMBINER_ERR_UNSUPPORTED: return "unsupported: this kind was compiled out (COMBINER_NO_*)";
+    case COMBINER_ERR_UNSUPPORTED: return "unsupported: this kind was compiled out (COMBINER_NO_*) or has no such call (ranges: FIXED and LOGSPARSE only)";
     case COMBINER_ERR_CACHE_FULL:
       return "cache full: the append would pass the max_len the cache was made for";
     case COMBINER_ERR_NO_BLOCK:
