@@ -93,7 +93,7 @@
  * MEMORY
  *   combiner_workspace_size(cfg) bytes: the abstractions of every head, the
  *   per-query softmax states that Axial and Mixture carry between their two
- *   passes, and 256*d + 192*dv + 16*ceil(d/8) + 8832 floats of scratch per
+ *   passes (Logsparse: the pooled queries of its 128-position blocks), and 256*d + 192*dv + 16*ceil(d/8) + 8832 floats of scratch per
  *   thread (37,632 at d = dv = 64; one slot without OpenMP, nth slots for
  *   split calls); O(L*(d+dv)*H), never O(L^2) (whole formula in the README).
  *   Pass a buffer of that size, or NULL to let the call allocate and free it
@@ -805,6 +805,7 @@ static int combiner__kind_has_blocks(int kind);
 static int combiner__kind_compiled(int kind);
 static int combiner__summary_count(combiner__problem *p);   /* 0: overflow */
 static int combiner__state_sets(const combiner__problem *p);
+static size_t combiner__kind_extra(const combiner__problem *p);   /* floats a kind keeps between its steps */
 static double combiner__kind_terms(const combiner__problem *p, double len);
 
 /* The one place where defaults are resolved and the config is validated. */
@@ -928,6 +929,7 @@ static size_t combiner__scratch_parts(const combiner__problem *p, combiner__scra
 typedef struct combiner__workspace {
   size_t keys, values;   /* byte offsets of the summaries (one-call only) */
   size_t states;         /* byte offset of the state sets (combine only) */
+  size_t extra;          /* byte offset of the kind's own floats (combiner__kind_extra) */
   size_t state_floats;   /* floats of one state set: H*L*(dv + 2) */
   size_t scratch;        /* byte offset of thread 0's scratch */
   size_t scratch_stride; /* bytes of scratch per thread */
@@ -947,7 +949,7 @@ static int combiner__scratch_threads(const combiner__problem *p) {
  * with_states: combine needs the state sets of multi-pass kinds. */
 static combiner_status combiner__layout(const combiner__problem *p, int with_summaries,
                                         int with_states, combiner__workspace *w) {
-  size_t kb = 0, vb = 0, stb = 0, sb, all;
+  size_t kb = 0, vb = 0, stb = 0, eb, sb, all;
   combiner__scratch sc;
   if (with_summaries) {
     kb = (size_t)p->H * p->count * (size_t)p->d * sizeof(float);  /* checked in resolve */
@@ -960,11 +962,15 @@ static combiner_status combiner__layout(const combiner__problem *p, int with_sum
       !combiner__mul(w->state_floats, sizeof(float) * (size_t)(with_states ? combiner__state_sets(p) : 0), &stb))
     return COMBINER_ERR_OVERFLOW;
   stb = combiner__round_up(stb, COMBINER__ALIGN);
+  if (!combiner__mul(combiner__kind_extra(p), sizeof(float), &eb) || eb > (size_t)PTRDIFF_MAX)
+    return COMBINER_ERR_OVERFLOW;
+  eb = combiner__round_up(eb, COMBINER__ALIGN);
   sb = combiner__scratch_parts(p, &sc, NULL);
   if (!sb || !combiner__mul(sb, sizeof(float), &sb)) return COMBINER_ERR_OVERFLOW;
   w->keys = 0;
   w->values = kb;
-  if (!combiner__add(kb, vb, &w->states) || !combiner__add(w->states, stb, &w->scratch))
+  if (!combiner__add(kb, vb, &w->states) || !combiner__add(w->states, stb, &w->extra) ||
+      !combiner__add(w->extra, eb, &w->scratch))
     return COMBINER_ERR_OVERFLOW;
   w->scratch_stride = sb;
   if (!combiner__mul(sb, (size_t)combiner__scratch_threads(p), &all) ||
@@ -1372,6 +1378,7 @@ static float combiner__exp(float x) {
 typedef struct combiner__seq {
   const float *base;
   const uint16_t *half;
+  const float *const *rows;   /* or float32 rows anywhere (single-query primitive only) */
   ptrdiff_t stride;
   int count, type;
 } combiner__seq;
@@ -1380,6 +1387,7 @@ static combiner__seq combiner__seq_of(const float *base, ptrdiff_t stride, int c
   combiner__seq s;
   s.base = base;
   s.half = NULL;
+  s.rows = NULL;
   s.stride = stride;
   s.count = count;
   s.type = COMBINER_F32;
@@ -1394,7 +1402,15 @@ static combiner__seq combiner__seq_typed(const void *row, int type, ptrdiff_t st
   return s;
 }
 
+/* count float32 rows at the given addresses (read by the single-query primitive) */
+COMBINER__SHARED combiner__seq combiner__seq_rows(const float *const *rows, int count) {
+  combiner__seq s = combiner__seq_of(NULL, 0, count);
+  s.rows = rows;
+  return s;
+}
+
 static const void *combiner__seq_row(const combiner__seq *s, ptrdiff_t j) {
+  if (s->rows) return s->rows[j];
   if (s->type == COMBINER_F32) return s->base + j * s->stride;
   return s->half + j * s->stride;
 }
@@ -2235,6 +2251,7 @@ typedef struct combiner__ctx {
   float *wkeys, *wvals;          /* the same, written by summarize (NULL in combine) */
   float *states;                 /* state sets of multi-pass kinds (combine) */
   size_t state_floats;
+  float *extra;                  /* a kind's own workspace (combiner__kind_extra floats) */
   unsigned char *scratch;
   size_t scratch_stride;
   int one_call;                  /* combiner_attention (not the two phases): steps may fuse */
@@ -2482,6 +2499,7 @@ COMBINER__SHARED void combiner__attend_own_row(const combiner__ctx *c, const com
 typedef struct combiner__step {
   combiner__unit_fn fn;
   ptrdiff_t units;
+  int summary;          /* computes abstractions (the two-phase API's summarize runs these) */
 } combiner__step;
 
 #define COMBINER__MAX_STEPS 3
@@ -2512,6 +2530,107 @@ COMBINER__SHARED int combiner__no_summaries(combiner__problem *p) {
   p->sections = 0;
   p->count = 0;
   return 1;
+}
+
+/* Asks for rows [0, n) of `width` floats, stride apart, to be brought into
+ * cache (a hint). Before each tile of the one-pass Fixed: its output rows
+ * (for writing: the last stores then do not wait for their lines) and the
+ * next tile's queries (a few per cent at long L: see the CHANGELOG). */
+COMBINER__SHARED void combiner__prefetch_rows(const float *base, ptrdiff_t stride, int n, int width, int write) {
+#if defined(__GNUC__)
+  int i, x;
+  for (i = 0; i < n; ++i)
+    for (x = 0; x < width; x += 16) {
+      if (write) __builtin_prefetch(base + i * stride + x, 1, 3);
+      else __builtin_prefetch(base + i * stride + x, 0, 3);
+    }
+#else
+  (void)base; (void)stride; (void)n; (void)width; (void)write;
+#endif
+}
+
+/* ---- several queries against the same positions, position by position --
+ * Each query b (head h0 + b) against positions c0 .. c0+nk-1 of its kv
+ * head, the positions read in address order with every kv head of a
+ * position in turn: DENSE decode (the heads' own queries) and Logsparse's
+ * large blocks (the heads' pooled queries). */
+/* The query heads [*b0, *b1) of kv head g among heads h0 .. h0+n-1. */
+COMBINER__SHARED void combiner__dense_heads(const combiner__problem *p, int h0, int n, int g, int *b0, int *b1) {
+  *b0 = g * p->group > h0 ? g * p->group : h0;
+  *b1 = (g + 1) * p->group < h0 + n ? (g + 1) * p->group : h0 + n;
+}
+
+/* sc->s[b*64 + j] = q_b . k(c0 + j), b < nb (queries of heads h0 + b, rows of sc->qbuf), j < nk */
+COMBINER__SHARED void combiner__dense_logits(const combiner__ctx *c, const combiner__scratch *sc, int h0, int nb, ptrdiff_t c0,
+                                   int nk) {
+  const combiner__problem *p = c->p;
+  const int d = p->d;
+  int j, g, b, b0, b1;
+#if defined(COMBINER__VEC)
+  int hb, j16;
+  for (hb = 0; hb < nb; hb += 16)   /* 16 heads x 16 positions of partial sums in s2, then their lane sums */
+    for (j16 = 0; j16 < nk; j16 += 16) {
+      const int nh = nb - hb < 16 ? nb - hb : 16, n16 = nk - j16 < 16 ? nk - j16 : 16;
+      for (j = 0; j < n16; ++j)
+        for (g = (h0 + hb) / p->group; g <= (h0 + hb + nh - 1) / p->group; ++g) {
+          const void *row = combiner__k(c, c0 + j16 + j, g);
+          combiner__dense_heads(p, h0 + hb, nh, g, &b0, &b1);
+          for (b = b0 - h0; b < b1 - h0; ++b)
+            combiner__vstore(sc->s2 + ((ptrdiff_t)(b - hb) * 16 + j) * COMBINER__VL,
+                             combiner__vdot_row(sc->qbuf + (ptrdiff_t)b * d, row, p->k.type, d));
+        }
+      for (b = hb; b < hb + nh; ++b)
+        combiner__hsums(sc->s2 + (ptrdiff_t)(b - hb) * 16 * COMBINER__VL, n16, sc->s + (ptrdiff_t)b * COMBINER__CHUNK + j16);
+    }
+#else
+  for (j = 0; j < nk; ++j)
+    for (g = h0 / p->group; g <= (h0 + nb - 1) / p->group; ++g) {
+      const float *kr = combiner__krow(c, c0 + j, g, sc->kpack);
+      combiner__dense_heads(p, h0, nb, g, &b0, &b1);
+      for (b = b0 - h0; b < b1 - h0; ++b)
+        sc->s[(ptrdiff_t)b * COMBINER__CHUNK + j] = combiner__dot(sc->qbuf + (ptrdiff_t)b * d, kr, d);
+    }
+#endif
+}
+
+/* st[b].acc += sum_j sc->s[b*64 + j] * v(c0 + j), b < nb, j < nk. (Four
+ * positions per kv head at a time, accumulated in registers, ran 1.2x faster
+ * from the caches but 1.4x slower from memory: out of address order.) */
+COMBINER__SHARED void combiner__dense_values(const combiner__ctx *c, const combiner__scratch *sc, int h0, int nb, ptrdiff_t c0,
+                                   int nk, const combiner__single_state *st) {
+  const combiner__problem *p = c->p;
+  const int dv = p->dv;
+  int j, g, b, b0, b1;
+  for (j = 0; j < nk; ++j)
+    for (g = h0 / p->group; g <= (h0 + nb - 1) / p->group; ++g) {
+      const void *row = combiner__v(c, c0 + j, g);
+#if !defined(COMBINER__VEC)
+      const float *vr = combiner__row_f32(row, p->v.type, dv, sc->vpack);
+#endif
+      combiner__dense_heads(p, h0, nb, g, &b0, &b1);
+      for (b = b0 - h0; b < b1 - h0; ++b) {
+        const float w = sc->s[(ptrdiff_t)b * COMBINER__CHUNK + j];
+#if defined(COMBINER__VEC)
+        combiner__vaxpy_row(st[b].acc, w, row, p->v.type, dv);
+#else
+        if (w != 0.0f) combiner__axpy(st[b].acc, w, vr, dv);
+#endif
+      }
+    }
+}
+
+/* st[b] += the terms of positions [j0, j1) for the pre-scaled queries b < nb
+ * (rows of sc->qbuf, heads h0 + b), a chunk of 64 positions at a time. */
+COMBINER__SHARED void combiner__heads_attend(const combiner__ctx *c, const combiner__scratch *sc, int h0, int nb,
+                                             ptrdiff_t j0, ptrdiff_t j1, combiner__single_state *st) {
+  ptrdiff_t c0;
+  int b;
+  for (c0 = j0; c0 < j1; c0 += COMBINER__CHUNK) {
+    const int nk = j1 - c0 < COMBINER__CHUNK ? (int)(j1 - c0) : COMBINER__CHUNK;
+    combiner__dense_logits(c, sc, h0, nb, c0, nk);
+    for (b = 0; b < nb; ++b) combiner__single_softmax(c->p, &st[b], sc->s + (ptrdiff_t)b * COMBINER__CHUNK, nk);
+    combiner__dense_values(c, sc, h0, nb, c0, nk, st);
+  }
 }
 
 /* ---- the decode job: what a kind's cache functions see ------------------ */
@@ -2698,71 +2817,6 @@ static int combiner__dense_steps(const combiner__problem *p, int one_call, combi
  * the thread count; the cache merges the ranges' partial states in order. */
 #define COMBINER__SPLIT 1024
 
-/* The query heads [*b0, *b1) of kv head g among heads h0 .. h0+n-1. */
-static void combiner__dense_heads(const combiner__problem *p, int h0, int n, int g, int *b0, int *b1) {
-  *b0 = g * p->group > h0 ? g * p->group : h0;
-  *b1 = (g + 1) * p->group < h0 + n ? (g + 1) * p->group : h0 + n;
-}
-
-/* sc->s[b*64 + j] = q_b . k(c0 + j), b < nb (queries of heads h0 + b, rows of sc->qbuf), j < nk */
-static void combiner__dense_logits(const combiner__ctx *c, const combiner__scratch *sc, int h0, int nb, ptrdiff_t c0,
-                                   int nk) {
-  const combiner__problem *p = c->p;
-  const int d = p->d;
-  int j, g, b, b0, b1;
-#if defined(COMBINER__VEC)
-  int hb, j16;
-  for (hb = 0; hb < nb; hb += 16)   /* 16 heads x 16 positions of partial sums in s2, then their lane sums */
-    for (j16 = 0; j16 < nk; j16 += 16) {
-      const int nh = nb - hb < 16 ? nb - hb : 16, n16 = nk - j16 < 16 ? nk - j16 : 16;
-      for (j = 0; j < n16; ++j)
-        for (g = (h0 + hb) / p->group; g <= (h0 + hb + nh - 1) / p->group; ++g) {
-          const void *row = combiner__k(c, c0 + j16 + j, g);
-          combiner__dense_heads(p, h0 + hb, nh, g, &b0, &b1);
-          for (b = b0 - h0; b < b1 - h0; ++b)
-            combiner__vstore(sc->s2 + ((ptrdiff_t)(b - hb) * 16 + j) * COMBINER__VL,
-                             combiner__vdot_row(sc->qbuf + (ptrdiff_t)b * d, row, p->k.type, d));
-        }
-      for (b = hb; b < hb + nh; ++b)
-        combiner__hsums(sc->s2 + (ptrdiff_t)(b - hb) * 16 * COMBINER__VL, n16, sc->s + (ptrdiff_t)b * COMBINER__CHUNK + j16);
-    }
-#else
-  for (j = 0; j < nk; ++j)
-    for (g = h0 / p->group; g <= (h0 + nb - 1) / p->group; ++g) {
-      const float *kr = combiner__krow(c, c0 + j, g, sc->kpack);
-      combiner__dense_heads(p, h0, nb, g, &b0, &b1);
-      for (b = b0 - h0; b < b1 - h0; ++b)
-        sc->s[(ptrdiff_t)b * COMBINER__CHUNK + j] = combiner__dot(sc->qbuf + (ptrdiff_t)b * d, kr, d);
-    }
-#endif
-}
-
-/* st[b].acc += sum_j sc->s[b*64 + j] * v(c0 + j), b < nb, j < nk. (Four
- * positions per kv head at a time, accumulated in registers, ran 1.2x faster
- * from the caches but 1.4x slower from memory: out of address order.) */
-static void combiner__dense_values(const combiner__ctx *c, const combiner__scratch *sc, int h0, int nb, ptrdiff_t c0,
-                                   int nk, const combiner__single_state *st) {
-  const combiner__problem *p = c->p;
-  const int dv = p->dv;
-  int j, g, b, b0, b1;
-  for (j = 0; j < nk; ++j)
-    for (g = h0 / p->group; g <= (h0 + nb - 1) / p->group; ++g) {
-      const void *row = combiner__v(c, c0 + j, g);
-#if !defined(COMBINER__VEC)
-      const float *vr = combiner__row_f32(row, p->v.type, dv, sc->vpack);
-#endif
-      combiner__dense_heads(p, h0, nb, g, &b0, &b1);
-      for (b = b0 - h0; b < b1 - h0; ++b) {
-        const float w = sc->s[(ptrdiff_t)b * COMBINER__CHUNK + j];
-#if defined(COMBINER__VEC)
-        combiner__vaxpy_row(st[b].acc, w, row, p->v.type, dv);
-#else
-        if (w != 0.0f) combiner__axpy(st[b].acc, w, vr, dv);
-#endif
-      }
-    }
-}
-
 static void combiner__dense_cache_range(const combiner__cache_job *jb, const combiner__scratch *sc, ptrdiff_t i,
                                         int r, float *part) {
   const combiner__ctx *c = &jb->c;
@@ -2772,19 +2826,13 @@ static void combiner__dense_cache_range(const combiner__cache_job *jb, const com
   combiner__single_state st[COMBINER__BQ];
   int h0, b, nb;
   for (h0 = 0; h0 < p->H; h0 += nb) {
-    ptrdiff_t c0;
     nb = p->H - h0 < COMBINER__BQ ? p->H - h0 : COMBINER__BQ;
     for (b = 0; b < nb; ++b) {
       combiner__scaled_copy(sc->qbuf + (ptrdiff_t)b * p->d,
                             jb->q + (i - jb->first) * jb->tq.ts + (ptrdiff_t)(h0 + b) * jb->tq.hs, p->scale, p->d);
       combiner__single_state_begin(&st[b], part + ((ptrdiff_t)(h0 + b) * jb->ranges + r) * w, NULL, p->dv, p->d);
     }
-    for (c0 = j0; c0 < j1; c0 += COMBINER__CHUNK) {
-      const int nk = j1 - c0 < COMBINER__CHUNK ? (int)(j1 - c0) : COMBINER__CHUNK;
-      combiner__dense_logits(c, sc, h0, nb, c0, nk);
-      for (b = 0; b < nb; ++b) combiner__single_softmax(p, &st[b], sc->s + (ptrdiff_t)b * COMBINER__CHUNK, nk);
-      combiner__dense_values(c, sc, h0, nb, c0, nk, st);
-    }
+    combiner__heads_attend(c, sc, h0, nb, j0, j1, st);
     for (b = 0; b < nb; ++b) {
       float *ps = part + ((ptrdiff_t)(h0 + b) * jb->ranges + r) * w;
       ps[dvp] = st[b].mx;
@@ -2863,23 +2911,6 @@ static void combiner__fixed_summary_unit(const combiner__ctx *c, ptrdiff_t unit,
   }
 }
 
-/* Asks for rows [0, n) of `width` floats, stride apart, to be brought into
- * cache (a hint). Before each tile of the one-pass Fixed: its output rows
- * (for writing: the last stores then do not wait for their lines) and the
- * next tile's queries (a few per cent at long L: see the CHANGELOG). */
-static void combiner__prefetch_rows(const float *base, ptrdiff_t stride, int n, int width, int write) {
-#if defined(__GNUC__)
-  int i, x;
-  for (i = 0; i < n; ++i)
-    for (x = 0; x < width; x += 16) {
-      if (write) __builtin_prefetch(base + i * stride + x, 1, 3);
-      else __builtin_prefetch(base + i * stride + x, 0, 3);
-    }
-#else
-  (void)base; (void)stride; (void)n; (void)width; (void)write;
-#endif
-}
-
 /* A tile of block t.r's queries (head t.h): direct = own block (causal: up
  * to the query), regions = every other (causal: earlier) block, entry r for
  * block r. */
@@ -2949,7 +2980,7 @@ static int combiner__fixed_whole(const combiner__ctx *c) {
 
 static int combiner__fixed_steps(const combiner__problem *p, int one_call, combiner__step *s) {
   (void)one_call;
-  s[0].fn = combiner__fixed_summary_unit; s[0].units = p->n;
+  s[0].fn = combiner__fixed_summary_unit; s[0].units = p->n; s[0].summary = 1;
   s[1].fn = combiner__fixed_combine_unit; s[1].units = combiner__row_tiles(p);
   return 2;
 }
@@ -3105,7 +3136,7 @@ static int combiner__axial_steps(const combiner__problem *p, int one_call, combi
   if (one_call) {          /* a call that keeps its abstractions: rows fused in */
     s[n].fn = combiner__axial_summary_rows_unit; s[n++].units = combiner__row_tiles(p);
   } else {
-    s[n].fn = combiner__axial_summary_unit; s[n++].units = combiner__row_tiles(p);
+    s[n].fn = combiner__axial_summary_unit; s[n].summary = 1; s[n++].units = combiner__row_tiles(p);
     s[n].fn = combiner__axial_rows_unit; s[n++].units = combiner__row_tiles(p);
   }
   s[n].fn = combiner__axial_cols_unit; s[n++].units = combiner__col_tiles(p);
@@ -3376,7 +3407,7 @@ static void combiner__mixture_cols_unit(const combiner__ctx *c, ptrdiff_t unit, 
 
 static int combiner__mixture_steps(const combiner__problem *p, int one_call, combiner__step *s) {
   (void)one_call;
-  s[0].fn = combiner__mixture_summary_unit; s[0].units = combiner__mixture_summary_units(p);
+  s[0].fn = combiner__mixture_summary_unit; s[0].units = combiner__mixture_summary_units(p); s[0].summary = 1;
   s[1].fn = combiner__mixture_rows_unit; s[1].units = combiner__row_tiles(p);
   s[2].fn = combiner__mixture_cols_unit; s[2].units = combiner__col_tiles(p);
   return 3;
@@ -3561,146 +3592,150 @@ static ptrdiff_t combiner__log_offset(ptrdiff_t L, int l) {
   return off;
 }
 
-/* Where the abstraction of block B of level l, section s lives: the
- * one-call layout, or a range's slot. */
-static ptrdiff_t combiner__log_slot(const combiner__ctx *c, int s, int l, ptrdiff_t B) {
-  if (c->rmap) return c->rmap->off[s][l] + B - c->rmap->lo[s][l];
-  return (s ? (ptrdiff_t)(c->p->count / 2) : 0) + combiner__log_offset(c->p->L, l) + B;
+
+/* The summaries in two steps. Step 0, unit (section s, chunk of 128
+ * positions, its rows asked for in address order first): levels 1..7 of
+ * the chunk, head by head — with max pooling, pooled queries and keys level
+ * by level from the level below (the max of a block is the max of its
+ * halves' maxima: the same bits as pooling its rows), with mean from the
+ * rows as before (an in-order sum) — then every block's value while the
+ * chunk's rows are in cache; the pooled queries of the chunk's level-7
+ * block kept in the workspace (pq7, combiner__kind_extra). Step 1, unit
+ * (section, level l >= 8, block): its pooled queries and keys from the
+ * level-7 pools it covers (max), its value over its 2^l positions for every
+ * head at once, position by position (combiner__heads_attend: the address
+ * order of a token-major K/V). Q and K are read once for all max pooling
+ * instead of once per level, and a large block's K/V is streamed once for
+ * all heads. The arithmetic of every value is the single-query
+ * primitive's, so the bits are those of pooling and attending each block
+ * on its own (the decode cache's, and a range's). */
+#define COMBINER__LOG_LOW 7
+
+/* First position (forward) of block B of level l, section s. */
+static ptrdiff_t combiner__log_first(const combiner__problem *p, int s, int l, ptrdiff_t B) {
+  return s == 0 ? B << l : (ptrdiff_t)p->L - ((B + 1) << l);
 }
 
-/* Levels whose blocks are summarized chunk by chunk: a chunk of 2^9
- * positions of K and V (256 KiB at d = 64) stays in cache while all its
- * blocks of levels 1..9 are summarized, instead of one pass over memory per
- * level. Higher levels get one unit per level. */
-#define COMBINER__LOG_CHUNK_LEVELS 9
+static ptrdiff_t combiner__log_entry1(const combiner__problem *p, int s, int l, ptrdiff_t B) {
+  return (s ? (ptrdiff_t)(p->count / 2) : 0) + combiner__log_offset(p->L, l) + B;
+}
 
-static void combiner__logsparse_blocks(const combiner__ctx *c, const combiner__scratch *sc, int h, int s,
-                                       int l, ptrdiff_t b0, ptrdiff_t b1) {
+/* out = the max pool of two max pools (the max of their rows, exactly) */
+static void combiner__pool_pair(float *out, const float *a, const float *b, int w) {
+  memcpy(out, a, (size_t)w * sizeof(float));
+  combiner__pool_add(out, b, w, COMBINER_POOL_MAX);
+}
+
+/* Chunks of 128 positions with at least one block of level 1, per section. */
+static ptrdiff_t combiner__log_chunks(const combiner__problem *p) {
+  return ((ptrdiff_t)p->L / 2 + 63) >> (COMBINER__LOG_LOW - 1);
+}
+
+/* Floats of the level-7 pooled queries: per section, chunk and head. */
+static size_t combiner__logsparse_extra(const combiner__problem *p) {
+  return (size_t)(p->causal ? 1 : 2) * (size_t)((ptrdiff_t)p->L >> COMBINER__LOG_LOW) * (size_t)p->H * (size_t)p->d;
+}
+
+static float *combiner__log_pq7(const combiner__ctx *c, int s, ptrdiff_t chunk, int h) {
   const combiner__problem *p = c->p;
-  ptrdiff_t L = p->L, b;
-  ptrdiff_t base = (ptrdiff_t)s * (ptrdiff_t)(p->count / (size_t)(p->causal ? 1 : 2)) + combiner__log_offset(L, l);
-  for (b = b0; b < b1; ++b) {
-    ptrdiff_t first = s == 0 ? b << l : L - ((b + 1) << l);
-    combiner__block_summary(c, sc, h, first, 1 << l, combiner__wkey(c, h, base + b), combiner__wval(c, h, base + b));
-  }
+  return c->extra + ((((ptrdiff_t)s * ((ptrdiff_t)p->L >> COMBINER__LOG_LOW) + chunk) * p->H) + h) * p->d;
 }
 
-static void combiner__logsparse_unit_shape(const combiner__problem *p, ptrdiff_t *chunks, int *high) {
-  int levels = combiner__log_levels(p->L);
-  *chunks = ((ptrdiff_t)p->L - 1) / ((ptrdiff_t)1 << COMBINER__LOG_CHUNK_LEVELS) + 1;
-  *high = levels > COMBINER__LOG_CHUNK_LEVELS ? levels - COMBINER__LOG_CHUNK_LEVELS : 0;
+/* val = att(pooled query qp (scaled here, in place), the block's keys) */
+static void combiner__log_value(const combiner__ctx *c, const combiner__scratch *sc, int h, ptrdiff_t first, int len,
+                                float *qp, float *val) {
+  const int g = h / c->p->group;
+  combiner__seq ks = combiner__keys(c, g, first, 1, len), vs = combiner__values(c, g, first, 1, len);
+  combiner__region_value(c->p, sc, qp, &ks, &vs, val);
 }
 
-/* Unit (head h, section s, chunk k or level l > 9): the aligned blocks
- * there, start aligned (section 0) or, bidirectional, end aligned (section
- * 1), each summarized as in Fixed: pooled key, att(pooled query, block). */
-static void combiner__logsparse_summary_unit(const combiner__ctx *c, ptrdiff_t unit, const combiner__scratch *sc) {
+static void combiner__logsparse_low_unit(const combiner__ctx *c, ptrdiff_t unit, const combiner__scratch *sc) {
   const combiner__problem *p = c->p;
-  ptrdiff_t L = p->L, chunks, per, r;
-  int high, sections = p->causal ? 1 : 2, levels = combiner__log_levels(L), h, s, l;
-  combiner__logsparse_unit_shape(p, &chunks, &high);
-  per = chunks + high;
-  h = (int)(unit / per / sections);
-  s = (int)(unit / per % sections);
-  r = unit % per;
-  if (r < chunks) {
-    for (l = 1; l <= levels && l <= COMBINER__LOG_CHUNK_LEVELS; ++l) {
-      ptrdiff_t b0 = (r << COMBINER__LOG_CHUNK_LEVELS) >> l, b1 = ((r + 1) << COMBINER__LOG_CHUNK_LEVELS) >> l;
-      combiner__logsparse_blocks(c, sc, h, s, l, b0, b1 < (L >> l) ? b1 : (L >> l));
+  const ptrdiff_t chunks = combiner__log_chunks(p), ch = unit % chunks, L = p->L;
+  const int s = (int)(unit / chunks), levels = combiner__log_levels(L), d = p->d;
+  float *const lev[2] = {sc->qbuf, sc->acc2};   /* pooled queries: level 1 in qbuf, levels 2..7 in acc2 */
+  const ptrdiff_t lo = ch << COMBINER__LOG_LOW, hi = lo + ((ptrdiff_t)1 << COMBINER__LOG_LOW) < L ? lo + ((ptrdiff_t)1 << COMBINER__LOG_LOW) : L;
+  ptrdiff_t i;
+  int h, l;
+  for (i = lo; i < hi; ++i)   /* the chunk's rows, asked for in address order before the heads take them one by one */
+    for (h = 0; h < p->H; ++h) {
+      const ptrdiff_t at = s == 0 ? i : L - 1 - i;
+      combiner__prefetch_rows(combiner__q(c, at, h), 0, 1, d, 0);
+      if (h % p->group == 0) {
+        combiner__prefetch_rows((const float *)combiner__k(c, at, h / p->group), 0, 1, (d * (int)combiner__type_size(p->k.type) + 3) / 4, 0);
+        combiner__prefetch_rows((const float *)combiner__v(c, at, h / p->group), 0, 1, (p->dv * (int)combiner__type_size(p->v.type) + 3) / 4, 0);
+      }
     }
-  } else {
-    l = COMBINER__LOG_CHUNK_LEVELS + 1 + (int)(r - chunks);
-    combiner__logsparse_blocks(c, sc, h, s, l, 0, L >> l);
-  }
-}
-
-static ptrdiff_t combiner__logsparse_summary_units(const combiner__problem *p) {
-  ptrdiff_t chunks;
-  int high;
-  combiner__logsparse_unit_shape(p, &chunks, &high);
-  return (ptrdiff_t)p->H * (p->causal ? 1 : 2) * (chunks + high);
-}
-
-/* Gathers one term (a key row and its value row) into the unit's buffers,
- * attending the batch (single-query primitive, query q pre-scaled) when it
- * is full. */
-typedef struct combiner__gather {
-  float *keys, *vals;
-  const float *q;
-  int n;
-} combiner__gather;
-
-static void combiner__gather_flush(const combiner__problem *p, const combiner__scratch *sc,
-                                   combiner__gather *gt, combiner__single_state *st) {
-  combiner__seq ks = combiner__seq_of(gt->keys, p->d, gt->n), vs = combiner__seq_of(gt->vals, p->dv, gt->n);
-  if (gt->n) combiner__single_query_attend(p, gt->q, &ks, &vs, st, sc);
-  gt->n = 0;
-}
-
-static void combiner__gather_row(const combiner__problem *p, const combiner__scratch *sc, combiner__gather *gt,
-                                 combiner__single_state *st, const void *key, int ktype, const void *val, int vtype) {
-  combiner__row_copy(gt->keys + (ptrdiff_t)gt->n * p->d, key, ktype, p->d);
-  combiner__row_copy(gt->vals + (ptrdiff_t)gt->n * p->dv, val, vtype, p->dv);
-  if (++gt->n == COMBINER__BQ) combiner__gather_flush(p, sc, gt, st);
-}
-
-/* position pos of kv head g directly */
-static void combiner__gather_kv(const combiner__ctx *c, const combiner__scratch *sc, combiner__gather *gt,
-                                combiner__single_state *st, ptrdiff_t pos, int g) {
-  combiner__gather_row(c->p, sc, gt, st, combiner__k(c, pos, g), c->p->k.type, combiner__v(c, pos, g), c->p->v.type);
-}
-
-/* abstraction e of head h */
-static void combiner__gather_summary(const combiner__ctx *c, const combiner__scratch *sc, combiner__gather *gt,
-                                     combiner__single_state *st, int h, ptrdiff_t e) {
-  combiner__gather_row(c->p, sc, gt, st, combiner__skey(c, h, e), COMBINER_F32, combiner__sval(c, h, e), COMBINER_F32);
-}
-
-/* Unit (head h, 64 consecutive queries): query p attends itself (and p-1
- * when p is odd) and one aligned block per set bit l >= 1 of p; bidirectional
- * also the same construction on the reversed sequence (p+1 when L-1-p is
- * odd, end-aligned blocks per set bit of L-1-p). O(log L) terms, gathered
- * and attended per query. */
-static void combiner__logsparse_combine_unit(const combiner__ctx *c, ptrdiff_t unit, const combiner__scratch *sc) {
-  const combiner__problem *p = c->p;
-  const ptrdiff_t span = c->qend - c->qbegin;
-  int tiles = combiner__tiles((int)span);
-  int h = (int)(unit / tiles), g = h / p->group, i, l;
-  ptrdiff_t q0 = c->qbegin + (unit % tiles) * COMBINER__BQ;
-  int nq = c->qend - q0 < COMBINER__BQ ? (int)(c->qend - q0) : COMBINER__BQ;
-  ptrdiff_t L = p->L;
-  combiner__gather gt;
-  combiner__single_state st;
-  gt.keys = sc->qbuf;
-  gt.vals = sc->tile[1];
-  gt.q = sc->qt;
-  gt.n = 0;
-  for (i = 0; i < nq; ++i) {
-    ptrdiff_t pos = q0 + i, rev = L - 1 - pos;
-    combiner__scaled_copy(sc->qt, combiner__q(c, pos, h), p->scale, p->d);
-    combiner__single_state_begin(&st, sc->tile[0], NULL, p->dv, p->d);
-    combiner__gather_kv(c, sc, &gt, &st, pos, g);
-    if (pos & 1) combiner__gather_kv(c, sc, &gt, &st, pos - 1, g);
-    for (l = 1; ((ptrdiff_t)1 << l) <= pos; ++l)
-      if ((pos >> l) & 1) combiner__gather_summary(c, sc, &gt, &st, h, combiner__log_slot(c, 0, l, (pos >> l) - 1));
-    if (!p->causal) {
-      if (rev & 1) combiner__gather_kv(c, sc, &gt, &st, pos + 1, g);
-      for (l = 1; ((ptrdiff_t)1 << l) <= rev; ++l)
-        if ((rev >> l) & 1) combiner__gather_summary(c, sc, &gt, &st, h, combiner__log_slot(c, 1, l, (rev >> l) - 1));
+  for (h = 0; h < p->H; ++h) {
+    const int g = h / p->group;
+    float *below = NULL, *at = NULL;
+    ptrdiff_t used = 0;
+    for (l = 1; l <= levels && l <= COMBINER__LOG_LOW; ++l) {
+      const ptrdiff_t per = (ptrdiff_t)1 << (COMBINER__LOG_LOW - l), B0 = ch * per;
+      const ptrdiff_t B1 = B0 + per < (L >> l) ? B0 + per : (L >> l);
+      ptrdiff_t B;
+      at = l == 1 ? lev[0] : lev[1] + used * d;
+      for (B = B0; B < B1; ++B) {
+        float *qrow = at + (B - B0) * d, *key = combiner__wkey(c, h, combiner__log_entry1(p, s, l, B));
+        if (l == 1 || p->pool != COMBINER_POOL_MAX) {   /* from the rows */
+          const ptrdiff_t first = combiner__log_first(p, s, l, B);
+          combiner__seq ks = combiner__keys(c, g, first, 1, 1 << l);
+          combiner__pool_rows(qrow, combiner__q(c, first, h), p->q.ts, 1 << l, d, p->pool);
+          combiner__pool_keys(p, key, &ks, sc->kpack);
+        } else {
+          const float *k0 = combiner__wkey(c, h, combiner__log_entry1(p, s, l - 1, 2 * B));
+          combiner__pool_pair(qrow, below + (2 * B - 2 * B0) * d, below + (2 * B + 1 - 2 * B0) * d, d);
+          combiner__pool_pair(key, k0, k0 + d, d);   /* entries 2B, 2B + 1: consecutive */
+        }
+        memcpy(sc->run, qrow, (size_t)d * sizeof(float));
+        combiner__log_value(c, sc, h, combiner__log_first(p, s, l, B), 1 << l, sc->run,
+                            combiner__wval(c, h, combiner__log_entry1(p, s, l, B)));
+      }
+      if (l > 1) used += per;
+      below = at;
+      if (l == COMBINER__LOG_LOW && B1 > B0) memcpy(combiner__log_pq7(c, s, ch, h), at, (size_t)d * sizeof(float));
     }
-    combiner__gather_flush(p, sc, &gt, &st);
-    combiner__single_state_finish(&st, combiner__out(c, pos, h), p->dv);
   }
 }
 
-static int combiner__logsparse_steps(const combiner__problem *p, int one_call, combiner__step *s) {
-  int n = 0;
-  (void)one_call;
-  if (p->count) {                     /* L = 1 has no block */
-    s[n].fn = combiner__logsparse_summary_unit; s[n++].units = combiner__logsparse_summary_units(p);
-  }
-  s[n].fn = combiner__logsparse_combine_unit; s[n++].units = (ptrdiff_t)p->H * combiner__tiles(p->L);
+/* Step 1 units: (section, level >= 8, block), level by level. */
+static ptrdiff_t combiner__log_high_blocks(const combiner__problem *p) {
+  ptrdiff_t n = 0;
+  int l;
+  for (l = COMBINER__LOG_LOW + 1; l <= combiner__log_levels(p->L); ++l) n += (ptrdiff_t)p->L >> l;
   return n;
+}
+
+static void combiner__logsparse_high_unit(const combiner__ctx *c, ptrdiff_t unit, const combiner__scratch *sc) {
+  const combiner__problem *p = c->p;
+  const ptrdiff_t per_section = combiner__log_high_blocks(p);
+  const int s = (int)(unit / per_section), d = p->d;
+  ptrdiff_t B = unit % per_section, span;
+  int l = COMBINER__LOG_LOW + 1, h0, b, nb;
+  while (B >= ((ptrdiff_t)p->L >> l)) B -= (ptrdiff_t)p->L >> l++;
+  span = (ptrdiff_t)1 << (l - COMBINER__LOG_LOW);   /* level-7 blocks in it */
+  for (h0 = 0; h0 < p->H; h0 += nb) {
+    const ptrdiff_t e7 = combiner__log_entry1(p, s, COMBINER__LOG_LOW, B * span), first = combiner__log_first(p, s, l, B);
+    const ptrdiff_t e = combiner__log_entry1(p, s, l, B);
+    combiner__single_state st[COMBINER__BQ];
+    nb = p->H - h0 < COMBINER__BQ ? p->H - h0 : COMBINER__BQ;
+    for (b = 0; b < nb; ++b) {
+      const int h = h0 + b;
+      float *qp = sc->qbuf + (ptrdiff_t)b * d, *key = combiner__wkey(c, h, e);
+      if (p->pool == COMBINER_POOL_MAX) {
+        combiner__pool_rows(qp, combiner__log_pq7(c, s, B * span, h), (ptrdiff_t)p->H * d, (int)span, d, p->pool);
+        combiner__pool_rows(key, combiner__wkey(c, h, e7), d, (int)span, d, p->pool);
+      } else {                    /* mean: from the rows (in order, the bits of every other path) */
+        combiner__seq ks = combiner__keys(c, h / p->group, first, 1, 1 << l);
+        combiner__pool_rows(qp, combiner__q(c, first, h), p->q.ts, 1 << l, d, p->pool);
+        combiner__pool_keys(p, key, &ks, sc->kpack);
+      }
+      combiner__scale_row(qp, p->scale, d);
+      combiner__single_state_begin(&st[b], sc->tile[0] + (ptrdiff_t)b * p->dv, NULL, p->dv, d);
+    }
+    combiner__heads_attend(c, sc, h0, nb, first, first + ((ptrdiff_t)1 << l), st);
+    for (b = 0; b < nb; ++b) combiner__single_state_finish(&st[b], combiner__wval(c, h0 + b, e), p->dv);
+  }
 }
 
 /* Entry of block b of level l in a cache: a borrowed one keeps a ring of
@@ -3708,6 +3743,71 @@ static int combiner__logsparse_steps(const combiner__problem *p, int one_call, c
 static ptrdiff_t combiner__log_entry(const combiner__cache_job *jb, int l, ptrdiff_t b) {
   if (!jb->level_keep) return combiner__log_offset(jb->c.p->L, l) + b;
   return jb->level_off[l] + b % jb->level_keep[l];
+}
+
+/* Query pos of head h (q pre-scaled) into st, its terms in one batch: its
+ * direct positions (pos - 1 when pos is odd, pos, and bidirectional pos + 1
+ * when L - 1 - pos is odd; half-precision rows widened into the packs), then
+ * one abstraction per set bit l >= 1 of pos (and of L - 1 - pos), read where
+ * they are: entry (l, block) through the cache job's ring (jb) or the
+ * call's slots. The prefill and the decode cache run this same function, so
+ * their bits agree. */
+static void combiner__log_query(const combiner__ctx *c, const combiner__scratch *sc, const float *q, int h, ptrdiff_t pos,
+                                const combiner__cache_job *jb, combiner__single_state *st) {
+  const combiner__problem *p = c->p;
+  const int g = h / p->group, bidir = !jb && !p->causal;
+  const ptrdiff_t L = p->L, rev = L - 1 - pos, first = pos - (pos & 1), last = pos + (bidir && (rev & 1) ? 1 : 0);
+  const float *kr[2 * COMBINER__MAX_LEVELS + 3], *vr[2 * COMBINER__MAX_LEVELS + 3];
+  combiner__seq ks, vs;
+  ptrdiff_t i;
+  int n = 0, l, sec;
+  for (i = first; i <= last; ++i, ++n) {
+    kr[n] = combiner__row_f32(combiner__k(c, i, g), p->k.type, p->d, sc->kpack + (ptrdiff_t)n * p->d);
+    vr[n] = combiner__row_f32(combiner__v(c, i, g), p->v.type, p->dv, sc->vpack + (ptrdiff_t)n * p->dv);
+  }
+  for (sec = 0; sec < (bidir ? 2 : 1); ++sec) {
+    const ptrdiff_t x = sec ? rev : pos;
+    ptrdiff_t off = (sec ? (ptrdiff_t)(p->count / 2) : 0);   /* level l's first entry (one call) */
+    for (l = 1; ((ptrdiff_t)1 << l) <= x; off += L >> l, ++l)
+      if ((x >> l) & 1) {
+        const ptrdiff_t B = (x >> l) - 1;
+        const ptrdiff_t e = jb ? combiner__log_entry(jb, l, B)
+                          : c->rmap ? c->rmap->off[sec][l] + B - c->rmap->lo[sec][l] : off + B;
+        kr[n] = combiner__skey(c, h, e);
+        vr[n++] = combiner__sval(c, h, e);
+      }
+  }
+  ks = combiner__seq_rows(kr, n);
+  vs = combiner__seq_rows(vr, n);
+  combiner__single_query_attend(p, q, &ks, &vs, st, sc);
+}
+
+/* Unit (64 consecutive queries, head h): each query's O(log L) terms. */
+static void combiner__logsparse_combine_unit(const combiner__ctx *c, ptrdiff_t unit, const combiner__scratch *sc) {
+  const combiner__problem *p = c->p;
+  const int h = (int)(unit % p->H);   /* a tile's heads in consecutive units: rows shared */
+  const ptrdiff_t q0 = c->qbegin + (unit / p->H) * COMBINER__BQ;
+  const int nq = c->qend - q0 < COMBINER__BQ ? (int)(c->qend - q0) : COMBINER__BQ;
+  combiner__single_state st;
+  int i;
+  for (i = 0; i < nq; ++i) {
+    combiner__scaled_copy(sc->qt, combiner__q(c, q0 + i, h), p->scale, p->d);
+    combiner__single_state_begin(&st, sc->tile[0], NULL, p->dv, p->d);
+    combiner__log_query(c, sc, sc->qt, h, q0 + i, NULL, &st);
+    combiner__single_state_finish(&st, combiner__out(c, q0 + i, h), p->dv);
+  }
+}
+
+static int combiner__logsparse_steps(const combiner__problem *p, int one_call, combiner__step *s) {
+  int n = 0;
+  (void)one_call;
+  if (p->count) {                     /* L = 1 has no block */
+    const ptrdiff_t sections = p->causal ? 1 : 2;
+    s[n].fn = combiner__logsparse_low_unit; s[n].summary = 1; s[n++].units = sections * combiner__log_chunks(p);
+    s[n].fn = combiner__logsparse_high_unit; s[n].summary = 1; s[n++].units = sections * combiner__log_high_blocks(p);
+  }
+  s[n].fn = combiner__logsparse_combine_unit; s[n++].units = (ptrdiff_t)p->H * combiner__tiles(p->L);
+  return n;
 }
 
 /* Query i reads block (i >> l) - 1 of level l: the last one completed. A
@@ -3758,27 +3858,10 @@ static void combiner__logsparse_cache_trigger(const combiner__cache_job *jb, con
   }
 }
 
-/* Decode: self, i-1 if odd, one block per set bit l >= 1, gathered into
- * one batch. */
+/* Decode: the prefill's own per-query function (the ring's entries). */
 static int combiner__logsparse_cache_query(const combiner__cache_job *jb, const combiner__scratch *sc, int h, ptrdiff_t i,
                                            const float *q, combiner__single_state *st) {
-  const combiner__ctx *c = &jb->c;
-  const combiner__problem *p = c->p;
-  const int g = h / p->group;
-  combiner__gather gt;
-  int l;
-  gt.keys = sc->qt;
-  gt.vals = sc->tile[1];
-  gt.q = q;
-  gt.n = 0;
-  combiner__gather_kv(c, sc, &gt, st, i, g);
-  if (i & 1) combiner__gather_kv(c, sc, &gt, st, i - 1, g);
-  for (l = 1; ((ptrdiff_t)1 << l) <= i; ++l)
-    if ((i >> l) & 1) {
-      const ptrdiff_t e = combiner__log_entry(jb, l, (i >> l) - 1);
-      combiner__gather_summary(c, sc, &gt, st, h, e);
-    }
-  combiner__gather_flush(p, sc, &gt, st);
+  combiner__log_query(&jb->c, sc, q, h, i, jb, st);
   return 0;
 }
 
@@ -3843,6 +3926,14 @@ static int combiner__state_sets(const combiner__problem *p) {
   return k->state_sets ? k->state_sets(p) : 0;
 }
 
+static size_t combiner__kind_extra(const combiner__problem *p) {
+#if COMBINER__HAS_LOGSPARSE
+  if (p->kind == COMBINER_LOGSPARSE) return combiner__logsparse_extra(p);   /* its level-7 pooled queries */
+#endif
+  (void)p;
+  return 0;
+}
+
 static double combiner__kind_terms(const combiner__problem *p, double len) {
   const combiner__kind_ops *k = combiner__ops(p->kind);
   COMBINER_ASSERT(k->terms != NULL);   /* a kind compiled in */
@@ -3873,8 +3964,13 @@ static void combiner__run_steps(const combiner__ctx *c, int first, int last) {
   for (i = first; i < last; ++i) combiner__run(c, s[i].units, s[i].fn);
 }
 
-/* Steps that compute abstractions (0 or 1). */
-static int combiner__summary_steps(const combiner__problem *p) { return p->count > 0 ? 1 : 0; }
+/* Steps that compute abstractions: the first ones of the two-phase steps. */
+static int combiner__summary_steps(const combiner__problem *p) {
+  combiner__step s[COMBINER__MAX_STEPS];
+  int n = combiner__steps(p, 0, s), i = 0;
+  while (i < n && s[i].summary) ++i;
+  return i;
+}
 
 /* Checks q/k/v (and out, and the summaries where given) for NULL and for out
  * or written summaries overlapping anything else. */
@@ -3947,6 +4043,7 @@ static void combiner__ctx_init(combiner__ctx *c, const combiner__problem *p,
   c->svals = c->wvals;
   c->states = (float *)(void *)(base + w->states);
   c->state_floats = w->state_floats;
+  c->extra = (float *)(void *)(base + w->extra);
   c->scratch = base + w->scratch;
   c->scratch_stride = w->scratch_stride;
   c->one_call = 0;

@@ -29,7 +29,7 @@ int main(void) {
   /* the variants split here, and the steps each takes */
   static const struct { const char *name; int steps; } runs[] = {
     {"fixed", 2}, {"axial-wsum", 2}, {"mixture-joint", 3}, {"mixture-average", 3}, {"dense", 1},
-    {"logsparse", 2}};
+    {"logsparse", 3}};
   const int L = 150, d = 8, H = 4, Hkv = 2;
   test_rng rng = {77};
   test_tensor q = test_tensor_make(L, H, d, LAYOUT_PADDED), k = test_tensor_make(L, Hkv, d, LAYOUT_TOKEN_MAJOR);
