@@ -93,24 +93,34 @@ typedef struct test_tensor {
   ptrdiff_t ts, hs;        /* resolved */
 } test_tensor;
 
+/* The strides of `layout` for rows x heads x width elements (head-major
+ * strides count these rows), and the layout as passed in a config
+ * (token-major: {0, 0}, the default). */
+TEST_HELPER void test_layout_strides(int layout, int rows, int heads, int width, ptrdiff_t *ts, ptrdiff_t *hs,
+                                     combiner_layout *lay) {
+  lay->token_stride = 0;
+  lay->head_stride = 0;
+  switch (layout) {
+    case LAYOUT_HEAD_MAJOR:
+      *ts = width; *hs = (ptrdiff_t)rows * width;
+      break;
+    case LAYOUT_PADDED:
+      *hs = width + 3; *ts = heads * *hs + 5;
+      break;
+    default:
+      *hs = width; *ts = (ptrdiff_t)heads * width;
+      return;
+  }
+  lay->token_stride = *ts;
+  lay->head_stride = *hs;
+}
+
 TEST_HELPER test_tensor test_tensor_make(int L, int heads, int width, int layout) {
   test_tensor t;
   size_t i;
   memset(&t, 0, sizeof t);
   t.L = L; t.heads = heads; t.width = width;
-  switch (layout) {
-    case LAYOUT_HEAD_MAJOR:
-      t.ts = width; t.hs = (ptrdiff_t)L * width;
-      t.lay.token_stride = t.ts; t.lay.head_stride = t.hs;
-      break;
-    case LAYOUT_PADDED:
-      t.hs = width + 3; t.ts = heads * t.hs + 5;
-      t.lay.token_stride = t.ts; t.lay.head_stride = t.hs;
-      break;
-    default:
-      t.hs = width; t.ts = (ptrdiff_t)heads * width;   /* lay stays {0, 0} */
-      break;
-  }
+  test_layout_strides(layout, L, heads, width, &t.ts, &t.hs, &t.lay);
   t.floats = (size_t)((L - 1) * t.ts + (heads - 1) * t.hs + width) + 7;
   t.data = (float *)test_alloc(t.floats * sizeof(float));
   for (i = 0; i < t.floats; ++i) t.data[i] = NAN;

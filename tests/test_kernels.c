@@ -108,8 +108,9 @@ int main(void) {
       if (test_variant_selected(var))
         run_case(var, 200, 0, causal, COMBINER_POOL_MAX,
                  case_with(2, 2, (unsigned)test_variant_index(var) * 2 + (unsigned)causal), &rng);
-  /* Logsparse past 2^9 positions: its summaries run per 512-position chunk
-   * (levels 1-9, a short last chunk here) and per level above (level 10) */
+  /* Logsparse past 2^10 positions: its summaries run per 128-position chunk
+   * (levels 1-7, a short last chunk of 76 here) and per block above (levels
+   * 8-10, every head at once) */
   var = test_variant_named("logsparse");
   for (causal = 0; causal < 2; ++causal)
     for (pool = 0; pool < 2; ++pool)

@@ -24,60 +24,19 @@
  *   5. bad arguments give their status and write nothing (out, messages);
  *   6. every rank's plan of every rank (with its own layouts) agrees, and
  *      FIXED with block-aligned bounds sends no round-1 message.
- * The rounding of f16/bf16 here is the test's own (as in test_types.c).
+ * The rounding of f16/bf16 is the tests' own (test_half.h).
  * COMBINER_TEST_QUICK=1: no L = 1000, every third problem from L = 64 on,
  * one random bounds set per problem, one rank per position up to L = 16. */
 #define COMBINER_IMPLEMENTATION
 #include "test_common.h"
 
-enum { F32 = COMBINER_F32, F16 = COMBINER_F16, BF16 = COMBINER_BF16 };
-static const char *const type_names[] = {"f32", "f16", "bf16"};
+#include "test_half.h"
 
 /* unwritten memory: a quiet NaN with a payload no computation produces */
 #define SENTINEL_BITS 0x7fcdcdcdu
 enum { GUARD = 8 };   /* floats after each message buffer that must stay untouched */
 #define RANGE_TOLERANCE 1e-6   /* ranges vs the whole-sequence call, where straddling regions merge */
 
-static uint32_t bits_of(float f) { uint32_t b; memcpy(&b, &f, sizeof b); return b; }
-static float float_of(uint32_t b) { float f; memcpy(&f, &b, sizeof f); return f; }
-
-/* ---- f16 / bf16, from the formats' definitions ---------------------------- */
-
-/* float32 -> binary16, round to nearest even */
-static uint16_t to_f16(float f) {
-  const uint32_t x = bits_of(f), a = x & 0x7fffffffu;
-  const uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
-  if (a >= 0x7f800000u) return (uint16_t)(sign | 0x7c00u | (a > 0x7f800000u ? 0x200u : 0u));
-  if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u);
-  if (a < 0x38800000u) {
-    const double m = rint(fabs((double)f) * 16777216.0);
-    return (uint16_t)(sign | (uint16_t)m);
-  } else {
-    uint32_t h = (((a >> 23) - 112u) << 10) | ((a & 0x7fffffu) >> 13), rem = a & 0x1fffu;
-    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) ++h;
-    return (uint16_t)(sign | h);
-  }
-}
-
-/* float32 -> bfloat16, round to nearest even */
-static uint16_t to_bf16(float f) {
-  const uint32_t x = bits_of(f);
-  if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40u);
-  return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
-}
-
-static float widen(uint16_t h, int type) {
-  if (type == BF16) return float_of((uint32_t)h << 16);
-  {
-    const int e = (h >> 10) & 31, m = h & 1023;
-    const double s = (h & 0x8000u) ? -1.0 : 1.0;
-    if (e == 31) return m ? NAN : (float)(s * INFINITY);
-    if (e == 0) return (float)(s * ldexp((double)m, -24));
-    return (float)(s * ldexp((double)(1024 + m), e - 25));
-  }
-}
-
-static uint16_t narrow(float f, int type) { return type == F16 ? to_f16(f) : to_bf16(f); }
 
 /* a value in [-1, 1], exactly representable in `type` */
 static float rounded(float f, int type) { return type == F32 ? f : widen(narrow(f, type), type); }
@@ -110,19 +69,7 @@ static slab slab_make(int rows, int heads, int width, int layout, int type) {
   slab s;
   memset(&s, 0, sizeof s);
   s.rows = rows; s.heads = heads; s.width = width; s.type = type;
-  switch (layout) {
-    case LAYOUT_HEAD_MAJOR:
-      s.ts = width; s.hs = (ptrdiff_t)rows * width;
-      s.lay.token_stride = s.ts; s.lay.head_stride = s.hs;
-      break;
-    case LAYOUT_PADDED:
-      s.hs = width + 3; s.ts = heads * s.hs + 5;
-      s.lay.token_stride = s.ts; s.lay.head_stride = s.hs;
-      break;
-    default:
-      s.hs = width; s.ts = (ptrdiff_t)heads * width;
-      break;
-  }
+  test_layout_strides(layout, rows, heads, width, &s.ts, &s.hs, &s.lay);
   s.elems = (size_t)((rows - 1) * s.ts + (heads - 1) * s.hs + width);
   s.data = test_alloc(s.elems * elem_size(type));
   slab_poison(&s, bits_of(NAN));
