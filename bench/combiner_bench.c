@@ -8,6 +8,8 @@
  *                  [--types f32,f16,bf16]
  *                  [--heads 8] [--kv 8,2] [--threads 1,2] [--steps 0] [--rounds 3]
  *                  [--chunk 4096] [--dense-max-N N] [--out DIR] [--quick]
+ *   combiner-bench --chunked [--L 4096] [--chunks 256,1024,4096] [--kinds ...] [--modes owned,borrowed]
+ *                  [--kv 8] [--threads 2] [--reps 5] [--out DIR] [--quick]
  *
  * Prefill (the default mode), for each configuration: median, min and max of
  * `reps` calls after one warm-up; FLOPs from combiner_flops() (the kernel's
@@ -34,7 +36,16 @@
  * N = 65536. --steps S times S tokens per round for every kind (0: each
  * kind's own whole-period window); --quick is the CI smoke run (H 2, kv 2,
  * 1 thread, N 256 and 1024), any other flag still applies.
- * The CI smoke run of both modes takes well under a second. */
+ *
+ * Chunked prefill (--chunked [--L 4096] [--chunks 256,1024,4096] [--modes
+ * owned,borrowed]): a causal prompt of L tokens appended to a cache in
+ * chunks (outputs written, combiner_cache_append / append_at) against one
+ * combiner_attention call on the same tokens, timed interleaved in the same
+ * rounds (median of --reps after one warm-up; the cache made again outside
+ * the timed region each round); prints the ratio chunked / one call and
+ * PASS/MISS against 1.2 for chunks of >= 256 tokens. Results go to
+ * DIR/chunked.csv.
+ * The CI smoke run of every mode takes well under a second. */
 #define _POSIX_C_SOURCE 199309L
 #define COMBINER_IMPLEMENTATION
 #include "combiner.h"
@@ -713,7 +724,8 @@ typedef struct options {
   int decode, quick;
   int Ls[MAXV], nL, Ns[MAXV], nN, causals[MAXV], nc, ds[MAXV], nd, kvs[MAXV], nkv, threads[MAXV], nt;
   int H, reps, dense_max, steps, rounds, chunk, nk;
-  int modes[2], nm;        /* decode: 0 owned, 1 borrowed */
+  int modes[2], nm;        /* decode, chunked: 0 owned, 1 borrowed */
+  int chunked, chunks[MAXV], nch;   /* chunked prefill: chunk sizes */
   int types[3], ntypes;    /* decode: K/V element types */
   combiner_kind kinds[6];
   const char *out_dir;
@@ -893,6 +905,115 @@ static int run_decode(const options *o) {
   return 0;
 }
 
+/* ---- chunked prefill through the cache against one call ---- */
+
+typedef struct chunked_run {
+  combiner_config cfg;
+  combiner_cache_options opt;
+  void *buffer;
+  size_t size;
+  int chunk;
+} chunked_run;
+
+/* Appends the prompt to a new cache in chunks; returns the seconds of the appends. */
+static double chunked_fill(chunked_run *c, int L, const float *q, const float *k, const float *v, float *o) {
+  const int H = c->cfg.num_heads, Hkv = c->cfg.num_kv_heads, d = c->cfg.head_dim;
+  combiner_cache *cache;
+  combiner_status st = combiner_cache_init_ex(&cache, &c->cfg, &c->opt, c->buffer, c->size);
+  double t0;
+  int p;
+  if (st != COMBINER_OK) die_status("combiner_cache_init_ex", st);
+  t0 = now();
+  for (p = 0; p < L; p += c->chunk) {
+    const int n = L - p < c->chunk ? L - p : c->chunk;
+    st = c->opt.k ? combiner_cache_append_at(cache, p, n, q + (size_t)p * H * d, NULL, NULL, o + (size_t)p * H * d, NULL, 0)
+                  : combiner_cache_append(cache, n, q + (size_t)p * H * d, k + (size_t)p * Hkv * d,
+                                          v + (size_t)p * Hkv * d, o + (size_t)p * H * d);
+    if (st != COMBINER_OK) die_status("combiner_cache_append (chunked)", st);
+  }
+  return now() - t0;
+}
+
+static int run_chunked(const options *o) {
+  char path[512];
+  FILE *csv;
+  int li, ki, ti, kvi, ci, mi, r, misses = 0;
+  snprintf(path, sizeof path, "%s/chunked.csv", o->out_dir);
+  csv = fopen(path, "w");
+  if (csv) fprintf(csv, "kind,L,head_dim,heads,kv_heads,threads,mode,chunk,one_call_s,chunked_s,ratio,cpu\n");
+  printf("combiner-bench --chunked on %s (%s kernels, %s; %s): a causal prompt appended to a cache in chunks "
+         "(outputs written) vs one combiner_attention call, interleaved, median of %d\n\n",
+         cpu_model(), combiner_kernel_name(), compiler_name(), openmp_name(), o->reps);
+  printf("%-9s %6s %3s %2s %2s %3s %-8s %6s %12s %12s %7s\n", "kind", "L", "d", "H", "kv", "thr", "mode", "chunk",
+         "one call ms", "chunked ms", "ratio");
+  for (li = 0; li < o->nL; ++li)
+    for (kvi = 0; kvi < o->nkv; ++kvi)
+      for (ti = 0; ti < o->nt; ++ti)
+        for (ki = 0; ki < o->nk; ++ki) {
+          const int L = o->Ls[li], d = o->ds[0], H = o->H, Hkv = o->kvs[kvi], nrun = o->nm * o->nch;
+          const int reps = o->reps < 1 ? 1 : o->reps > 64 ? 64 : o->reps;
+          unsigned seed = 1;
+          float *q = random_buffer((size_t)L * H * d, &seed), *k = random_buffer((size_t)L * Hkv * d, &seed);
+          float *v = random_buffer((size_t)L * Hkv * d, &seed), *out = random_buffer((size_t)L * H * d, &seed);
+          chunked_run runs[2 * MAXV];
+          double one[64], t[2 * MAXV][64], one_med;
+          combiner_config cfg;
+          size_t ws;
+          void *work;
+          memset(&cfg, 0, sizeof cfg);
+          cfg.kind = o->kinds[ki]; cfg.seq_len = L; cfg.head_dim = d; cfg.num_heads = H; cfg.num_kv_heads = Hkv;
+          cfg.causal = 1; cfg.num_threads = o->threads[ti];
+          ws = combiner_workspace_size(&cfg);
+          work = malloc(ws);
+          if (!work) { fprintf(stderr, "out of memory\n"); exit(1); }
+          for (mi = 0; mi < o->nm; ++mi)
+            for (ci = 0; ci < o->nch; ++ci) {
+              chunked_run *c = &runs[mi * o->nch + ci];
+              memset(&c->opt, 0, sizeof c->opt);
+              c->cfg = cfg;
+              c->opt.max_len = L;
+              if (o->modes[mi]) { c->opt.k = k; c->opt.v = v; }
+              c->chunk = o->chunks[ci];
+              c->size = combiner_cache_size_ex(&cfg, &c->opt);
+              c->buffer = malloc(c->size);
+              if (!c->buffer) { fprintf(stderr, "out of memory (cache)\n"); exit(1); }
+            }
+          for (r = -1; r < reps; ++r) {   /* interleaved: each round runs the one call and every chunked fill */
+            double t0 = now();
+            combiner_status st = combiner_attention(&cfg, q, k, v, out, work, ws);
+            if (st != COMBINER_OK) die_status("combiner_attention", st);
+            if (r >= 0) one[r] = now() - t0;
+            for (ci = 0; ci < nrun; ++ci) {
+              const double s = chunked_fill(&runs[ci], L, q, k, v, out);
+              if (r >= 0) t[ci][r] = s;
+            }
+          }
+          one_med = median_of(one, reps);
+          for (ci = 0; ci < nrun; ++ci) {
+            const chunked_run *c = &runs[ci];
+            const double med = median_of(t[ci], reps), ratio = med / one_med;
+            const char *mode = c->opt.k ? "borrowed" : "owned";
+            const int judged = c->chunk >= 256;
+            misses += judged && ratio > 1.2;
+            printf("%-9s %6d %3d %2d %2d %3d %-8s %6d %12.3f %12.3f %6.2fx%s\n", combiner_kind_string(cfg.kind), L, d, H,
+                   Hkv, cfg.num_threads, mode, c->chunk, 1e3 * one_med, 1e3 * med, ratio,
+                   judged ? (ratio <= 1.2 ? "  PASS" : "  MISS") : "");
+            if (csv) {
+              fprintf(csv, "%s,%d,%d,%d,%d,%d,%s,%d,%.6g,%.6g,%.4g,", combiner_kind_string(cfg.kind), L, d, H, Hkv,
+                      cfg.num_threads, mode, c->chunk, one_med, med, ratio);
+              csv_string(csv, cpu_model());
+              fprintf(csv, "\n");
+            }
+            free(c->buffer);
+          }
+          fflush(stdout);
+          free(work); free(q); free(k); free(v); free(out);
+        }
+  if (csv) { fclose(csv); printf("\nwrote %s\n", path); }
+  printf("target (chunks >= 256: <= 1.2x the one call): %d miss(es)\n", misses);
+  return 0;
+}
+
 /* Options in two passes: --decode and --quick pick the defaults, then every
  * other flag overrides them, whatever the order. */
 static int parse_options(int argc, char **argv, options *o) {
@@ -904,6 +1025,7 @@ static int parse_options(int argc, char **argv, options *o) {
   for (a = 1; a < argc; ++a) {
     o->decode |= !strcmp(argv[a], "--decode");
     o->quick |= !strcmp(argv[a], "--quick");
+    o->chunked |= !strcmp(argv[a], "--chunked");
   }
   memcpy(o->Ls, Ls, sizeof Ls); o->nL = 5;
   memcpy(o->Ns, Ns, sizeof Ns); o->nN = 4;
@@ -917,14 +1039,20 @@ static int parse_options(int argc, char **argv, options *o) {
   o->modes[0] = 0; o->nm = 1;
   o->types[0] = COMBINER_F32; o->ntypes = 1;
   o->out_dir = "bench/results";
+  o->chunks[0] = 256; o->chunks[1] = 1024; o->chunks[2] = 4096; o->nch = 3;
+  if (o->chunked) {
+    o->nL = 1; o->Ls[0] = 4096; o->nc = 1; o->nt = 1; o->threads[0] = 2; o->nkv = 1;
+    o->nm = 2; o->modes[1] = 1;
+  }
   if (o->quick) {
+    o->nch = 2; o->chunks[0] = 64; o->chunks[1] = 256;
     o->nL = 2; o->Ls[0] = 256; o->Ls[1] = 512; o->nkv = 1; o->kvs[0] = 2; o->nt = 1; o->threads[0] = 1;
     o->reps = 3; o->H = 2;
     o->nN = 2; o->Ns[0] = 256; o->Ns[1] = 1024;
   }
   for (a = 1; a < argc; ++a) {
     const char *v = a + 1 < argc ? argv[a + 1] : "";
-    if (!strcmp(argv[a], "--decode") || !strcmp(argv[a], "--quick")) continue;
+    if (!strcmp(argv[a], "--decode") || !strcmp(argv[a], "--quick") || !strcmp(argv[a], "--chunked")) continue;
     if (a + 1 >= argc) break;
     ++a;
     if (!strcmp(argv[a - 1], "--L")) o->nL = parse_list(v, o->Ls);
@@ -939,6 +1067,7 @@ static int parse_options(int argc, char **argv, options *o) {
     else if (!strcmp(argv[a - 1], "--steps")) o->steps = atoi(v);
     else if (!strcmp(argv[a - 1], "--rounds")) o->rounds = atoi(v);
     else if (!strcmp(argv[a - 1], "--chunk")) o->chunk = atoi(v);
+    else if (!strcmp(argv[a - 1], "--chunks")) o->nch = parse_list(v, o->chunks);
     else if (!strcmp(argv[a - 1], "--out")) o->out_dir = v;
     else if (!strcmp(argv[a - 1], "--types")) {
       const char *t = v;
@@ -975,7 +1104,7 @@ static int parse_options(int argc, char **argv, options *o) {
       break;
     }
   }
-  if (a < argc || o->nk < 1 || o->rounds < 1 || o->chunk < 1 || o->steps < 0) {
+  if (a < argc || o->nk < 1 || o->rounds < 1 || o->chunk < 1 || o->steps < 0 || o->nch < 1 || o->chunks[0] < 1) {
     fprintf(stderr, "usage: see the comment at the top of bench/combiner_bench.c\n");
     return 0;
   }
@@ -1002,6 +1131,7 @@ int main(int argc, char **argv) {
   FILE *csv;
   if (!parse_options(argc, argv, &opt)) return 2;
   if (opt.decode) return run_decode(&opt);
+  if (opt.chunked) return run_chunked(&opt);
   Ls = opt.Ls; nL = opt.nL; causals = opt.causals; nc = opt.nc; ds = opt.ds; nd = opt.nd; kvs = opt.kvs;
   nkv = opt.nkv; threads = opt.threads; nt = opt.nt; H = opt.H; reps = opt.reps; dense_max = opt.dense_max;
   kinds = opt.kinds; nk = opt.nk; out_dir = opt.out_dir;

@@ -2181,6 +2181,171 @@ static void combiner__single_query_attend(const combiner__problem *p, const floa
   }
 }
 
+/* ---- several queries over one sequence ---------------------------------- */
+
+/* Queries per batch: a chunked append reads a block's rows once for this
+ * many of its queries (each query's accumulators stay in registers). */
+#define COMBINER__MQ 4
+
+#if defined(COMBINER__VEC)
+/* t[b] + r*VL = the lanes of q[b] . row for b < nq: vdot_row's operations
+ * for each query, in its order, the row's vectors loaded once for all. */
+COMBINER__INLINE void combiner__vdot_rows(const float *const *q, int nq, const void *row, int type, int d,
+                                          float *const *t, int r) {
+  combiner__vf a0[COMBINER__MQ], a1[COMBINER__MQ];
+  int b, x = 0;
+  for (b = 0; b < nq; ++b) a0[b] = a1[b] = combiner__vzero();
+  if (type == COMBINER_F32) {
+    const float *rf = (const float *)row;
+    for (; x + 2 * COMBINER__VL <= d; x += 2 * COMBINER__VL) {
+      const combiner__vf r0 = combiner__vload(rf + x), r1 = combiner__vload(rf + x + COMBINER__VL);
+      for (b = 0; b < nq; ++b) {
+        a0[b] = combiner__vfma(combiner__vload(q[b] + x), r0, a0[b]);
+        a1[b] = combiner__vfma(combiner__vload(q[b] + x + COMBINER__VL), r1, a1[b]);
+      }
+    }
+  } else {
+    const uint16_t *hr = (const uint16_t *)row;
+    for (; x + 2 * COMBINER__VL <= d; x += 2 * COMBINER__VL) {
+      const combiner__vf r0 = combiner__vload_half(hr + x, type), r1 = combiner__vload_half(hr + x + COMBINER__VL, type);
+      for (b = 0; b < nq; ++b) {
+        a0[b] = combiner__vfma(combiner__vload(q[b] + x), r0, a0[b]);
+        a1[b] = combiner__vfma(combiner__vload(q[b] + x + COMBINER__VL), r1, a1[b]);
+      }
+    }
+  }
+  for (; x < d; x += COMBINER__VL) {
+    const int n = d - x < COMBINER__VL ? d - x : COMBINER__VL;
+    const combiner__vf rv = combiner__vload_typed(row, type, x, n);
+    for (b = 0; b < nq; ++b) a0[b] = combiner__vfma(combiner__vloadn(q[b] + x, n), rv, a0[b]);
+  }
+  for (b = 0; b < nq; ++b) combiner__vstore(t[b] + (ptrdiff_t)r * COMBINER__VL, combiner__vadd(a0[b], a1[b]));
+}
+
+/* s[b][j] = q[b] . k_{j0+j} for j < nk[b] (every b: rows up to the largest
+ * nk; a query's extra logits are not read), as single_query_scores. */
+COMBINER__INLINE void combiner__multi_scores(const float *const *q, int nq, const combiner__seq *k, int j0, const int *nk,
+                                             int d, float *const *s, float *const *t) {
+  int j, r, b, most = 0;
+  for (b = 0; b < nq; ++b) most = nk[b] > most ? nk[b] : most;
+  for (j = 0; j < most; j += 16) {
+    const int n = most - j < 16 ? most - j : 16;
+    for (r = 0; r < n; ++r) combiner__vdot_rows(q, nq, combiner__seq_row(k, j0 + j + r), k->type, d, t, r);
+    for (b = 0; b < nq; ++b)
+      if (nk[b] > j) combiner__hsums(t[b], nk[b] - j < n ? nk[b] - j : n, s[b] + j);
+  }
+}
+
+/* acc[b] += sum_{j < nk[b]} w[b][j] * x_{j0+j}: single_query_pv's
+ * operations for each query in its order, the rows' vectors loaded once
+ * for the queries that read them. */
+COMBINER__INLINE void combiner__multi_pv(float *const *acc, const float *const *w, const int *nk, int nq,
+                                         const combiner__seq *xs, int j0, int n) {
+  int j, y = 0, u, b, lo = nk[0];
+  for (b = 1; b < nq; ++b) lo = nk[b] < lo ? nk[b] : lo;
+  for (; y + COMBINER__NV * COMBINER__VL <= n; y += COMBINER__NV * COMBINER__VL) {
+    combiner__vf a[COMBINER__MQ][COMBINER__NV];
+    for (b = 0; b < nq; ++b)
+      for (u = 0; u < COMBINER__NV; ++u) a[b][u] = combiner__vload(acc[b] + y + u * COMBINER__VL);
+    for (j = 0; j < lo; ++j) {
+      const void *row = combiner__seq_row(xs, j0 + j);
+      combiner__vf rv[COMBINER__NV];
+      if (xs->type == COMBINER_F32)
+        for (u = 0; u < COMBINER__NV; ++u) rv[u] = combiner__vload((const float *)row + y + u * COMBINER__VL);
+      else
+        for (u = 0; u < COMBINER__NV; ++u) rv[u] = combiner__vload_half((const uint16_t *)row + y + u * COMBINER__VL, xs->type);
+      for (b = 0; b < nq; ++b) {
+        const combiner__vf wb = combiner__vset1(w[b][j]);
+        for (u = 0; u < COMBINER__NV; ++u) a[b][u] = combiner__vfma(wb, rv[u], a[b][u]);
+      }
+    }
+    for (b = 0; b < nq; ++b) {
+      for (j = lo; j < nk[b]; ++j) {   /* the rows only some queries read */
+        const combiner__vf wb = combiner__vset1(w[b][j]);
+        for (u = 0; u < COMBINER__NV; ++u)
+          a[b][u] = combiner__vfma(wb, combiner__vload_typed(combiner__seq_row(xs, j0 + j), xs->type, y + u * COMBINER__VL,
+                                                             COMBINER__VL), a[b][u]);
+      }
+      for (u = 0; u < COMBINER__NV; ++u) combiner__vstore(acc[b] + y + u * COMBINER__VL, a[b][u]);
+    }
+  }
+  for (; y < n; y += COMBINER__VL) {
+    const int m = n - y < COMBINER__VL ? n - y : COMBINER__VL;
+    for (b = 0; b < nq; ++b) {
+      combiner__vf a0 = combiner__vloadn(acc[b] + y, m);
+      for (j = 0; j < nk[b]; ++j)
+        a0 = combiner__vfma(combiner__vset1(w[b][j]), combiner__vload_typed(combiner__seq_row(xs, j0 + j), xs->type, y, m), a0);
+      combiner__vstoren(acc[b] + y, a0, m);
+    }
+  }
+}
+
+/* One chunk [j0, j0 + 64) of nq queries, nk[b] keys each (>= 1). */
+static void combiner__multi_chunk(const combiner__problem *p, int nq, const float *const *q, const int *nk,
+    const combiner__seq *k, const combiner__seq *v, combiner__single_state *const *st, int j0,
+    const combiner__scratch *sc) {
+  float *s[COMBINER__MQ], *t[COMBINER__MQ];
+  const float *w[COMBINER__MQ];
+  float *acc[COMBINER__MQ];
+  int b;
+  for (b = 0; b < nq; ++b) {
+    s[b] = sc->s + (ptrdiff_t)b * COMBINER__CHUNK;
+    t[b] = sc->s + (ptrdiff_t)COMBINER__MQ * COMBINER__CHUNK + (ptrdiff_t)b * 16 * COMBINER__VL;
+  }
+  switch (nq) {   /* a constant count: the accumulators stay in registers */
+    case 4: combiner__multi_scores(q, 4, k, j0, nk, p->d, s, t); break;
+    case 3: combiner__multi_scores(q, 3, k, j0, nk, p->d, s, t); break;
+    case 2: combiner__multi_scores(q, 2, k, j0, nk, p->d, s, t); break;
+    default: combiner__multi_scores(q, 1, k, j0, nk, p->d, s, t); break;
+  }
+  for (b = 0; b < nq; ++b) {
+    combiner__single_softmax(p, st[b], s[b], nk[b]);
+    w[b] = s[b];
+    acc[b] = st[b]->acc;
+  }
+  switch (nq) {
+    case 4: combiner__multi_pv(acc, w, nk, 4, v, j0, p->dv); break;
+    case 3: combiner__multi_pv(acc, w, nk, 3, v, j0, p->dv); break;
+    case 2: combiner__multi_pv(acc, w, nk, 2, v, j0, p->dv); break;
+    default: combiner__multi_pv(acc, w, nk, 1, v, j0, p->dv); break;
+  }
+  for (b = 0; b < nq; ++b)
+    if (st[b]->acc2) combiner__single_query_pv(st[b]->acc2, s[b], k, j0, nk[b], p->d, sc);
+}
+#endif
+
+/* st[b] += the terms of the first cnt[b] (<= k->count) keys of the
+ * pre-scaled query q[b], b < nq <= COMBINER__MQ: for each query the
+ * operations of single_query_attend over its keys, in the same order (the
+ * same bits), the rows read once for the queries of a chunk. */
+COMBINER__SHARED void combiner__multi_query_attend(const combiner__problem *p, int nq, const float *const *q,
+    const int *cnt, const combiner__seq *k, const combiner__seq *v, combiner__single_state *st,
+    const combiner__scratch *sc) {
+#if defined(COMBINER__VEC)
+  int j0, b, most = 0;
+  for (b = 0; b < nq; ++b) most = cnt[b] > most ? cnt[b] : most;
+  for (j0 = 0; j0 < most; j0 += COMBINER__CHUNK) {
+    const float *qa[COMBINER__MQ] = {NULL};
+    combiner__single_state *sa[COMBINER__MQ] = {NULL};
+    int nk[COMBINER__MQ] = {0}, na = 0;
+    for (b = 0; b < nq; ++b)   /* the queries with keys in this chunk */
+      if (cnt[b] > j0) {
+        qa[na] = q[b];
+        sa[na] = &st[b];
+        nk[na++] = cnt[b] - j0 < COMBINER__CHUNK ? cnt[b] - j0 : COMBINER__CHUNK;
+      }
+    combiner__multi_chunk(p, na, qa, nk, k, v, sa, j0, sc);
+  }
+#else
+  int b;
+  for (b = 0; b < nq; ++b) {   /* the portable build: one query at a time */
+    combiner__seq kb = *k, vb = *v;
+    kb.count = vb.count = cnt[b];
+    combiner__single_query_attend(p, q[b], &kb, &vb, &st[b], sc);
+  }
+#endif
+}
+
 /* out[y] = acc[y] / sum */
 static void combiner__single_state_finish(const combiner__single_state *st, float *out, int dv) {
   combiner__states s;
@@ -2712,6 +2877,30 @@ COMBINER__SHARED void combiner__blocks_cache_query(const combiner__cache_job *jb
   combiner__dsummaries(c, sc, q, h, first, 1, r, st);
 }
 
+/* The same for the queries of positions i0 .. i0+nq-1 of one block (row),
+ * pre-scaled in q[b]: the block's rows read once for all of them, then
+ * the entries (shared: every query reads entries [0, r), Fixed; else
+ * entries (i % m)*n + ..., Axial's column). The same bits as one by one. */
+COMBINER__SHARED void combiner__blocks_cache_queries(const combiner__cache_job *jb, const combiner__scratch *sc, int h,
+    ptrdiff_t i0, int nq, const float *const *q, combiner__single_state *st, int shared) {
+  const combiner__ctx *c = &jb->c;
+  const ptrdiff_t m = c->p->m, r = i0 / m, u0 = i0 % m;
+  const combiner__seq ks = combiner__keys(c, h / c->p->group, r * m, 1, (int)(u0 + nq)),
+                      vs = combiner__values(c, h / c->p->group, r * m, 1, (int)(u0 + nq));
+  int cnt[COMBINER__MQ] = {0}, b;
+  for (b = 0; b < nq; ++b) cnt[b] = (int)u0 + b + 1;
+  combiner__multi_query_attend(c->p, nq, q, cnt, &ks, &vs, st, sc);
+  if (r <= 0) return;
+  if (shared) {
+    const combiner__seq es = combiner__seq_of(combiner__skey(c, h, 0), c->p->d, (int)r),
+                        fs = combiner__seq_of(combiner__sval(c, h, 0), c->p->dv, (int)r);
+    for (b = 0; b < nq; ++b) cnt[b] = (int)r;
+    combiner__multi_query_attend(c->p, nq, q, cnt, &es, &fs, st, sc);
+  } else {
+    for (b = 0; b < nq; ++b) combiner__dsummaries(c, sc, q[b], h, (u0 + b) * c->p->n, 1, r, &st[b]);
+  }
+}
+
 /* ---- a factorization, as the rest of the library sees it ---------------- */
 
 /* A kind: its partition (SPEC 3-5b: sizes, support map, FLOP counts) and
@@ -2760,6 +2949,18 @@ typedef struct combiner__kind_ops {
                      const float *q, combiner__single_state *st);
   int cache_split;
   void (*cache_range)(const combiner__cache_job *jb, const combiner__scratch *sc, ptrdiff_t i, int r, float *part);
+  /* optionally (kinds without tracks), the queries of positions i0 ..
+   * i0+nq-1 (nq <= COMBINER__MQ, one block, their triggers run) at once,
+   * as cache_query one by one; a trigger must then not write what the
+   * queries of earlier positions of its block read */
+  void (*cache_batch)(const combiner__cache_job *jb, const combiner__scratch *sc, int h, ptrdiff_t i0, int nq,
+                      const float *const *q, combiner__single_state *st);
+  /* and the triggers of positions i0 .. i0+n-1 (one block) at once (NULL:
+   * one by one), as cache_trigger one by one */
+  void (*cache_triggers)(const combiner__cache_job *jb, const combiner__scratch *sc, int h, ptrdiff_t i0, int n);
+  /* cache_range kinds: head h of every position of a run over range r at
+   * once (runs of more than one position; NULL: cache_range) */
+  void (*cache_ranges)(const combiner__cache_job *jb, const combiner__scratch *sc, int h, int r);
 } combiner__kind_ops;
 
 /* ------------------------------------------------------------------------ */
@@ -2857,13 +3058,51 @@ static void combiner__dense_cache_range(const combiner__cache_job *jb, const com
   }
 }
 
+/* The same for head h of every position of a run (count <= COMBINER__MQ)
+ * over range r: the range's rows of h's kv head read once for all of them
+ * (the arithmetic of each query as ddirect's, so the same bits as one
+ * position at a time). A chunked prefill reads K/V once per run instead of
+ * once per position. */
+static void combiner__dense_cache_ranges(const combiner__cache_job *jb, const combiner__scratch *sc, int h, int r) {
+  const combiner__ctx *c = &jb->c;
+  const combiner__problem *p = c->p;
+  const ptrdiff_t j0 = (ptrdiff_t)r * COMBINER__SPLIT, w = combiner__part_stride(p), dvp = combiner__part_dvp(p);
+  combiner__single_state st[COMBINER__MQ];
+  const float *q[COMBINER__MQ] = {NULL};
+  float *ps[COMBINER__MQ] = {NULL};
+  int cnt[COMBINER__MQ] = {0}, b, n = 0, most = 0;
+  combiner__seq ks, vs;
+  COMBINER_ASSERT(jb->count <= COMBINER__MQ);   /* runs of COMBINER__RANGE_BATCH positions */
+  for (b = 0; b < (int)jb->count && n < COMBINER__MQ; ++b) {
+    const ptrdiff_t i = jb->first + b, j1 = i + 1 < j0 + COMBINER__SPLIT ? i + 1 : j0 + COMBINER__SPLIT;
+    float *qb = sc->qbuf + (ptrdiff_t)n * p->d;
+    if (j1 <= j0) continue;   /* the range starts after position i */
+    combiner__scaled_copy(qb, jb->q + (i - jb->first) * jb->tq.ts + (ptrdiff_t)h * jb->tq.hs, p->scale, p->d);
+    q[n] = qb;
+    ps[n] = jb->part + (((ptrdiff_t)b * p->H + h) * jb->ranges + r) * w;
+    cnt[n] = (int)(j1 - j0);
+    most = cnt[n] > most ? cnt[n] : most;
+    combiner__single_state_begin(&st[n], ps[n], NULL, p->dv, p->d);
+    ++n;
+  }
+  if (!n) return;
+  ks = combiner__keys(c, h / p->group, j0, 1, most);
+  vs = combiner__values(c, h / p->group, j0, 1, most);
+  combiner__multi_query_attend(p, n, q, cnt, &ks, &vs, st, sc);
+  for (b = 0; b < n; ++b) {
+    ps[b][dvp] = st[b].mx;
+    ps[b][dvp + 1] = st[b].sum;
+  }
+}
+
 static const combiner__kind_ops combiner__dense_ops = {
   0, combiner__no_summaries, combiner__dense_support, combiner__dense_query_terms,   /* partition */
   NULL, combiner__dense_terms, NULL,
   0, 1, 0, 0, 0,   /* cache layout */
   0, NULL, NULL, NULL,   /* borrowed cache */
   combiner__dense_steps, NULL,   /* prefill */
-  NULL, NULL, COMBINER__SPLIT, combiner__dense_cache_range   /* decode */
+  NULL, NULL, COMBINER__SPLIT, combiner__dense_cache_range, NULL, NULL,
+  combiner__dense_cache_ranges   /* decode */
 };
 
 #endif
@@ -3015,13 +3254,18 @@ static int combiner__fixed_cache_query(const combiner__cache_job *jb, const comb
   return 0;
 }
 
+static void combiner__fixed_cache_queries(const combiner__cache_job *jb, const combiner__scratch *sc, int h, ptrdiff_t i0,
+                                          int nq, const float *const *q, combiner__single_state *st) {
+  combiner__blocks_cache_queries(jb, sc, h, i0, nq, q, st, 1);
+}
+
 static const combiner__kind_ops combiner__fixed_ops = {
   1, combiner__fixed_count, combiner__blocks_support, combiner__blocks_query_terms,   /* partition */
   combiner__fixed_summary_terms, combiner__fixed_terms, NULL,
   0, 1, 1, 0, 0,   /* cache layout */
   1, NULL, NULL, NULL,   /* borrowed cache */
   combiner__fixed_steps, combiner__fixed_whole,   /* prefill */
-  combiner__fixed_cache_trigger, combiner__fixed_cache_query, 0, NULL   /* decode */
+  combiner__fixed_cache_trigger, combiner__fixed_cache_query, 0, NULL, combiner__fixed_cache_queries, NULL, NULL   /* decode */
 };
 
 #endif
@@ -3187,10 +3431,53 @@ static void combiner__axial_cache_trigger(const combiner__cache_job *jb, const c
   if (r > 0) combiner__axial_decode_cell(&jb->c, sc, h, i - m, u * jb->c.p->n + r - 1);
 }
 
+/* The same for positions i0 .. i0+n-1 of one row r > 0: cells (r-1, u)
+ * for their columns u, whose queries all attend row r-1 (its rows read
+ * once for all). Each cell writes only its own entry. */
+static void combiner__axial_cache_triggers(const combiner__cache_job *jb, const combiner__scratch *sc, int h,
+                                           ptrdiff_t i0, int n) {
+  const combiner__ctx *c = &jb->c;
+  const combiner__problem *p = c->p;
+  const int g = h / p->group, wsum = p->axial_key == COMBINER_AXIAL_KEY_WSUM;
+  const ptrdiff_t m = p->m, r = i0 / m, stride = (ptrdiff_t)combiner__round_up((size_t)p->dv, COMBINER__ALIGN / sizeof(float)),
+                  kstride = (ptrdiff_t)combiner__round_up((size_t)p->d, COMBINER__ALIGN / sizeof(float));
+  combiner__single_state st[COMBINER__MQ];
+  const float *q[COMBINER__MQ] = {NULL};
+  int cnt[COMBINER__MQ] = {0}, b;
+  combiner__seq ks, vs;
+  if (r <= 0) return;
+  ks = combiner__keys(c, g, (r - 1) * m, 1, (int)m);
+  vs = combiner__values(c, g, (r - 1) * m, 1, (int)m);
+  for (b = 0; b < n; ++b) {
+    float *qb = sc->qbuf + (ptrdiff_t)(COMBINER__MQ + b) * p->d;
+    combiner__scaled_copy(qb, combiner__q(c, i0 + b - m, h), p->scale, p->d);
+    q[b] = qb;
+    cnt[b] = (int)m;
+    combiner__single_state_begin(&st[b], sc->tile[1] + b * stride, wsum ? sc->acc2 + b * kstride : NULL, p->dv, p->d);
+  }
+  combiner__multi_query_attend(p, n, q, cnt, &ks, &vs, st, sc);
+  for (b = 0; b < n; ++b) {
+    const ptrdiff_t e = i0 + b - m, slot = (e % m) * p->n + r - 1;
+    combiner__single_state_finish(&st[b], combiner__wval(c, h, slot), p->dv);
+    if (wsum) {
+      combiner__single_state kst = st[b];
+      kst.acc = st[b].acc2;
+      combiner__single_state_finish(&kst, combiner__wkey(c, h, slot), p->d);
+    } else {
+      combiner__row_copy(combiner__wkey(c, h, slot), combiner__k(c, e, g), p->k.type, p->d);
+    }
+  }
+}
+
 static int combiner__axial_cache_query(const combiner__cache_job *jb, const combiner__scratch *sc, int h, ptrdiff_t i,
                                        const float *q, combiner__single_state *st) {
   combiner__blocks_cache_query(jb, sc, h, i, q, st, i % jb->c.p->m * jb->c.p->n);   /* cells above: column-major */
   return 0;
+}
+
+static void combiner__axial_cache_queries(const combiner__cache_job *jb, const combiner__scratch *sc, int h, ptrdiff_t i0,
+                                          int nq, const float *const *q, combiner__single_state *st) {
+  combiner__blocks_cache_queries(jb, sc, h, i0, nq, q, st, 0);
 }
 
 static const combiner__kind_ops combiner__axial_ops = {
@@ -3199,7 +3486,8 @@ static const combiner__kind_ops combiner__axial_ops = {
   1, 1, 1, 0, 0,   /* cache layout */
   1, NULL, NULL, NULL,   /* borrowed cache */
   combiner__axial_steps, NULL,   /* prefill */
-  combiner__axial_cache_trigger, combiner__axial_cache_query, 0, NULL   /* decode */
+  combiner__axial_cache_trigger, combiner__axial_cache_query, 0, NULL, combiner__axial_cache_queries,
+  combiner__axial_cache_triggers, NULL   /* decode */
 };
 
 #endif
@@ -3527,7 +3815,7 @@ static const combiner__kind_ops combiner__mixture_ops = {
   1, 3, 1, 1, 1,   /* cache layout */
   1, combiner__mixture_cache_tracks, combiner__mixture_cache_fold, NULL,   /* borrowed cache */
   combiner__mixture_steps, NULL,   /* prefill */
-  combiner__mixture_cache_trigger, combiner__mixture_cache_query, 0, NULL   /* decode */
+  combiner__mixture_cache_trigger, combiner__mixture_cache_query, 0, NULL, NULL, NULL, NULL   /* decode */
 };
 
 #endif
@@ -3887,7 +4175,7 @@ static const combiner__kind_ops combiner__logsparse_ops = {
   0, 1, 1, 0, 0,   /* cache layout */
   2, combiner__logsparse_cache_tracks, combiner__logsparse_cache_fold, combiner__logsparse_cache_window,   /* borrowed cache */
   combiner__logsparse_steps, NULL,   /* prefill */
-  combiner__logsparse_cache_trigger, combiner__logsparse_cache_query, 0, NULL   /* decode */
+  combiner__logsparse_cache_trigger, combiner__logsparse_cache_query, 0, NULL, NULL, NULL, NULL   /* decode */
 };
 
 #endif
@@ -3906,7 +4194,7 @@ static const combiner__kind_ops combiner__absent_ops = {
   0, 0, 0, 0, 0,   /* cache layout */
   0, NULL, NULL, NULL,   /* borrowed cache */
   NULL, NULL,   /* prefill */
-  NULL, NULL, 0, NULL   /* decode */
+  NULL, NULL, 0, NULL, NULL, NULL, NULL   /* decode */
 };
 
 static const combiner__kind_ops *combiner__ops(int kind) {
@@ -4105,7 +4393,7 @@ enum { COMBINER__CQ = 0, COMBINER__CK, COMBINER__CV, COMBINER__CQC, COMBINER__CK
 
 /* Positions per run of a cache_range kind: the partial states of a run's
  * positions are kept until they merge. */
-#define COMBINER__RANGE_BATCH 4
+#define COMBINER__RANGE_BATCH COMBINER__MQ
 
 #define COMBINER__CACHE_MAGIC 0x436f6d62u
 
@@ -4167,6 +4455,29 @@ static void combiner__cache_query(const combiner__cache_job *jb, const combiner_
   if (!k->cache_query(jb, sc, h, i, sc->qbuf, &st)) combiner__single_state_finish(&st, combiner__cache_out(jb, i, h), p->dv);
 }
 
+/* Outputs of positions i0 .. i0+nq-1 (one block, their triggers run), head
+ * h: one at a time, or at once where the kind can (the same bits). */
+static void combiner__cache_queries(const combiner__cache_job *jb, const combiner__kind_ops *k, const combiner__scratch *sc,
+                                    int h, ptrdiff_t i0, int nq) {
+  const combiner__problem *p = jb->c.p;
+  const ptrdiff_t stride = (ptrdiff_t)combiner__round_up((size_t)p->dv, COMBINER__ALIGN / sizeof(float));
+  combiner__single_state st[COMBINER__MQ];
+  const float *q[COMBINER__MQ] = {NULL};
+  int b;
+  if (nq == 1) {
+    combiner__cache_query(jb, k, sc, h, i0);
+    return;
+  }
+  for (b = 0; b < nq; ++b) {
+    float *qb = sc->qbuf + (ptrdiff_t)b * p->d;
+    combiner__scaled_copy(qb, combiner__q(&jb->c, i0 + b, h), p->scale, p->d);
+    q[b] = qb;
+    combiner__single_state_begin(&st[b], sc->tile[0] + b * stride, NULL, p->dv, p->d);
+  }
+  k->cache_batch(jb, sc, h, i0, nq, q, st);
+  for (b = 0; b < nq; ++b) combiner__single_state_finish(&st[b], combiner__cache_out(jb, i0 + b, h), p->dv);
+}
+
 /* Unit = a query head (its abstractions, pools and outputs); it walks the
  * appended positions in order. A position's query joins the pools before
  * its triggers when they read it (Mixture's regions ending at it), else
@@ -4176,8 +4487,23 @@ static void combiner__cache_unit(const combiner__cache_job *jb, ptrdiff_t unit, 
   const int h = (int)unit;
   void (*const fold)(const combiner__cache_job *, float *, int, ptrdiff_t) = jb->tracks ? k->cache_fold : NULL;
   float *const tracks = jb->tracks;
+  const ptrdiff_t end = jb->first + jb->count, m = jb->c.p->m;
   ptrdiff_t i;
-  for (i = jb->first; i < jb->first + jb->count; ++i) {
+  if (k->cache_batch && !fold) {   /* positions of one block in batches: their triggers, then their queries */
+    for (i = jb->first; i < end;) {
+      ptrdiff_t t = i > jb->triggered ? i : jb->triggered, i1 = i + COMBINER__MQ < end ? i + COMBINER__MQ : end;
+      if (i1 > (i / m + 1) * m) i1 = (i / m + 1) * m;
+      if (k->cache_triggers && i1 - t > 1) {
+        k->cache_triggers(jb, sc, h, t, (int)(i1 - t));
+      } else if (k->cache_trigger) {
+        for (; t < i1; ++t) k->cache_trigger(jb, sc, h, t);
+      }
+      if (jb->out) combiner__cache_queries(jb, k, sc, h, i, (int)(i1 - i));
+      i = i1;
+    }
+    return;
+  }
+  for (i = jb->first; i < end; ++i) {
     if (jb->snapshots && tracks && i % jb->snap == 0) {   /* head h's pools before position i */
       const size_t n = (size_t)jb->ntracks * (size_t)jb->c.p->d;
       memcpy(jb->snapshots + ((size_t)(i / jb->snap % jb->snaps) * (size_t)jb->c.p->H + (size_t)h) * n,
@@ -4199,6 +4525,14 @@ static void combiner__cache_range_unit(const combiner__cache_job *jb, ptrdiff_t 
   COMBINER_ASSERT(k->cache_range != NULL);   /* only cache_range kinds run these units */
   if ((ptrdiff_t)r * k->cache_split <= i)
     k->cache_range(jb, sc, i, r, jb->part + b * jb->c.p->H * jb->ranges * combiner__part_stride(jb->c.p));
+}
+
+/* The same for runs of several positions: unit = (range, head), every
+ * position of the run at once. */
+static void combiner__cache_ranges_unit(const combiner__cache_job *jb, ptrdiff_t unit, const combiner__scratch *sc) {
+  const combiner__kind_ops *k = combiner__ops(jb->c.p->kind);
+  COMBINER_ASSERT(k->cache_ranges != NULL);   /* only kinds that have it run these units */
+  k->cache_ranges(jb, sc, (int)(unit % jb->c.p->H), (int)(unit / jb->c.p->H));
 }
 
 /* Unit = (appended position, head): its partial states merged in range
@@ -4265,7 +4599,11 @@ static void combiner__cache_run(const combiner__cache_job *jb, unsigned char *ba
   const combiner__kind_ops *k = combiner__ops(p->kind);
   const double work = (double)jb->count * p->H * combiner__kind_terms(p, (double)jb->first + (double)jb->count) *
                       ((double)p->d + p->dv);
-  if (k->cache_range)
+  if (k->cache_range && jb->count > 1 && k->cache_ranges)
+    combiner__cache_team(jb, base, stride, threads, work, combiner__cache_ranges_unit,
+                         (ptrdiff_t)((jb->first + jb->count - 1) / k->cache_split + 1) * p->H,
+                         combiner__cache_merge_unit, jb->count * p->H);
+  else if (k->cache_range)
     combiner__cache_team(jb, base, stride, threads, work, combiner__cache_range_unit, jb->count * jb->ranges,
                          combiner__cache_merge_unit, jb->count * p->H);
   else
