@@ -42,9 +42,10 @@
  * chunks (outputs written, combiner_cache_append / append_at) against one
  * combiner_attention call on the same tokens, timed interleaved in the same
  * rounds (median of --reps after one warm-up; the cache made again outside
- * the timed region each round); prints the ratio chunked / one call and
- * PASS/MISS against 1.2 for chunks of >= 256 tokens. Results go to
- * DIR/chunked.csv.
+ * the timed region each round), each mode without and with
+ * combiner_cache_options.fast_chunks ("+fast"); prints the ratio chunked /
+ * one call and PASS/MISS against 1.2 for chunks of >= 256 tokens. Results
+ * go to DIR/chunked.csv.
  * The CI smoke run of every mode takes well under a second. */
 #define _POSIX_C_SOURCE 199309L
 #define COMBINER_IMPLEMENTATION
@@ -944,19 +945,19 @@ static int run_chunked(const options *o) {
   printf("combiner-bench --chunked on %s (%s kernels, %s; %s): a causal prompt appended to a cache in chunks "
          "(outputs written) vs one combiner_attention call, interleaved, median of %d\n\n",
          cpu_model(), combiner_kernel_name(), compiler_name(), openmp_name(), o->reps);
-  printf("%-9s %6s %3s %2s %2s %3s %-8s %6s %12s %12s %7s\n", "kind", "L", "d", "H", "kv", "thr", "mode", "chunk",
+  printf("%-9s %6s %3s %2s %2s %3s %-13s %6s %12s %12s %7s\n", "kind", "L", "d", "H", "kv", "thr", "mode", "chunk",
          "one call ms", "chunked ms", "ratio");
   for (li = 0; li < o->nL; ++li)
     for (kvi = 0; kvi < o->nkv; ++kvi)
       for (ti = 0; ti < o->nt; ++ti)
         for (ki = 0; ki < o->nk; ++ki) {
-          const int L = o->Ls[li], d = o->ds[0], H = o->H, Hkv = o->kvs[kvi], nrun = o->nm * o->nch;
+          const int L = o->Ls[li], d = o->ds[0], H = o->H, Hkv = o->kvs[kvi], nrun = 2 * o->nm * o->nch;
           const int reps = o->reps < 1 ? 1 : o->reps > 64 ? 64 : o->reps;
           unsigned seed = 1;
           float *q = random_buffer((size_t)L * H * d, &seed), *k = random_buffer((size_t)L * Hkv * d, &seed);
           float *v = random_buffer((size_t)L * Hkv * d, &seed), *out = random_buffer((size_t)L * H * d, &seed);
-          chunked_run runs[2 * MAXV];
-          double one[64], t[2 * MAXV][64], one_med;
+          chunked_run runs[4 * MAXV];
+          double one[64], t[4 * MAXV][64], one_med;
           combiner_config cfg;
           size_t ws;
           void *work;
@@ -966,13 +967,14 @@ static int run_chunked(const options *o) {
           ws = combiner_workspace_size(&cfg);
           work = malloc(ws);
           if (!work) { fprintf(stderr, "out of memory\n"); exit(1); }
-          for (mi = 0; mi < o->nm; ++mi)
+          for (mi = 0; mi < 2 * o->nm; ++mi)   /* each mode without, then with fast_chunks */
             for (ci = 0; ci < o->nch; ++ci) {
               chunked_run *c = &runs[mi * o->nch + ci];
               memset(&c->opt, 0, sizeof c->opt);
               c->cfg = cfg;
               c->opt.max_len = L;
-              if (o->modes[mi]) { c->opt.k = k; c->opt.v = v; }
+              c->opt.fast_chunks = mi % 2;
+              if (o->modes[mi / 2]) { c->opt.k = k; c->opt.v = v; }
               c->chunk = o->chunks[ci];
               c->size = combiner_cache_size_ex(&cfg, &c->opt);
               c->buffer = malloc(c->size);
@@ -992,10 +994,11 @@ static int run_chunked(const options *o) {
           for (ci = 0; ci < nrun; ++ci) {
             const chunked_run *c = &runs[ci];
             const double med = median_of(t[ci], reps), ratio = med / one_med;
-            const char *mode = c->opt.k ? "borrowed" : "owned";
+            const char *mode = c->opt.k ? (c->opt.fast_chunks ? "borrowed+fast" : "borrowed")
+                                        : (c->opt.fast_chunks ? "owned+fast" : "owned");
             const int judged = c->chunk >= 256;
             misses += judged && ratio > 1.2;
-            printf("%-9s %6d %3d %2d %2d %3d %-8s %6d %12.3f %12.3f %6.2fx%s\n", combiner_kind_string(cfg.kind), L, d, H,
+            printf("%-9s %6d %3d %2d %2d %3d %-13s %6d %12.3f %12.3f %6.2fx%s\n", combiner_kind_string(cfg.kind), L, d, H,
                    Hkv, cfg.num_threads, mode, c->chunk, 1e3 * one_med, 1e3 * med, ratio,
                    judged ? (ratio <= 1.2 ? "  PASS" : "  MISS") : "");
             if (csv) {

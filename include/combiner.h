@@ -413,7 +413,9 @@ COMBINER_API combiner_status combiner_support_map(const combiner_config *cfg, in
  * The outputs equal combiner_attention on the whole sequence with
  * seq_len = combiner_cache_length() and the cache's block
  * (combiner_cache_config()), within float32 rounding; they do not depend on
- * how the tokens were split into appends (bit-identical) nor on num_threads.
+ * how the tokens were split into appends (bit-identical) nor on num_threads
+ * (with combiner_cache_options.fast_chunks, an append of >= 64 tokens gets
+ * combiner_attention's bits instead: see there).
  * Different caches may be used concurrently; one cache by one thread at a
  * time. */
 typedef struct combiner_cache combiner_cache;
@@ -472,6 +474,13 @@ typedef struct combiner_cache_options {
    * when they append one after another. Zero: scratch for cfg's num_threads
    * inside the cache, as combiner_cache_init does. */
   int shared_scratch;
+  /* Nonzero: an append of 64 tokens or more with outputs (chunked prefill)
+   * computes them with combiner_attention's prefill kernels (DENSE and
+   * FIXED; the other kinds ignore it): the one call's arithmetic, within
+   * float32 rounding of one-token appends but not their bits. Zero: every
+   * append does a decode step's arithmetic per query, so the outputs are
+   * the same bits however the tokens are split into appends. */
+  int fast_chunks;
 } combiner_cache_options;
 
 /* combiner_cache_size / combiner_cache_init with options (those two are
@@ -2961,6 +2970,10 @@ typedef struct combiner__kind_ops {
   /* cache_range kinds: head h of every position of a run over range r at
    * once (runs of more than one position; NULL: cache_range) */
   void (*cache_ranges)(const combiner__cache_job *jb, const combiner__scratch *sc, int h, int r);
+  /* the prefill kernels on the causal queries [c->qbegin, c->qend) only,
+   * as tile_units(p, qbegin, qend) units (a cache's fast chunks; NULL: none) */
+  combiner__unit_fn tile_unit;
+  ptrdiff_t (*tile_units)(const combiner__problem *p, ptrdiff_t b, ptrdiff_t e);
 } combiner__kind_ops;
 
 /* ------------------------------------------------------------------------ */
@@ -2997,6 +3010,26 @@ static void combiner__dense_unit(const combiner__ctx *c, ptrdiff_t unit, const c
   combiner__pack_queries(p, sc, &qs, nq);
   combiner__attend(p, sc, nq, &ks, &vs, p->causal ? COMBINER__CAUSAL : COMBINER__ALL, q0, &st);
   combiner__states_finish(&st, nq, p->dv, combiner__out(c, q0, h), p->o.ts);
+}
+
+/* Unit (head, tile of the causal queries [qbegin, qend)), keys from 0: a
+ * chunk appended to a cache. */
+static void combiner__dense_range_unit(const combiner__ctx *c, ptrdiff_t unit, const combiner__scratch *sc) {
+  const combiner__problem *p = c->p;
+  const ptrdiff_t q0 = c->qbegin + unit / p->H * COMBINER__BQ;
+  const int h = (int)(unit % p->H), g = h / p->group, nq = c->qend - q0 < COMBINER__BQ ? (int)(c->qend - q0) : COMBINER__BQ;
+  combiner__seq qs = combiner__queries(c, h, q0, 1, nq);
+  combiner__seq ks = combiner__keys(c, g, 0, 1, (int)q0 + nq), vs = combiner__values(c, g, 0, 1, (int)q0 + nq);
+  combiner__states st = combiner__tile_states(sc->tile[0], p->dv, NULL, p->d);
+  COMBINER_ASSERT(p->causal);   /* a cache's */
+  combiner__states_begin(&st, nq, p->dv, p->d);
+  combiner__pack_queries(p, sc, &qs, nq);
+  combiner__attend(p, sc, nq, &ks, &vs, COMBINER__CAUSAL, q0, &st);
+  combiner__states_finish(&st, nq, p->dv, combiner__out(c, q0, h), p->o.ts);
+}
+
+static ptrdiff_t combiner__dense_range_units(const combiner__problem *p, ptrdiff_t b, ptrdiff_t e) {
+  return (ptrdiff_t)p->H * ((e - b + COMBINER__BQ - 1) / COMBINER__BQ);
 }
 
 static int combiner__dense_steps(const combiner__problem *p, int one_call, combiner__step *s) {
@@ -3102,7 +3135,8 @@ static const combiner__kind_ops combiner__dense_ops = {
   0, NULL, NULL, NULL,   /* borrowed cache */
   combiner__dense_steps, NULL,   /* prefill */
   NULL, NULL, COMBINER__SPLIT, combiner__dense_cache_range, NULL, NULL,
-  combiner__dense_cache_ranges   /* decode */
+  combiner__dense_cache_ranges,   /* decode */
+  combiner__dense_range_unit, combiner__dense_range_units   /* fast chunks */
 };
 
 #endif
@@ -3186,6 +3220,34 @@ static void combiner__fixed_combine_unit(const combiner__ctx *c, ptrdiff_t unit,
   if (combiner__row_unit(c->p, unit, &t)) combiner__fixed_combine_tile(c, sc, &t);
 }
 
+/* Unit (head h, block, tile of the queries [qbegin, qend) in it): a range
+ * of a sequence (>>ranges) or a chunk appended to a cache. */
+static void combiner__fixed_range_unit(const combiner__ctx *c, ptrdiff_t unit, const combiner__scratch *sc) {
+  const combiner__problem *p = c->p;
+  const ptrdiff_t b = c->qbegin, e = c->qend, per = e - b < p->m ? e - b : p->m;
+  const int tiles = combiner__tiles((int)per);
+  combiner__rowtile t;
+  ptrdiff_t a, z;
+  t.h = (int)(unit % p->H);
+  unit /= p->H;
+  t.r = (int)(b / p->m + unit / tiles);
+  t.g = t.h / p->group;
+  t.len = combiner__row_len(p, t.r);
+  t.first = (ptrdiff_t)t.r * p->m;
+  a = (b > t.first ? b : t.first) + (unit % tiles) * COMBINER__BQ;
+  z = e < t.first + t.len ? e : t.first + t.len;
+  if (a >= z) return;
+  t.q0 = (int)(a - t.first);
+  t.nq = z - a < COMBINER__BQ ? (int)(z - a) : COMBINER__BQ;
+  combiner__fixed_combine_tile(c, sc, &t);
+}
+
+/* Units of combiner__fixed_range_unit for the queries [b, e). */
+static ptrdiff_t combiner__fixed_range_units(const combiner__problem *p, ptrdiff_t b, ptrdiff_t e) {
+  const ptrdiff_t blocks = (e - 1) / p->m - b / p->m + 1, per = e - b < p->m ? e - b : p->m;
+  return (ptrdiff_t)p->H * blocks * combiner__tiles((int)per);
+}
+
 /* Causal Fixed in one pass, as `units` units (one per thread) of
  * consecutive heads: block by block, the block's query tiles of every head
  * of the unit (own block + the abstractions of earlier blocks, which this
@@ -3265,7 +3327,8 @@ static const combiner__kind_ops combiner__fixed_ops = {
   0, 1, 1, 0, 0,   /* cache layout */
   1, NULL, NULL, NULL,   /* borrowed cache */
   combiner__fixed_steps, combiner__fixed_whole,   /* prefill */
-  combiner__fixed_cache_trigger, combiner__fixed_cache_query, 0, NULL, combiner__fixed_cache_queries, NULL, NULL   /* decode */
+  combiner__fixed_cache_trigger, combiner__fixed_cache_query, 0, NULL, combiner__fixed_cache_queries, NULL, NULL,   /* decode */
+  combiner__fixed_range_unit, combiner__fixed_range_units   /* fast chunks */
 };
 
 #endif
@@ -3487,7 +3550,8 @@ static const combiner__kind_ops combiner__axial_ops = {
   1, NULL, NULL, NULL,   /* borrowed cache */
   combiner__axial_steps, NULL,   /* prefill */
   combiner__axial_cache_trigger, combiner__axial_cache_query, 0, NULL, combiner__axial_cache_queries,
-  combiner__axial_cache_triggers, NULL   /* decode */
+  combiner__axial_cache_triggers, NULL,   /* decode */
+  NULL, NULL   /* fast chunks */
 };
 
 #endif
@@ -3815,7 +3879,8 @@ static const combiner__kind_ops combiner__mixture_ops = {
   1, 3, 1, 1, 1,   /* cache layout */
   1, combiner__mixture_cache_tracks, combiner__mixture_cache_fold, NULL,   /* borrowed cache */
   combiner__mixture_steps, NULL,   /* prefill */
-  combiner__mixture_cache_trigger, combiner__mixture_cache_query, 0, NULL, NULL, NULL, NULL   /* decode */
+  combiner__mixture_cache_trigger, combiner__mixture_cache_query, 0, NULL, NULL, NULL, NULL,   /* decode */
+  NULL, NULL   /* fast chunks */
 };
 
 #endif
@@ -4175,7 +4240,8 @@ static const combiner__kind_ops combiner__logsparse_ops = {
   0, 1, 1, 0, 0,   /* cache layout */
   2, combiner__logsparse_cache_tracks, combiner__logsparse_cache_fold, combiner__logsparse_cache_window,   /* borrowed cache */
   combiner__logsparse_steps, NULL,   /* prefill */
-  combiner__logsparse_cache_trigger, combiner__logsparse_cache_query, 0, NULL, NULL, NULL, NULL   /* decode */
+  combiner__logsparse_cache_trigger, combiner__logsparse_cache_query, 0, NULL, NULL, NULL, NULL,   /* decode */
+  NULL, NULL   /* fast chunks */
 };
 
 #endif
@@ -4194,7 +4260,8 @@ static const combiner__kind_ops combiner__absent_ops = {
   0, 0, 0, 0, 0,   /* cache layout */
   0, NULL, NULL, NULL,   /* borrowed cache */
   NULL, NULL,   /* prefill */
-  NULL, NULL, 0, NULL, NULL, NULL, NULL   /* decode */
+  NULL, NULL, 0, NULL, NULL, NULL, NULL,   /* decode */
+  NULL, NULL   /* fast chunks */
 };
 
 static const combiner__kind_ops *combiner__ops(int kind) {
@@ -4371,6 +4438,7 @@ struct combiner_cache {
   int snap, snaps;         /* the pools are copied at every multiple of snap, into a ring of snaps */
   int reach;               /* the furthest length held: a borrowed cache goes back to reach - rollback */
   int ranges;              /* cache_range kinds: key ranges of the last position */
+  int fast_chunks;         /* appends of >= 64 tokens with outputs run the prefill kernels (tile_unit) */
   combiner_config cfg;     /* resolved; seq_len = max_len; layouts of the appended tensors */
   combiner__problem p;     /* L = max_len; q, k, v describe the stored arrays; count = entries per head */
   size_t section;          /* entries per head and section */
@@ -4668,6 +4736,7 @@ static combiner_status combiner__cache_plan(const combiner_config *cfg, const co
   hdr->cfg = c2;
   hdr->max_len = max_len;
   hdr->batch = max_len;
+  hdr->fast_chunks = opt->fast_chunks && kind->tile_unit;
   /* entries per head: Axial and Mixture index cells column-major, u*n + t */
   cells = (size_t)combiner__cols(p) * (size_t)p->n;       /* <= 2*max_len */
   hdr->section = kind->cache_by_cell ? cells : p->count;
@@ -4757,11 +4826,38 @@ static int combiner__cache_ok(const combiner_cache *cache) {
          cache->length >= 0 && cache->length <= cache->max_len;
 }
 
+/* Fast chunks: the outputs of the run [first, first + count) by the kind's
+ * prefill unit over the queries [first, first + count) (its triggers have
+ * run), on the cache's K/V and abstractions; out, q: the run's first token. */
+static void combiner__cache_tiles(const combiner_cache *cache, const combiner__cache_job *jb, float *out,
+                                  unsigned char *scratch, int threads) {
+  const combiner__kind_ops *k = combiner__ops(cache->p.kind);
+  combiner__problem p = cache->p;
+  combiner__ctx c = jb->c;
+  p.o = jb->o;
+  p.o.org = jb->first;
+  p.threads = threads;
+  if (!k->cache_queries) {   /* the caller's queries (DENSE keeps none) */
+    p.q = jb->tq;
+    p.q.org = jb->first;
+    p.qring = 0;
+    c.q = jb->q;
+  }
+  c.p = &p;
+  c.out = out;
+  c.qbegin = jb->first;
+  c.qend = jb->first + jb->count;
+  c.scratch = scratch;
+  c.scratch_stride = cache->scratch_stride;
+  COMBINER_ASSERT(k->tile_unit != NULL);   /* fast_chunks only for kinds that have one */
+  combiner__run(&c, k->tile_units(&p, c.qbegin, c.qend), k->tile_unit);
+}
+
 /* Appends the run [first, first + count) (count <= batch): the rows are
  * stored, the units run. q, k, v, out: the run's first token. */
 static void combiner__cache_run_batch(combiner_cache *cache, int count, const float *q, const combiner__tensor *tq,
     const void *k, const combiner__tensor *tk, const void *v, const combiner__tensor *tv, float *out,
-    const combiner__tensor *to, unsigned char *scratch, int threads) {
+    const combiner__tensor *to, unsigned char *scratch, int threads, int fast) {
   const combiner__problem *p = &cache->p;
   const combiner__kind_ops *kind = combiner__ops(p->kind);
   const ptrdiff_t first = cache->length;
@@ -4796,11 +4892,12 @@ static void combiner__cache_run_batch(combiner_cache *cache, int count, const fl
   jb.first = first;
   jb.count = count;
   jb.triggered = cache->triggered;
-  jb.out = out;
+  jb.out = fast ? NULL : out;   /* fast: the triggers here, the outputs by the prefill kernels */
   jb.o = *to;
   jb.q = q;
   jb.tq = *tq;
-  if (kind->cache_trigger || jb.tracks || out) combiner__cache_run(&jb, scratch, cache->scratch_stride, threads);
+  if (kind->cache_trigger || jb.tracks || jb.out) combiner__cache_run(&jb, scratch, cache->scratch_stride, threads);
+  if (fast) combiner__cache_tiles(cache, &jb, out, scratch, threads);
   cache->length += count;
   cache->triggered = cache->length;
   if (cache->length > cache->reach) cache->reach = cache->length;
@@ -5183,28 +5280,6 @@ static void combiner__rlocal_unit(const combiner__ctx *c, ptrdiff_t unit, const 
   }
 }
 
-#if COMBINER__HAS_FIXED
-/* Combine, FIXED unit (head h, block, tile of the range's queries in it). */
-static void combiner__rfixed_unit(const combiner__ctx *c, ptrdiff_t unit, const combiner__scratch *sc) {
-  const combiner__problem *p = c->p;
-  const ptrdiff_t b = c->qbegin, e = c->qend, per = e - b < p->m ? e - b : p->m;
-  const int tiles = combiner__tiles((int)per);
-  combiner__rowtile t;
-  ptrdiff_t a, z;
-  t.h = (int)(unit % p->H);
-  unit /= p->H;
-  t.r = (int)(b / p->m + unit / tiles);
-  t.g = t.h / p->group;
-  t.len = combiner__row_len(p, t.r);
-  t.first = (ptrdiff_t)t.r * p->m;
-  a = (b > t.first ? b : t.first) + (unit % tiles) * COMBINER__BQ;
-  z = e < t.first + t.len ? e : t.first + t.len;
-  if (a >= z) return;
-  t.q0 = (int)(a - t.first);
-  t.nq = z - a < COMBINER__BQ ? (int)(z - a) : COMBINER__BQ;
-  combiner__fixed_combine_tile(c, sc, &t);
-}
-#endif
 
 /* Every rank's message offsets: sizes in floats of rank i's round `round`. */
 static size_t combiner__range_message(const combiner__rplan *r, int rank, int round) {
@@ -5618,7 +5693,7 @@ COMBINER_API combiner_status combiner_cache_append_at(combiner_cache *cache, int
   combiner_status st;
   size_t cache_floats, slots;
   unsigned char *base;
-  int threads, done;
+  int threads, done, fast, batch;
   if (!combiner__cache_ok(cache) || count < 1 || !q || position < 0 || position > cache->length ||
       (cache->borrowed ? (k || v) : (!k || !v)))
     return COMBINER_ERR_INVALID_ARGUMENT;
@@ -5657,11 +5732,14 @@ COMBINER_API combiner_status combiner_cache_append_at(combiner_cache *cache, int
   }
   threads = slots < (size_t)p->threads ? (int)slots : p->threads;
   if (position < cache->length) combiner_cache_truncate(cache, position);
-  for (done = 0; done < count; done += cache->batch) {   /* runs of at most `batch` positions */
-    const int n = count - done < cache->batch ? count - done : cache->batch;
+  /* fast chunks: the whole append in one run, unless the queries are in a ring */
+  fast = cache->fast_chunks && out && count >= COMBINER__BQ;
+  batch = fast && !p->qring ? count : cache->batch;
+  for (done = 0; done < count; done += batch) {   /* runs of at most `batch` positions */
+    const int n = count - done < batch ? count - done : batch;
     combiner__cache_run_batch(cache, n, q + (ptrdiff_t)done * tq.ts, &tq,
                               k ? combiner__elem(k, &tk, done, 0) : NULL, &tk, v ? combiner__elem(v, &tv, done, 0) : NULL, &tv,
-                              out ? out + (ptrdiff_t)done * to.ts : NULL, &to, base, threads);
+                              out ? out + (ptrdiff_t)done * to.ts : NULL, &to, base, threads, fast && n >= COMBINER__BQ);
   }
   return COMBINER_OK;
 }
@@ -5852,8 +5930,7 @@ COMBINER_API combiner_status combiner_range_combine(const combiner_config *cfg, 
   combiner__run(&c, (ptrdiff_t)combiner__range_sections(p) * (l1 >= l0 ? levels : 0) * p->H, combiner__rlocal_unit);
 #if COMBINER__HAS_FIXED
   if (p->kind == COMBINER_FIXED) {
-    const ptrdiff_t blocks = (r.e - 1) / p->m - r.b / p->m + 1, per = r.e - r.b < p->m ? r.e - r.b : p->m;
-    combiner__run(&c, (ptrdiff_t)p->H * blocks * combiner__tiles((int)per), combiner__rfixed_unit);
+    combiner__run(&c, combiner__fixed_range_units(p, r.b, r.e), combiner__fixed_range_unit);
   }
 #endif
 #if COMBINER__HAS_LOGSPARSE

@@ -389,6 +389,107 @@ static void decode_equals_prefill(const test_variant *var, combiner_pool pool, i
 }
 
 /* ------------------------------------------------------------------------ */
+/* 1b. Fast chunks (combiner_cache_options.fast_chunks)                     */
+/* ------------------------------------------------------------------------ */
+
+static int cases_fast = 0;
+
+/* A cache with fast_chunks, owned or borrowed (K/V read in p->k, p->v),
+ * fed the appends `sizes` (n of them) with outputs into out. */
+static void fast_feed(problem *p, int borrowed, int fast, int threads, const int *sizes, int n, test_tensor *out) {
+  combiner_config c = p->cfg;
+  combiner_cache_options opt;
+  combiner_cache *cache = NULL;
+  combiner_status st;
+  unsigned char *buf;
+  size_t size;
+  int i, pos = 0;
+  c.num_threads = threads;
+  memset(&opt, 0, sizeof opt);
+  opt.max_len = p->max_len;
+  opt.fast_chunks = fast;
+  if (borrowed) { opt.k = p->k.data; opt.v = p->v.data; }
+  size = combiner_cache_size_ex(&c, &opt);
+  buf = (unsigned char *)test_alloc(size);
+  st = combiner_cache_init_ex(&cache, &c, &opt, buf, size);
+  CHECK(st == COMBINER_OK, "%s: fast_chunks init (%s): %s", p->name, borrowed ? "borrowed" : "owned",
+        combiner_status_string(st));
+  for (i = 0; i < n && st == COMBINER_OK; ++i) {
+    if (borrowed) {   /* the engine's K/V hold the positions already; q and out through the staging buffers */
+      memcpy(p->so.data, p->nan, p->so.floats * sizeof(float));
+      copy_rows(&p->sq, 0, &p->q, pos, sizes[i]);
+      st = combiner_cache_append_at(cache, pos, sizes[i], p->sq.data, NULL, NULL, p->so.data, NULL, 0);
+      if (st == COMBINER_OK) copy_rows(out, pos, &p->so, 0, sizes[i]);
+    } else {
+      st = feed(p, cache, pos, sizes[i], out, pos);
+    }
+    CHECK(st == COMBINER_OK, "%s: fast_chunks append %d at %d: %s", p->name, sizes[i], pos, combiner_status_string(st));
+    pos += sizes[i];
+  }
+  free(buf);
+}
+
+/* An append of 64 tokens or more with outputs runs the prefill kernels
+ * where the kind has them (DENSE, FIXED): the positions of such appends
+ * get combiner_attention's bits; every output stays within tolerance of
+ * the reference; 1 and 2 threads give the same bits, owned and borrowed
+ * too (but FIXED, see below); kinds without prefill kernels
+ * ignore the flag (the default cache's bits). */
+static void fast_chunks(const test_variant *var, int L, int block, unsigned n, test_rng *rng) {
+  shape s = shape_of(n, L);
+  problem p = problem_make(var, (combiner_pool)(n % 2), L + s.extra, block, s.d, s.dv, s.H, s.Hkv, s.layout,
+                           s.seq_len, s.scale, rng);
+  static const int pick[6] = {1, 5, 64, 65, 100, 200};
+  const int tiles = var->kind == COMBINER_DENSE || var->kind == COMBINER_FIXED;
+  int sizes[64], big[64], ns = 0, pos = 0, i, run;
+  test_tensor o[4], att;
+  double *ref, err;
+  combiner_config c = p.cfg;
+  combiner_status st;
+  ++cases_fast;
+  if (!kind_compiled(var->kind)) { check_unsupported(&p); problem_free(&p); return; }
+  while (pos < L && ns < 64) {   /* the appends: small and large, the rest at once at the end */
+    int t = ns == 63 ? L - pos : pick[test_rng_u32(rng) % 6];
+    if (t > L - pos) t = L - pos;
+    big[ns] = t >= 64;
+    sizes[ns++] = t;
+    pos += t;
+  }
+  for (run = 0; run < 4; ++run) {   /* owned 1 thread, owned 2 threads, borrowed, default (not fast) */
+    o[run] = out_make(&p);
+    fast_feed(&p, run == 2, run != 3, run == 1 ? 2 : 1, sizes, ns, &o[run]);
+  }
+  ref = reference(&p, L);
+  for (run = 0; run < 4; ++run) {
+    test_tensor r = rows(&o[run], 0, L);
+    err = test_rel_error(&r, ref);
+    CHECK(err <= TEST_TOLERANCE, "%s L=%d fast_chunks (run %d): rel err %.3g vs reference", p.name, L, run, err);
+  }
+  CHECK(test_same_rows(&o[0], &o[1], L), "%s L=%d: fast_chunks, 2 threads != 1 thread", p.name, L);
+  /* a borrowed FIXED cache runs an append in runs of its query ring (a
+   * block): runs under 64 positions keep the decode arithmetic */
+  CHECK(test_same_rows(&o[0], &o[2], L) || var->kind == COMBINER_FIXED, "%s L=%d: fast_chunks, borrowed != owned",
+        p.name, L);
+  if (!tiles) CHECK(test_same_rows(&o[0], &o[3], L), "%s L=%d: fast_chunks changed a kind without prefill kernels",
+                    p.name, L);
+  c.seq_len = L;
+  c.block = p.block;
+  att = out_make(&p);
+  st = combiner_attention(&c, p.q.data, p.k.data, p.v.data, att.data, NULL, 0);
+  CHECK(st == COMBINER_OK, "%s: combiner_attention: %s", p.name, combiner_status_string(st));
+  for (i = 0, pos = 0; i < ns; pos += sizes[i++])
+    if (tiles && big[i]) {
+      test_tensor a = rows(&o[0], pos, pos + sizes[i]), b = rows(&att, pos, pos + sizes[i]);
+      CHECK(test_same_rows(&a, &b, sizes[i]), "%s L=%d: fast chunk [%d, %d) != combiner_attention (bits)", p.name, L,
+            pos, pos + sizes[i]);
+    }
+  test_tensor_free(&att);
+  free(ref);
+  for (run = 0; run < 4; ++run) test_tensor_free(&o[run]);
+  problem_free(&p);
+}
+
+/* ------------------------------------------------------------------------ */
 /* 2. Truncate, then append other tokens                                    */
 /* ------------------------------------------------------------------------ */
 
@@ -1033,6 +1134,15 @@ int main(void) {
           if (on && test_quick_keeps(L, n)) decode_equals_prefill(var, (combiner_pool)pool, L, blocks[bi], n, &rng);
         }
   }
+  TEST_FOR_EACH_VARIANT(var) {   /* fast chunks: long enough for several tiles of 64 */
+    static const int fast_lens[3] = {64, 150, 333};
+    const int on = test_variant_selected(var);
+    for (li = 0; li < 3; ++li)
+      for (bi = 0; bi < 5; ++bi, ++n) {
+        const int L = fast_lens[li], blocks[5] = {1, 5, 0, 64, 400};
+        if (on && test_quick_keeps(L, n)) fast_chunks(var, L, blocks[bi], n, &rng);
+      }
+  }
   TEST_FOR_EACH_VARIANT(var) {   /* head_dim 64 with GQA on the longest sequence, every kind */
     shape s;
     vi = test_variant_index(var);
@@ -1074,7 +1184,7 @@ int main(void) {
       if (on) fill_to_max_len(var, max_lens[bi], blocks[(vi + (size_t)bi) % 3], n, &rng);
     }
   }
-  printf("test_cache: %d decode-vs-prefill configurations (5 caches each), %d truncation scripts, "
-         "%d max_len cases\n", cases_decode, cases_truncate, cases_full);
+  printf("test_cache: %d decode-vs-prefill configurations (5 caches each), %d fast-chunk configurations (4 caches "
+         "each), %d truncation scripts, %d max_len cases\n", cases_decode, cases_fast, cases_truncate, cases_full);
   return TEST_SUMMARY();
 }
