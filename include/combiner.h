@@ -4853,6 +4853,38 @@ static void combiner__cache_tiles(const combiner_cache *cache, const combiner__c
   combiner__run(&c, k->tile_units(&p, c.qbegin, c.qend), k->tile_unit);
 }
 
+/* Stores the rows of the run's token i (at position first + i): K, V as
+ * given (owned), Mixture's column copies, the query (ring slot). */
+static void combiner__cache_store(combiner_cache *cache, const combiner__cache_job *jb, ptrdiff_t first, ptrdiff_t i,
+    const float *q, const combiner__tensor *tq, const void *k, const combiner__tensor *tk, const void *v,
+    const combiner__tensor *tv) {
+  const combiner__problem *p = &cache->p;
+  const combiner__kind_ops *kind = combiner__ops(p->kind);
+  float *cq = combiner__cache_floats(cache, cache->off[COMBINER__CQ]);
+  unsigned char *ck = (unsigned char *)(void *)combiner__cache_floats(cache, cache->off[COMBINER__CK]);
+  unsigned char *cv = (unsigned char *)(void *)combiner__cache_floats(cache, cache->off[COMBINER__CV]);
+  int h;
+  const ptrdiff_t at = first + i, u = at % p->m, r = at / p->m, slot = p->qring ? at % p->qring : at;
+  if (!cache->borrowed)
+    for (h = 0; h < p->Hkv; ++h) {   /* as given; Mixture's column copies as float32 */
+      const void *kr = combiner__elem(k, tk, i, h), *vr = combiner__elem(v, tv, i, h);
+      memcpy(ck + (at * p->k.ts + (ptrdiff_t)h * p->k.hs) * (ptrdiff_t)combiner__type_size(p->k.type), kr,
+             (size_t)p->d * combiner__type_size(p->k.type));
+      memcpy(cv + (at * p->v.ts + (ptrdiff_t)h * p->v.hs) * (ptrdiff_t)combiner__type_size(p->v.type), vr,
+             (size_t)p->dv * combiner__type_size(p->v.type));
+      if (jb->kc) {
+        combiner__row_copy(combiner__colrow(jb, jb->kc, h, u, r, p->d), kr, p->k.type, p->d);
+        combiner__row_copy(combiner__colrow(jb, jb->vc, h, u, r, p->dv), vr, p->v.type, p->dv);
+      }
+    }
+  if (kind->cache_queries)   /* the summaries pool queries (DENSE reads them in place) */
+    for (h = 0; h < p->H; ++h) {
+      const float *qr = q + i * tq->ts + (ptrdiff_t)h * tq->hs;
+      memcpy(cq + slot * p->q.ts + (ptrdiff_t)h * p->q.hs, qr, (size_t)p->d * sizeof(float));
+      if (jb->qc) memcpy(combiner__colrow(jb, jb->qc, h, u, r, p->d), qr, (size_t)p->d * sizeof(float));
+    }
+}
+
 /* Appends the run [first, first + count) (count <= batch): the rows are
  * stored, the units run. q, k, v, out: the run's first token. */
 static void combiner__cache_run_batch(combiner_cache *cache, int count, const float *q, const combiner__tensor *tq,
@@ -4861,33 +4893,17 @@ static void combiner__cache_run_batch(combiner_cache *cache, int count, const fl
   const combiner__problem *p = &cache->p;
   const combiner__kind_ops *kind = combiner__ops(p->kind);
   const ptrdiff_t first = cache->length;
-  float *cq = combiner__cache_floats(cache, cache->off[COMBINER__CQ]);
-  unsigned char *ck = (unsigned char *)(void *)combiner__cache_floats(cache, cache->off[COMBINER__CK]);
-  unsigned char *cv = (unsigned char *)(void *)combiner__cache_floats(cache, cache->off[COMBINER__CV]);
   combiner__cache_job jb;
   ptrdiff_t i;
-  int h;
   combiner__cache_job_of(cache, &jb);
-  for (i = 0; i < count; ++i) {       /* the new rows */
-    const ptrdiff_t at = first + i, u = at % p->m, r = at / p->m, slot = p->qring ? at % p->qring : at;
-    if (!cache->borrowed)
-      for (h = 0; h < p->Hkv; ++h) {   /* as given; Mixture's column copies as float32 */
-        const void *kr = combiner__elem(k, tk, i, h), *vr = combiner__elem(v, tv, i, h);
-        memcpy(ck + (at * p->k.ts + (ptrdiff_t)h * p->k.hs) * (ptrdiff_t)combiner__type_size(p->k.type), kr,
-               (size_t)p->d * combiner__type_size(p->k.type));
-        memcpy(cv + (at * p->v.ts + (ptrdiff_t)h * p->v.hs) * (ptrdiff_t)combiner__type_size(p->v.type), vr,
-               (size_t)p->dv * combiner__type_size(p->v.type));
-        if (jb.kc) {
-          combiner__row_copy(combiner__colrow(&jb, jb.kc, h, u, r, p->d), kr, p->k.type, p->d);
-          combiner__row_copy(combiner__colrow(&jb, jb.vc, h, u, r, p->dv), vr, p->v.type, p->dv);
-        }
-      }
-    if (kind->cache_queries)   /* the summaries pool queries (DENSE reads them in place) */
-      for (h = 0; h < p->H; ++h) {
-        const float *qr = q + i * tq->ts + (ptrdiff_t)h * tq->hs;
-        memcpy(cq + slot * p->q.ts + (ptrdiff_t)h * p->q.hs, qr, (size_t)p->d * sizeof(float));
-        if (jb.qc) memcpy(combiner__colrow(&jb, jb.qc, h, u, r, p->d), qr, (size_t)p->d * sizeof(float));
-      }
+#ifdef COMBINER__OPENMP
+  if (threads > 1 && count >= 256) {   /* a long chunk's copies on every thread (they write disjoint rows) */
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (i = 0; i < count; ++i) combiner__cache_store(cache, &jb, first, i, q, tq, k, tk, v, tv);
+  } else
+#endif
+  {
+    for (i = 0; i < count; ++i) combiner__cache_store(cache, &jb, first, i, q, tq, k, tk, v, tv);
   }
   jb.first = first;
   jb.count = count;
