@@ -41,8 +41,10 @@
  * owned,borrowed]): a causal prompt of L tokens appended to a cache in
  * chunks (outputs written, combiner_cache_append / append_at) against one
  * combiner_attention call on the same tokens, timed interleaved in the same
- * rounds (median of --reps after one warm-up; the cache made again outside
- * the timed region each round), each mode without and with
+ * rounds, a mode (owned, borrowed) at a time (median of --reps after one
+ * warm-up; the cache made again outside the timed region each round; rounds
+ * mixing owned caches' 100s of MB with borrowed fills slowed the latter
+ * ~1.5x), each mode without and with
  * combiner_cache_options.fast_chunks ("+fast"); prints the ratio chunked /
  * one call and PASS/MISS against 1.2 for chunks of >= 256 tokens. Results
  * go to DIR/chunked.csv.
@@ -938,7 +940,7 @@ static double chunked_fill(chunked_run *c, int L, const float *q, const float *k
 static int run_chunked(const options *o) {
   char path[512];
   FILE *csv;
-  int li, ki, ti, kvi, ci, mi, r, misses = 0;
+  int li, ki, ti, kvi, ci, mi, fi, r, misses = 0;
   snprintf(path, sizeof path, "%s/chunked.csv", o->out_dir);
   csv = fopen(path, "w");
   if (csv) fprintf(csv, "kind,L,head_dim,heads,kv_heads,threads,mode,chunk,one_call_s,chunked_s,ratio,cpu\n");
@@ -951,13 +953,13 @@ static int run_chunked(const options *o) {
     for (kvi = 0; kvi < o->nkv; ++kvi)
       for (ti = 0; ti < o->nt; ++ti)
         for (ki = 0; ki < o->nk; ++ki) {
-          const int L = o->Ls[li], d = o->ds[0], H = o->H, Hkv = o->kvs[kvi], nrun = 2 * o->nm * o->nch;
+          const int L = o->Ls[li], d = o->ds[0], H = o->H, Hkv = o->kvs[kvi], nrun = 2 * o->nch;
           const int reps = o->reps < 1 ? 1 : o->reps > 64 ? 64 : o->reps;
           unsigned seed = 1;
           float *q = random_buffer((size_t)L * H * d, &seed), *k = random_buffer((size_t)L * Hkv * d, &seed);
           float *v = random_buffer((size_t)L * Hkv * d, &seed), *out = random_buffer((size_t)L * H * d, &seed);
-          chunked_run runs[4 * MAXV];
-          double one[64], t[4 * MAXV][64], one_med;
+          chunked_run runs[2 * MAXV];
+          double one[64], t[2 * MAXV][64], one_med;
           combiner_config cfg;
           size_t ws;
           void *work;
@@ -967,47 +969,49 @@ static int run_chunked(const options *o) {
           ws = combiner_workspace_size(&cfg);
           work = malloc(ws);
           if (!work) { fprintf(stderr, "out of memory\n"); exit(1); }
-          for (mi = 0; mi < 2 * o->nm; ++mi)   /* each mode without, then with fast_chunks */
-            for (ci = 0; ci < o->nch; ++ci) {
-              chunked_run *c = &runs[mi * o->nch + ci];
-              memset(&c->opt, 0, sizeof c->opt);
-              c->cfg = cfg;
-              c->opt.max_len = L;
-              c->opt.fast_chunks = mi % 2;
-              if (o->modes[mi / 2]) { c->opt.k = k; c->opt.v = v; }
-              c->chunk = o->chunks[ci];
-              c->size = combiner_cache_size_ex(&cfg, &c->opt);
-              c->buffer = malloc(c->size);
-              if (!c->buffer) { fprintf(stderr, "out of memory (cache)\n"); exit(1); }
+          for (mi = 0; mi < o->nm; ++mi) {   /* a mode at a time, each with its own one-call rounds */
+            for (fi = 0; fi < 2; ++fi)   /* without, then with fast_chunks */
+              for (ci = 0; ci < o->nch; ++ci) {
+                chunked_run *c = &runs[fi * o->nch + ci];
+                memset(&c->opt, 0, sizeof c->opt);
+                c->cfg = cfg;
+                c->opt.max_len = L;
+                c->opt.fast_chunks = fi;
+                if (o->modes[mi]) { c->opt.k = k; c->opt.v = v; }
+                c->chunk = o->chunks[ci];
+                c->size = combiner_cache_size_ex(&cfg, &c->opt);
+                c->buffer = malloc(c->size);
+                if (!c->buffer) { fprintf(stderr, "out of memory (cache)\n"); exit(1); }
+              }
+            for (r = -1; r < reps; ++r) {   /* interleaved: each round runs the one call and the mode's fills */
+              double t0 = now();
+              combiner_status st = combiner_attention(&cfg, q, k, v, out, work, ws);
+              if (st != COMBINER_OK) die_status("combiner_attention", st);
+              if (r >= 0) one[r] = now() - t0;
+              for (ci = 0; ci < nrun; ++ci) {
+                const double s = chunked_fill(&runs[ci], L, q, k, v, out);
+                if (r >= 0) t[ci][r] = s;
+              }
             }
-          for (r = -1; r < reps; ++r) {   /* interleaved: each round runs the one call and every chunked fill */
-            double t0 = now();
-            combiner_status st = combiner_attention(&cfg, q, k, v, out, work, ws);
-            if (st != COMBINER_OK) die_status("combiner_attention", st);
-            if (r >= 0) one[r] = now() - t0;
+            one_med = median_of(one, reps);
             for (ci = 0; ci < nrun; ++ci) {
-              const double s = chunked_fill(&runs[ci], L, q, k, v, out);
-              if (r >= 0) t[ci][r] = s;
+              const chunked_run *c = &runs[ci];
+              const double med = median_of(t[ci], reps), ratio = med / one_med;
+              const char *mode = c->opt.k ? (c->opt.fast_chunks ? "borrowed+fast" : "borrowed")
+                                          : (c->opt.fast_chunks ? "owned+fast" : "owned");
+              const int judged = c->chunk >= 256;
+              misses += judged && ratio > 1.2;
+              printf("%-9s %6d %3d %2d %2d %3d %-13s %6d %12.3f %12.3f %6.2fx%s\n", combiner_kind_string(cfg.kind), L, d, H,
+                     Hkv, cfg.num_threads, mode, c->chunk, 1e3 * one_med, 1e3 * med, ratio,
+                     judged ? (ratio <= 1.2 ? "  PASS" : "  MISS") : "");
+              if (csv) {
+                fprintf(csv, "%s,%d,%d,%d,%d,%d,%s,%d,%.6g,%.6g,%.4g,", combiner_kind_string(cfg.kind), L, d, H, Hkv,
+                        cfg.num_threads, mode, c->chunk, one_med, med, ratio);
+                csv_string(csv, cpu_model());
+                fprintf(csv, "\n");
+              }
+              free(c->buffer);
             }
-          }
-          one_med = median_of(one, reps);
-          for (ci = 0; ci < nrun; ++ci) {
-            const chunked_run *c = &runs[ci];
-            const double med = median_of(t[ci], reps), ratio = med / one_med;
-            const char *mode = c->opt.k ? (c->opt.fast_chunks ? "borrowed+fast" : "borrowed")
-                                        : (c->opt.fast_chunks ? "owned+fast" : "owned");
-            const int judged = c->chunk >= 256;
-            misses += judged && ratio > 1.2;
-            printf("%-9s %6d %3d %2d %2d %3d %-13s %6d %12.3f %12.3f %6.2fx%s\n", combiner_kind_string(cfg.kind), L, d, H,
-                   Hkv, cfg.num_threads, mode, c->chunk, 1e3 * one_med, 1e3 * med, ratio,
-                   judged ? (ratio <= 1.2 ? "  PASS" : "  MISS") : "");
-            if (csv) {
-              fprintf(csv, "%s,%d,%d,%d,%d,%d,%s,%d,%.6g,%.6g,%.4g,", combiner_kind_string(cfg.kind), L, d, H, Hkv,
-                      cfg.num_threads, mode, c->chunk, one_med, med, ratio);
-              csv_string(csv, cpu_model());
-              fprintf(csv, "\n");
-            }
-            free(c->buffer);
           }
           fflush(stdout);
           free(work); free(q); free(k); free(v); free(out);
