@@ -2832,6 +2832,7 @@ typedef struct combiner__cache_job {
   float *out;
   combiner__tensor o;
   const float *q;          /* the caller's queries (DENSE reads them there) */
+  const combiner__ctx *tiles;   /* fast chunks: the context of the kind's tile_unit (else NULL) */
   combiner__tensor tq;
 } combiner__cache_job;
 
@@ -4644,7 +4645,7 @@ static void combiner__cache_team(const combiner__cache_job *jb, unsigned char *b
       combiner__scratch_parts(p, &sc, (float *)(void *)(base + (size_t)omp_get_thread_num() * stride));
 #pragma omp for schedule(dynamic, 1)
       for (u = 0; u < n1; ++u) fn1(jb, u, &sc);
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
       for (u = 0; u < n2; ++u) fn2(jb, u, &sc);
       combiner__denormals_restore(csr);
     }
@@ -4829,11 +4830,23 @@ static int combiner__cache_ok(const combiner_cache *cache) {
 /* Fast chunks: the outputs of the run [first, first + count) by the kind's
  * prefill unit over the queries [first, first + count) (its triggers have
  * run), on the cache's K/V and abstractions; out, q: the run's first token. */
+static void combiner__cache_tile_unit(const combiner__cache_job *jb, ptrdiff_t unit, const combiner__scratch *sc) {
+  const combiner__kind_ops *k = combiner__ops(jb->c.p->kind);
+  COMBINER_ASSERT(jb->tiles != NULL && k->tile_unit != NULL);   /* set by combiner__cache_tiles */
+  k->tile_unit(jb->tiles, unit, sc);
+}
+
+/* The run's triggers (per head), then (all of them done) its outputs by the
+ * kind's tile_unit, in one thread team: a run of a borrowed cache's ring
+ * can be a block short, and teams cost microseconds each. */
 static void combiner__cache_tiles(const combiner_cache *cache, const combiner__cache_job *jb, float *out,
                                   unsigned char *scratch, int threads) {
   const combiner__kind_ops *k = combiner__ops(cache->p.kind);
   combiner__problem p = cache->p;
   combiner__ctx c = jb->c;
+  combiner__cache_job j2 = *jb;
+  ptrdiff_t units;
+  double work;
   p.o = jb->o;
   p.o.org = jb->first;
   p.threads = threads;
@@ -4849,8 +4862,17 @@ static void combiner__cache_tiles(const combiner_cache *cache, const combiner__c
   c.qend = jb->first + jb->count;
   c.scratch = scratch;
   c.scratch_stride = cache->scratch_stride;
-  COMBINER_ASSERT(k->tile_unit != NULL);   /* fast_chunks only for kinds that have one */
-  combiner__run(&c, k->tile_units(&p, c.qbegin, c.qend), k->tile_unit);
+  COMBINER_ASSERT(k->tile_unit != NULL && k->tile_units != NULL);   /* fast_chunks only for kinds that have one */
+  units = k->tile_units(&p, c.qbegin, c.qend);
+  work = (double)jb->count * p.H * combiner__kind_terms(&p, (double)jb->first + (double)jb->count) * ((double)p.d + p.dv);
+  j2.out = NULL;   /* the triggers only */
+  j2.tiles = &c;
+  if (k->cache_trigger || jb->tracks)
+    combiner__cache_team(&j2, scratch, cache->scratch_stride, threads, work, combiner__cache_unit, p.H,
+                         combiner__cache_tile_unit, units);
+  else
+    combiner__cache_team(&j2, scratch, cache->scratch_stride, threads, work, combiner__cache_tile_unit, units,
+                         combiner__cache_tile_unit, 0);
 }
 
 /* Stores the rows of the run's token i (at position first + i): K, V as
@@ -4908,12 +4930,14 @@ static void combiner__cache_run_batch(combiner_cache *cache, int count, const fl
   jb.first = first;
   jb.count = count;
   jb.triggered = cache->triggered;
-  jb.out = fast ? NULL : out;   /* fast: the triggers here, the outputs by the prefill kernels */
+  jb.out = out;
   jb.o = *to;
   jb.q = q;
   jb.tq = *tq;
-  if (kind->cache_trigger || jb.tracks || jb.out) combiner__cache_run(&jb, scratch, cache->scratch_stride, threads);
-  if (fast) combiner__cache_tiles(cache, &jb, out, scratch, threads);
+  if (fast)   /* the triggers, then the outputs by the prefill kernels */
+    combiner__cache_tiles(cache, &jb, out, scratch, threads);
+  else if (kind->cache_trigger || jb.tracks || out)
+    combiner__cache_run(&jb, scratch, cache->scratch_stride, threads);
   cache->length += count;
   cache->triggered = cache->length;
   if (cache->length > cache->reach) cache->reach = cache->length;
