@@ -479,7 +479,9 @@ typedef struct combiner_cache_options {
    * FIXED; the other kinds ignore it): the one call's arithmetic, within
    * float32 rounding of one-token appends but not their bits. Zero: every
    * append does a decode step's arithmetic per query, so the outputs are
-   * the same bits however the tokens are split into appends. */
+   * the same bits however the tokens are split into appends. A borrowed
+   * FIXED cache then keeps the queries of at least 256 + m positions
+   * (m the block) instead of 2m, so that its runs are long enough. */
   int fast_chunks;
 } combiner_cache_options;
 
@@ -4466,6 +4468,10 @@ enum { COMBINER__CQ = 0, COMBINER__CK, COMBINER__CV, COMBINER__CQC, COMBINER__CK
 
 #define COMBINER__CACHE_MAGIC 0x436f6d62u
 
+/* Fast chunks: a borrowed cache's query ring holds runs of at least this
+ * many positions (a run is what the prefill kernels see at once). */
+#define COMBINER__FAST_RUN 256
+
 static float *combiner__cache_floats(combiner_cache *cache, size_t off) {
   return (float *)(void *)((unsigned char *)(void *)cache + off);
 }
@@ -4750,7 +4756,10 @@ static combiner_status combiner__cache_plan(const combiner_config *cfg, const co
     const int span = opt->rollback < max_len ? opt->rollback : max_len;
     hdr->rollback = span;
     if (kind->cache_ring == 1) {
-      p->qring = ((ptrdiff_t)span / p->m + 2) * p->m;
+      ptrdiff_t blocks = (ptrdiff_t)span / p->m + 2;
+      if (hdr->fast_chunks && (blocks - 1) * p->m < COMBINER__FAST_RUN)   /* runs long enough for the tiles */
+        blocks = (COMBINER__FAST_RUN + p->m - 1) / p->m + 1;
+      p->qring = blocks * p->m;
       hdr->batch = (int)(p->qring - p->m);
     } else if (kind->cache_ring == 2) {
       p->qring = (ptrdiff_t)span + (ptrdiff_t)COMBINER__BQ * 4;
