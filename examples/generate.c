@@ -35,7 +35,10 @@
  * Exit status: 0 if both hold, 1 if a check or a call fails, 2 on bad flags.
  *
  *   combiner-generate-axial [--prompt N] [--tokens N] [--threads N] [--mode borrowed|owned]
- *                           [--kv f32|f16|bf16] [--temp T] [--seed S] [--table [--header]]
+ *                           [--kv f32|f16|bf16] [--fast-chunks] [--temp T] [--seed S] [--table [--header]]
+ *
+ * --fast-chunks sets combiner_cache_options.fast_chunks: the prompt's append
+ * runs the prefill kernels (DENSE, FIXED), the same checks apply.
  */
 #define _POSIX_C_SOURCE 199309L
 #define COMBINER_IMPLEMENTATION
@@ -73,6 +76,7 @@ typedef struct options {
   unsigned seed;   /* sampling seed */
   int owned;       /* the caches copy K/V (else they borrow the engine's) */
   int kv_type;     /* element type of the engine's KV cache (combiner_type) */
+  int fast;        /* combiner_cache_options.fast_chunks for the prompt */
   int table;       /* one table row instead of the report */
   int header;      /* with table: print the column names first */
 } options;
@@ -294,7 +298,7 @@ static void record_rows(record *r, int layer, int pos, int count, const run_stat
 /* One combiner_cache per layer, of up to max_len positions: borrowing the
  * layer's slice of the engine's KV cache (and one scratch for all), or with
  * copies of its own. rollback: how far back the run truncates. */
-static combiner_status caches_init(generator *g, int max_len, int threads, int owned, int rollback) {
+static combiner_status caches_init(generator *g, int max_len, int threads, int owned, int rollback, int fast) {
   combiner_config cfg;
   combiner_cache_options opt;
   int l;
@@ -309,6 +313,7 @@ static combiner_status caches_init(generator *g, int max_len, int threads, int o
   cfg.k_type = cfg.v_type = (combiner_type)g->kv.type;   /* K/V as the engine stores them */
   memset(&opt, 0, sizeof opt);
   opt.max_len = max_len;
+  opt.fast_chunks = fast;   /* the prompt's append by the prefill kernels (DENSE, FIXED) */
   if (!owned) {
     opt.rollback = rollback;
     opt.shared_scratch = 1;
@@ -557,6 +562,7 @@ static void usage(const char *prog) {
           "  --mode M     borrowed: the caches read K/V in the engine's KV cache (default);\n"
           "               owned: they keep copies\n"
           "  --kv T       the engine's KV cache in f32 (default), f16 or bf16\n"
+          "  --fast-chunks  the prompt's append by the prefill kernels (combiner_cache_options.fast_chunks)\n"
           "  --temp T     sampling temperature, 0 for greedy (0)\n"
           "  --seed S     sampling seed (1)\n"
           "  --table      print one table row instead of the report; --header: the column names too\n",
@@ -581,6 +587,7 @@ static int parse_options(int argc, char **argv, options *o) {
     long x;
     if (strcmp(a, "--table") == 0) { o->table = 1; continue; }
     if (strcmp(a, "--header") == 0) { o->header = 1; continue; }
+    if (strcmp(a, "--fast-chunks") == 0) { o->fast = 1; continue; }
     if (!val) return 0;
     ++i;
     if (strcmp(a, "--mode") == 0 && (strcmp(val, "borrowed") == 0 || strcmp(val, "owned") == 0))
@@ -654,7 +661,7 @@ static int run(const options *o, generator *g, int *ids, int *other, results *r)
     free(prompt);
     return fail("model and activations", COMBINER_ERR_OUT_OF_MEMORY);
   }
-  st = caches_init(g, max_len, o->threads, o->owned, o->tokens);   /* the checks go back to the prompt */
+  st = caches_init(g, max_len, o->threads, o->owned, o->tokens, o->fast);   /* the checks go back to the prompt */
   if (st != COMBINER_OK) { free(prompt); return fail("combiner_cache_init", st); }
 
   t0 = now_seconds();
