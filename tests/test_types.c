@@ -291,6 +291,65 @@ done:
   test_tensor_free(&q); test_tensor_free(&oo); test_tensor_free(&ob); test_tensor_free(&ow);
 }
 
+/* Fast chunks (combiner_cache_options.fast_chunks) on half-precision K/V,
+ * DENSE and FIXED: the positions of appends of >= 64 tokens equal
+ * combiner_attention on the same typed K/V bit for bit, owned and borrowed
+ * (no query ring at this length); every output within tolerance of the
+ * reference on the widened values. */
+static void fast_types(combiner_kind kind, int type, test_rng *rng) {
+  static const int sizes[4] = {100, 3, 64, 33};
+  const int N = 200, d = 16, H = 4, Hkv = 2;
+  combiner_config cfg = test_config(kind, N, d, H, Hkv, kind == COMBINER_FIXED ? 11 : 0, 1), rc;
+  typed k = typed_make(N, Hkv, d, LAYOUT_TOKEN_MAJOR, type, rng), v = typed_make(N, Hkv, d, LAYOUT_TOKEN_MAJOR, type, rng);
+  test_tensor q = test_tensor_make(N, H, d, LAYOUT_TOKEN_MAJOR), one = test_tensor_make(N, H, d, LAYOUT_TOKEN_MAJOR);
+  test_tensor o[2];
+  combiner_cache_options opt;
+  combiner_cache *cache = NULL;
+  unsigned char *buf;
+  size_t size;
+  int mode, s, pos;
+  test_tensor_fill(&q, rng);
+  cfg.num_threads = 2;
+  cfg.k_type = cfg.v_type = (combiner_type)type;
+  CHECK(combiner_attention(&cfg, q.data, typed_data(&k), typed_data(&v), one.data, NULL, 0) == COMBINER_OK,
+        "fast_types: one call");
+  for (mode = 0; mode < 2; ++mode) {   /* owned, borrowed */
+    o[mode] = test_tensor_make(N, H, d, LAYOUT_TOKEN_MAJOR);
+    memset(&opt, 0, sizeof opt);
+    opt.max_len = N;
+    opt.fast_chunks = 1;
+    if (mode) { opt.k = typed_data(&k); opt.v = typed_data(&v); }
+    size = combiner_cache_size_ex(&cfg, &opt);
+    buf = (unsigned char *)test_alloc(size);
+    CHECK(combiner_cache_init_ex(&cache, &cfg, &opt, buf, size) == COMBINER_OK, "fast_types: init");
+    for (s = 0, pos = 0; s < 4 && cache; pos += sizes[s++]) {
+      const size_t at = (size_t)pos * (size_t)k.wide.ts * (type == F32 ? 4 : 2);
+      const combiner_status st = mode ? combiner_cache_append_at(cache, pos, sizes[s], test_at(&q, pos, 0), NULL, NULL,
+                                                                 test_at(&o[mode], pos, 0), NULL, 0)
+                                      : combiner_cache_append(cache, sizes[s], test_at(&q, pos, 0),
+                                                              (const unsigned char *)typed_data(&k) + at,
+                                                              (const unsigned char *)typed_data(&v) + at,
+                                                              test_at(&o[mode], pos, 0));
+      CHECK(st == COMBINER_OK, "fast_types: append %d at %d: %s", sizes[s], pos, combiner_status_string(st));
+      if (sizes[s] >= 64) {
+        test_tensor a = o[mode], b = one;
+        a.data = test_at(&o[mode], pos, 0); a.L = sizes[s];
+        b.data = test_at(&one, pos, 0); b.L = sizes[s];
+        CHECK(test_same_rows(&a, &b, sizes[s]), "%s %s %s: fast chunk [%d, %d) != combiner_attention (bits)",
+              combiner_kind_string(kind), type_names[type], mode ? "borrowed" : "owned", pos, pos + sizes[s]);
+      }
+    }
+    rc = cfg;
+    rc.k_type = rc.v_type = COMBINER_F32;
+    CHECK(vs_reference(&rc, &q, &k.wide, &v.wide, &o[mode]) <= TEST_TOLERANCE, "%s %s: fast chunks vs the reference",
+          combiner_kind_string(kind), type_names[type]);
+    free(buf);
+    test_tensor_free(&o[mode]);
+  }
+  typed_free(&k); typed_free(&v);
+  test_tensor_free(&q); test_tensor_free(&one);
+}
+
 /* DENSE decode past one key range (1024 positions), many heads (20: the
  * logits go 16 heads at a time, across a GQA group), odd widths: an owned
  * cache, a borrowed token-major and a borrowed head-major one give the same
@@ -415,6 +474,10 @@ int main(void) {
   }
   if (test_variant_selected(test_variant_named("dense")))
     for (t = F32; t <= BF16; ++t) dense_long(t, &rng);
+  for (t = F32; t <= BF16; ++t) {
+    if (test_variant_selected(test_variant_named("dense"))) fast_types(COMBINER_DENSE, t, &rng);
+    if (test_variant_selected(test_variant_named("fixed"))) fast_types(COMBINER_FIXED, t, &rng);
+  }
   {   /* a type that does not exist */
     combiner_config cfg = test_config(COMBINER_FIXED, 8, 4, 1, 1, 0, 1);
     float q[32] = {0}, k[32] = {0}, v[32] = {0}, o[32];
