@@ -4876,12 +4876,16 @@ static void combiner__cache_tiles(const combiner_cache *cache, const combiner__c
   work = (double)jb->count * p.H * combiner__kind_terms(&p, (double)jb->first + (double)jb->count) * ((double)p.d + p.dv);
   j2.out = NULL;   /* the triggers only */
   j2.tiles = &c;
-  if (k->cache_trigger || jb->tracks)
+  if ((k->cache_trigger || jb->tracks) && p.H > 1) {
     combiner__cache_team(&j2, scratch, cache->scratch_stride, threads, work, combiner__cache_unit, p.H,
                          combiner__cache_tile_unit, units);
-  else
+  } else {   /* one head: its triggers alone, then the tiles on every thread */
+    if (k->cache_trigger || jb->tracks)
+      combiner__cache_team(&j2, scratch, cache->scratch_stride, threads, work, combiner__cache_unit, p.H,
+                           combiner__cache_tile_unit, 0);
     combiner__cache_team(&j2, scratch, cache->scratch_stride, threads, work, combiner__cache_tile_unit, units,
                          combiner__cache_tile_unit, 0);
+  }
 }
 
 /* Stores the rows of the run's token i (at position first + i): K, V as
@@ -5742,7 +5746,7 @@ COMBINER_API combiner_status combiner_cache_append_at(combiner_cache *cache, int
   combiner_status st;
   size_t cache_floats, slots;
   unsigned char *base;
-  int threads, done, fast, batch;
+  int threads, done, fast, runs, run, n;
   if (!combiner__cache_ok(cache) || count < 1 || !q || position < 0 || position > cache->length ||
       (cache->borrowed ? (k || v) : (!k || !v)))
     return COMBINER_ERR_INVALID_ARGUMENT;
@@ -5781,11 +5785,14 @@ COMBINER_API combiner_status combiner_cache_append_at(combiner_cache *cache, int
   }
   threads = slots < (size_t)p->threads ? (int)slots : p->threads;
   if (position < cache->length) combiner_cache_truncate(cache, position);
-  /* fast chunks: the whole append in one run, unless the queries are in a ring */
+  /* Runs of at most `batch` positions. Fast chunks: the whole append in one
+   * run, or with the queries in a ring, in runs as equal as can be (each
+   * >= batch / 2 >= COMBINER__FAST_RUN / 2: all of them reach the tiles) */
   fast = cache->fast_chunks && out && count >= COMBINER__BQ;
-  batch = fast && !p->qring ? count : cache->batch;
-  for (done = 0; done < count; done += batch) {   /* runs of at most `batch` positions */
-    const int n = count - done < batch ? count - done : batch;
+  runs = (count - 1) / cache->batch + 1;
+  for (done = 0, run = 0; done < count; done += n, ++run) {
+    n = !fast ? (count - done < cache->batch ? count - done : cache->batch)
+              : !p->qring ? count : count / runs + (run < count % runs);
     combiner__cache_run_batch(cache, n, q + (ptrdiff_t)done * tq.ts, &tq,
                               k ? combiner__elem(k, &tk, done, 0) : NULL, &tk, v ? combiner__elem(v, &tv, done, 0) : NULL, &tv,
                               out ? out + (ptrdiff_t)done * to.ts : NULL, &to, base, threads, fast && n >= COMBINER__BQ);
