@@ -3000,12 +3000,11 @@ static double combiner__dense_terms(const combiner__problem *p, double len) { (v
 
 /* Unit (head h, tile of BQ queries): flash-style over all keys, causal tiles
  * past the diagonal never touched. */
-static void combiner__dense_unit(const combiner__ctx *c, ptrdiff_t unit, const combiner__scratch *sc) {
+/* The tile of queries [q0, q0 + nq) of head h against every key (causal:
+ * up to each query), keys from position 0. */
+static void combiner__dense_tile(const combiner__ctx *c, const combiner__scratch *sc, int h, ptrdiff_t q0, int nq) {
   const combiner__problem *p = c->p;
-  int tiles = combiner__tiles(p->L);
-  int h = (int)(unit / tiles), g = h / p->group, q0 = (int)(unit % tiles) * COMBINER__BQ;
-  int nq = p->L - q0 < COMBINER__BQ ? p->L - q0 : COMBINER__BQ;
-  int nk = p->causal ? q0 + nq : p->L;
+  const int g = h / p->group, nk = p->causal ? (int)q0 + nq : p->L;
   combiner__seq qs = combiner__queries(c, h, q0, 1, nq);
   combiner__seq ks = combiner__keys(c, g, 0, 1, nk), vs = combiner__values(c, g, 0, 1, nk);
   combiner__states st = combiner__tile_states(sc->tile[0], p->dv, NULL, p->d);
@@ -3015,20 +3014,18 @@ static void combiner__dense_unit(const combiner__ctx *c, ptrdiff_t unit, const c
   combiner__states_finish(&st, nq, p->dv, combiner__out(c, q0, h), p->o.ts);
 }
 
+static void combiner__dense_unit(const combiner__ctx *c, ptrdiff_t unit, const combiner__scratch *sc) {
+  const combiner__problem *p = c->p;
+  const int tiles = combiner__tiles(p->L), q0 = (int)(unit % tiles) * COMBINER__BQ;
+  combiner__dense_tile(c, sc, (int)(unit / tiles), q0, p->L - q0 < COMBINER__BQ ? p->L - q0 : COMBINER__BQ);
+}
+
 /* Unit (head, tile of the causal queries [qbegin, qend)), keys from 0: a
  * chunk appended to a cache. */
 static void combiner__dense_range_unit(const combiner__ctx *c, ptrdiff_t unit, const combiner__scratch *sc) {
-  const combiner__problem *p = c->p;
-  const ptrdiff_t q0 = c->qbegin + unit / p->H * COMBINER__BQ;
-  const int h = (int)(unit % p->H), g = h / p->group, nq = c->qend - q0 < COMBINER__BQ ? (int)(c->qend - q0) : COMBINER__BQ;
-  combiner__seq qs = combiner__queries(c, h, q0, 1, nq);
-  combiner__seq ks = combiner__keys(c, g, 0, 1, (int)q0 + nq), vs = combiner__values(c, g, 0, 1, (int)q0 + nq);
-  combiner__states st = combiner__tile_states(sc->tile[0], p->dv, NULL, p->d);
-  COMBINER_ASSERT(p->causal);   /* a cache's */
-  combiner__states_begin(&st, nq, p->dv, p->d);
-  combiner__pack_queries(p, sc, &qs, nq);
-  combiner__attend(p, sc, nq, &ks, &vs, COMBINER__CAUSAL, q0, &st);
-  combiner__states_finish(&st, nq, p->dv, combiner__out(c, q0, h), p->o.ts);
+  const ptrdiff_t q0 = c->qbegin + unit / c->p->H * COMBINER__BQ;
+  COMBINER_ASSERT(c->p->causal);   /* a cache's */
+  combiner__dense_tile(c, sc, (int)(unit % c->p->H), q0, c->qend - q0 < COMBINER__BQ ? (int)(c->qend - q0) : COMBINER__BQ);
 }
 
 static ptrdiff_t combiner__dense_range_units(const combiner__problem *p, ptrdiff_t b, ptrdiff_t e) {
@@ -3469,26 +3466,34 @@ static int combiner__axial_steps(const combiner__problem *p, int one_call, combi
   return n;
 }
 
+/* Writes cell entry `slot` of head h (position e) from its state: R, and
+ * its key (WSUM: the expected key, st->acc2; SELF: k_e). */
+static void combiner__axial_cell_finish(const combiner__ctx *c, int h, ptrdiff_t e, ptrdiff_t slot,
+                                        const combiner__single_state *st) {
+  const combiner__problem *p = c->p;
+  combiner__single_state_finish(st, combiner__wval(c, h, slot), p->dv);
+  if (st->acc2) {
+    combiner__single_state kst = *st;
+    kst.acc = st->acc2;
+    combiner__single_state_finish(&kst, combiner__wkey(c, h, slot), p->d);
+  } else {
+    combiner__row_copy(combiner__wkey(c, h, slot), combiner__k(c, e, h / p->group), p->k.type, p->d);
+  }
+}
+
 /* Axial cell (t, u) at position e = t*m + u: R = att(q_e, row t) and its
  * key (WSUM: the expected key; SELF: k_e), into entry `slot`. */
 static void combiner__axial_decode_cell(const combiner__ctx *c, const combiner__scratch *sc, int h, ptrdiff_t e, ptrdiff_t slot) {
   const combiner__problem *p = c->p;
   const int g = h / p->group, wsum = p->axial_key == COMBINER_AXIAL_KEY_WSUM;
   const ptrdiff_t row = e / p->m * p->m;
-  float *qp = sc->qbuf + p->d, *key = combiner__wkey(c, h, slot);
+  float *qp = sc->qbuf + p->d;
   combiner__seq ks = combiner__keys(c, g, row, 1, p->m), vs = combiner__values(c, g, row, 1, p->m);
   combiner__single_state st;
   combiner__scaled_copy(qp, combiner__q(c, e, h), p->scale, p->d);
   combiner__single_state_begin(&st, sc->tile[1], wsum ? sc->acc2 : NULL, p->dv, p->d);
   combiner__single_query_attend(p, qp, &ks, &vs, &st, sc);
-  combiner__single_state_finish(&st, combiner__wval(c, h, slot), p->dv);
-  if (wsum) {
-    combiner__single_state kst = st;
-    kst.acc = st.acc2;
-    combiner__single_state_finish(&kst, key, p->d);
-  } else {
-    combiner__row_copy(key, combiner__k(c, e, g), p->k.type, p->d);
-  }
+  combiner__axial_cell_finish(c, h, e, slot, &st);
 }
 
 /* Decode: cell (r-1, u), first used by (r, u). */
@@ -3522,17 +3527,7 @@ static void combiner__axial_cache_triggers(const combiner__cache_job *jb, const 
     combiner__single_state_begin(&st[b], sc->tile[1] + b * stride, wsum ? sc->acc2 + b * kstride : NULL, p->dv, p->d);
   }
   combiner__multi_query_attend(p, n, q, cnt, &ks, &vs, st, sc);
-  for (b = 0; b < n; ++b) {
-    const ptrdiff_t e = i0 + b - m, slot = (e % m) * p->n + r - 1;
-    combiner__single_state_finish(&st[b], combiner__wval(c, h, slot), p->dv);
-    if (wsum) {
-      combiner__single_state kst = st[b];
-      kst.acc = st[b].acc2;
-      combiner__single_state_finish(&kst, combiner__wkey(c, h, slot), p->d);
-    } else {
-      combiner__row_copy(combiner__wkey(c, h, slot), combiner__k(c, e, g), p->k.type, p->d);
-    }
-  }
+  for (b = 0; b < n; ++b) combiner__axial_cell_finish(c, h, i0 + b - m, (i0 + b - m) % m * p->n + r - 1, &st[b]);
 }
 
 static int combiner__axial_cache_query(const combiner__cache_job *jb, const combiner__scratch *sc, int h, ptrdiff_t i,
