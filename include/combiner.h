@@ -2736,29 +2736,71 @@ COMBINER__SHARED void combiner__dense_heads(const combiner__problem *p, int h0, 
   *b1 = (g + 1) * p->group < h0 + n ? (g + 1) * p->group : h0 + n;
 }
 
-/* sc->s[b*64 + j] = q_b . k(c0 + j), b < nb (queries of heads h0 + b, rows of sc->qbuf), j < nk */
+/* Asks for the `bytes` bytes at row to be brought into the caches (a hint). */
+COMBINER__INLINE void combiner__prefetch_bytes(const void *row, size_t bytes) {
+#if defined(__GNUC__)
+  size_t x;
+  for (x = 0; x < bytes; x += 64) __builtin_prefetch((const char *)row + x, 0, 2);
+#else
+  (void)row; (void)bytes;
+#endif
+}
+
+#if defined(COMBINER__VEC)
+/* Rows of positions c0, c0 + 1, ... of tensor t (base `base`): the first
+ * one's address, the bytes from a position to the next, and per query head
+ * h0 + b (b < nb) the bytes from a position's start to its kv head's row. */
+typedef struct combiner__rows {
+  const unsigned char *p0;
+  ptrdiff_t ts;
+  ptrdiff_t off[COMBINER__BQ];
+} combiner__rows;
+
+static void combiner__rows_of(const combiner__ctx *c, const void *base, const combiner__tensor *t, int h0, int nb, ptrdiff_t c0,
+                              combiner__rows *r) {
+  const ptrdiff_t es = (ptrdiff_t)combiner__type_size(t->type);
+  int b;
+  r->p0 = (const unsigned char *)combiner__elem(base, t, c0, 0);
+  r->ts = t->ts * es;
+  for (b = 0; b < nb; ++b) r->off[b] = (ptrdiff_t)((h0 + b) / c->p->group) * t->hs * es;
+}
+#endif
+
+/* sc->s[b*64 + j] = q_b . k(c0 + j), b < nb (queries of heads h0 + b, rows of sc->qbuf), j < nk;
+ * the rows of v(c0 + j) asked for meanwhile (combiner__dense_values reads them next). */
 COMBINER__SHARED void combiner__dense_logits(const combiner__ctx *c, const combiner__scratch *sc, int h0, int nb, ptrdiff_t c0,
-                                   int nk) {
+                                   int nk, ptrdiff_t next) {
   const combiner__problem *p = c->p;
   const int d = p->d;
-  int j, g, b, b0, b1;
+  int j, b;
 #if defined(COMBINER__VEC)
+  const size_t vbytes = (size_t)p->dv * combiner__type_size(p->v.type), kbytes = (size_t)p->d * combiner__type_size(p->k.type);
+  const int ahead = next - c0 - COMBINER__CHUNK < nk ? (int)(next - c0 - COMBINER__CHUNK) : nk;
+  combiner__rows kr, vr;
   int hb, j16;
+  combiner__rows_of(c, c->k, &p->k, h0, nb, c0, &kr);
+  combiner__rows_of(c, c->v, &p->v, h0, nb, c0, &vr);
   for (hb = 0; hb < nb; hb += 16)   /* 16 heads x 16 positions of partial sums in s2, then their lane sums */
     for (j16 = 0; j16 < nk; j16 += 16) {
       const int nh = nb - hb < 16 ? nb - hb : 16, n16 = nk - j16 < 16 ? nk - j16 : 16;
-      for (j = 0; j < n16; ++j)
-        for (g = (h0 + hb) / p->group; g <= (h0 + hb + nh - 1) / p->group; ++g) {
-          const void *row = combiner__k(c, c0 + j16 + j, g);
-          combiner__dense_heads(p, h0 + hb, nh, g, &b0, &b1);
-          for (b = b0 - h0; b < b1 - h0; ++b)
-            combiner__vstore(sc->s2 + ((ptrdiff_t)(b - hb) * 16 + j) * COMBINER__VL,
-                             combiner__vdot_row(sc->qbuf + (ptrdiff_t)b * d, row, p->k.type, d));
-        }
+      for (j = 0; j < n16; ++j) {
+        const unsigned char *row = kr.p0 + (ptrdiff_t)(j16 + j) * kr.ts;
+        if (hb == 0)   /* each kv head's row once: at its first query head */
+          for (b = 0; b < nb; ++b)
+            if (b == 0 || (h0 + b) % p->group == 0) {
+              combiner__prefetch_bytes(vr.p0 + (ptrdiff_t)(j16 + j) * vr.ts + vr.off[b], vbytes);
+              if (j16 + j < ahead) combiner__prefetch_bytes(row + COMBINER__CHUNK * kr.ts + kr.off[b], kbytes);
+            }
+        for (b = hb; b < hb + nh; ++b)
+          combiner__vstore(sc->s2 + ((ptrdiff_t)(b - hb) * 16 + j) * COMBINER__VL,
+                           combiner__vdot_row(sc->qbuf + (ptrdiff_t)b * d, row + kr.off[b], p->k.type, d));
+      }
       for (b = hb; b < hb + nh; ++b)
         combiner__hsums(sc->s2 + (ptrdiff_t)(b - hb) * 16 * COMBINER__VL, n16, sc->s + (ptrdiff_t)b * COMBINER__CHUNK + j16);
     }
 #else
+  int g, b0, b1;
+  (void)next;
   for (j = 0; j < nk; ++j)
     for (g = h0 / p->group; g <= (h0 + nb - 1) / p->group; ++g) {
       const float *kr = combiner__krow(c, c0 + j, g, sc->kpack);
@@ -2769,30 +2811,95 @@ COMBINER__SHARED void combiner__dense_logits(const combiner__ctx *c, const combi
 #endif
 }
 
-/* st[b].acc += sum_j sc->s[b*64 + j] * v(c0 + j), b < nb, j < nk. (Four
- * positions per kv head at a time, accumulated in registers, ran 1.2x faster
- * from the caches but 1.4x slower from memory: out of address order.) */
+#if defined(COMBINER__VEC)
+/* Heads per pass of combiner__values_pass: 4 x COMBINER__NV accumulators. */
+#define COMBINER__VH 4
+
+/* acc[x][y .. y + NV*VL) += sum_j w[x][j] * v(c0 + j) there, x < nh <= VH,
+ * position by position (address order), the accumulators in registers;
+ * then the columns past the last whole slice the same way in memory. Per
+ * lane the terms of single_query_pv, in its order (the same bits). */
+COMBINER__INLINE void combiner__values_pass(const combiner__rows *vr, int type, const ptrdiff_t *off, const float *const *w,
+                                            float *const *acc, int nh, int nk, int dv) {
+  int j, x, u, y = 0;
+  for (; y + COMBINER__NV * COMBINER__VL <= dv; y += COMBINER__NV * COMBINER__VL) {
+    combiner__vf a[COMBINER__VH][COMBINER__NV];
+    for (x = 0; x < nh; ++x)
+      for (u = 0; u < COMBINER__NV; ++u) a[x][u] = combiner__vload(acc[x] + y + u * COMBINER__VL);
+    if (type == COMBINER_F32)
+      for (j = 0; j < nk; ++j) {
+        const unsigned char *pos = vr->p0 + (ptrdiff_t)j * vr->ts;
+        for (x = 0; x < nh; ++x) {
+          const float *row = (const float *)(const void *)(pos + off[x]) + y;
+          const combiner__vf wb = combiner__vset1(w[x][j]);
+          for (u = 0; u < COMBINER__NV; ++u) a[x][u] = combiner__vfma(wb, combiner__vload(row + u * COMBINER__VL), a[x][u]);
+        }
+      }
+    else
+      for (j = 0; j < nk; ++j) {
+        const unsigned char *pos = vr->p0 + (ptrdiff_t)j * vr->ts;
+        for (x = 0; x < nh; ++x) {
+          const uint16_t *row = (const uint16_t *)(const void *)(pos + off[x]) + y;
+          const combiner__vf wb = combiner__vset1(w[x][j]);
+          for (u = 0; u < COMBINER__NV; ++u)
+            a[x][u] = combiner__vfma(wb, combiner__vload_half(row + u * COMBINER__VL, type), a[x][u]);
+        }
+      }
+    for (x = 0; x < nh; ++x)
+      for (u = 0; u < COMBINER__NV; ++u) combiner__vstore(acc[x] + y + u * COMBINER__VL, a[x][u]);
+  }
+  for (; y < dv; y += COMBINER__VL) {
+    const int m = dv - y < COMBINER__VL ? dv - y : COMBINER__VL;
+    for (x = 0; x < nh; ++x) {
+      combiner__vf a0 = combiner__vloadn(acc[x] + y, m);
+      for (j = 0; j < nk; ++j)
+        a0 = combiner__vfma(combiner__vset1(w[x][j]), combiner__vload_typed(vr->p0 + (ptrdiff_t)j * vr->ts + off[x], type, y, m), a0);
+      combiner__vstoren(acc[x] + y, a0, m);
+    }
+  }
+}
+#endif
+
+/* st[b].acc += sum_j sc->s[b*64 + j] * v(c0 + j), b < nb, j < nk: heads
+ * VH at a time, their accumulators in registers, the positions in address
+ * order (four positions per kv head at a time instead ran 1.2x faster from
+ * the caches but 1.4x slower from memory). */
 COMBINER__SHARED void combiner__dense_values(const combiner__ctx *c, const combiner__scratch *sc, int h0, int nb, ptrdiff_t c0,
                                    int nk, const combiner__single_state *st) {
   const combiner__problem *p = c->p;
   const int dv = p->dv;
-  int j, g, b, b0, b1;
+  int b;
+#if defined(COMBINER__VEC)
+  const float *w[COMBINER__BQ];
+  float *acc[COMBINER__BQ];
+  combiner__rows vr;
+  int n;
+  combiner__rows_of(c, c->v, &p->v, h0, nb, c0, &vr);
+  for (b = 0; b < nb; ++b) {
+    w[b] = sc->s + (ptrdiff_t)b * COMBINER__CHUNK;
+    acc[b] = st[b].acc;
+  }
+  for (b = 0; b < nb; b += n) {
+    n = nb - b < COMBINER__VH ? nb - b : COMBINER__VH;
+    switch (n) {   /* a constant count: the accumulators stay in registers */
+      case 4: combiner__values_pass(&vr, p->v.type, vr.off + b, w + b, acc + b, 4, nk, dv); break;
+      case 3: combiner__values_pass(&vr, p->v.type, vr.off + b, w + b, acc + b, 3, nk, dv); break;
+      case 2: combiner__values_pass(&vr, p->v.type, vr.off + b, w + b, acc + b, 2, nk, dv); break;
+      default: combiner__values_pass(&vr, p->v.type, vr.off + b, w + b, acc + b, 1, nk, dv); break;
+    }
+  }
+#else
+  int j, g, b0, b1;
   for (j = 0; j < nk; ++j)
     for (g = h0 / p->group; g <= (h0 + nb - 1) / p->group; ++g) {
-      const void *row = combiner__v(c, c0 + j, g);
-#if !defined(COMBINER__VEC)
-      const float *vr = combiner__row_f32(row, p->v.type, dv, sc->vpack);
-#endif
+      const float *vr = combiner__row_f32(combiner__v(c, c0 + j, g), p->v.type, dv, sc->vpack);
       combiner__dense_heads(p, h0, nb, g, &b0, &b1);
       for (b = b0 - h0; b < b1 - h0; ++b) {
         const float w = sc->s[(ptrdiff_t)b * COMBINER__CHUNK + j];
-#if defined(COMBINER__VEC)
-        combiner__vaxpy_row(st[b].acc, w, row, p->v.type, dv);
-#else
         if (w != 0.0f) combiner__axpy(st[b].acc, w, vr, dv);
-#endif
       }
     }
+#endif
 }
 
 /* st[b] += the terms of positions [j0, j1) for the pre-scaled queries b < nb
@@ -2803,7 +2910,7 @@ COMBINER__SHARED void combiner__heads_attend(const combiner__ctx *c, const combi
   int b;
   for (c0 = j0; c0 < j1; c0 += COMBINER__CHUNK) {
     const int nk = j1 - c0 < COMBINER__CHUNK ? (int)(j1 - c0) : COMBINER__CHUNK;
-    combiner__dense_logits(c, sc, h0, nb, c0, nk);
+    combiner__dense_logits(c, sc, h0, nb, c0, nk, j1);
     for (b = 0; b < nb; ++b) combiner__single_softmax(c->p, &st[b], sc->s + (ptrdiff_t)b * COMBINER__CHUNK, nk);
     combiner__dense_values(c, sc, h0, nb, c0, nk, st);
   }
@@ -3040,26 +3147,18 @@ static int combiner__dense_steps(const combiner__problem *p, int one_call, combi
 }
 
 /* Decode: query i's keys in ranges of COMBINER__SPLIT positions, every
- * head at once, a chunk of 64 positions at a time: their logits, position
- * by position and a position's kv heads one after the other (the address
- * order of a token-major K: the engine's layout, and an owned DENSE cache's),
- * each kv row read once for all query heads of its group (GQA) and widened
- * in registers when half precision; every head's online softmax step; then
- * the values the same way. Reading head by head instead (64 rows of 256
- * bytes, 2 KiB apart, per head) streamed at ~60% of the read bandwidth. The
- * arithmetic of a logit or a value term depends on neither the layout nor
- * the thread count; the cache merges the ranges' partial states in order. */
+ * head at once, a chunk of 64 positions at a time (combiner__heads_attend):
+ * their logits, position by position and a position's kv heads one after
+ * the other (the address order of a token-major K: the engine's layout,
+ * and an owned DENSE cache's), widened in registers when half precision;
+ * every head's online softmax step; then the values the same way, four
+ * heads' accumulators in registers. Reading head by head instead (64 rows
+ * of 256 bytes, 2 KiB apart, per head) streamed at ~60% of the read
+ * bandwidth, and since the register accumulators it is no faster from the
+ * caches either. The arithmetic of a logit or a value term depends on
+ * neither the layout nor the thread count; the cache merges the ranges'
+ * partial states in order. */
 #define COMBINER__SPLIT 1024
-
-/* Up to this many bytes of context K/V (while it stays in the caches),
- * decode reads head by head: a head's rows through the single-query
- * primitive (64-row register blocks) ran 1.1-1.7x faster there than position
- * by position, which wins 1.4-1.9x once K/V come from memory (AMD EPYC, 32 MB
- * L3: crossover between 8 and 17 MB on one thread, kv 8, d 64). Both do the
- * same arithmetic per logit and value term, so the choice changes no bit. */
-#ifndef COMBINER__DENSE_HEADWISE_BYTES
-#  define COMBINER__DENSE_HEADWISE_BYTES (12.0 * 1024 * 1024)
-#endif
 
 static void combiner__dense_cache_range(const combiner__cache_job *jb, const combiner__scratch *sc, ptrdiff_t i,
                                         int r, float *part) {
@@ -3067,9 +3166,6 @@ static void combiner__dense_cache_range(const combiner__cache_job *jb, const com
   const combiner__problem *p = c->p;
   const ptrdiff_t j0 = (ptrdiff_t)r * COMBINER__SPLIT, j1 = i + 1 < j0 + COMBINER__SPLIT ? i + 1 : j0 + COMBINER__SPLIT;
   const ptrdiff_t w = combiner__part_stride(p), dvp = combiner__part_dvp(p);
-  const int headwise = (double)(i + 1) * p->Hkv *
-      ((double)p->d * (double)combiner__type_size(p->k.type) + (double)p->dv * (double)combiner__type_size(p->v.type)) <=
-      COMBINER__DENSE_HEADWISE_BYTES;
   combiner__single_state st[COMBINER__BQ];
   int h0, b, nb;
   for (h0 = 0; h0 < p->H; h0 += nb) {
@@ -3079,10 +3175,7 @@ static void combiner__dense_cache_range(const combiner__cache_job *jb, const com
                             jb->q + (i - jb->first) * jb->tq.ts + (ptrdiff_t)(h0 + b) * jb->tq.hs, p->scale, p->d);
       combiner__single_state_begin(&st[b], part + ((ptrdiff_t)(h0 + b) * jb->ranges + r) * w, NULL, p->dv, p->d);
     }
-    if (headwise)
-      for (b = 0; b < nb; ++b) combiner__ddirect(c, sc, sc->qbuf + (ptrdiff_t)b * p->d, (h0 + b) / p->group, j0, j1 - j0, &st[b]);
-    else
-      combiner__heads_attend(c, sc, h0, nb, j0, j1, st);
+    combiner__heads_attend(c, sc, h0, nb, j0, j1, st);
     for (b = 0; b < nb; ++b) {
       float *ps = part + ((ptrdiff_t)(h0 + b) * jb->ranges + r) * w;
       ps[dvp] = st[b].mx;

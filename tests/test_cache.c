@@ -301,7 +301,7 @@ static void check_unsupported(const problem *p) {
 /* ------------------------------------------------------------------------ */
 
 static const int head_dims[] = {1, 5, 16, 64};
-static const int head_counts[][2] = {{1, 1}, {4, 1}, {4, 2}, {4, 4}, {2, 2}};
+static const int head_counts[][2] = {{1, 1}, {4, 1}, {4, 2}, {4, 4}, {2, 2}, {3, 3}, {6, 2}};
 static int cases_decode = 0, cases_truncate = 0, cases_full = 0;
 
 /* the case's rotating choices, each from its own bits of a hash of n */
@@ -312,8 +312,8 @@ static shape shape_of(unsigned n, int L) {
   shape s;
   int dvs[3];
   s.d = head_dims[mix % 4];
-  s.H = head_counts[(mix >> 4) % 5][0];
-  s.Hkv = head_counts[(mix >> 4) % 5][1];
+  s.H = head_counts[(mix >> 4) % 7][0];
+  s.Hkv = head_counts[(mix >> 4) % 7][1];
   s.layout = (int)((mix >> 8) % LAYOUT_COUNT);
   dvs[0] = s.d + 3; dvs[1] = s.d; dvs[2] = s.d > 4 ? s.d - 4 : s.d + 1;
   s.dv = dvs[(mix >> 12) % 3];
