@@ -55,6 +55,7 @@
 #include "bench_common.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -522,9 +523,15 @@ static const char *decode_noise(const decode_result *rs, int n, const decode_res
 }
 
 /* What the timed rounds of one cache need. */
+/* p rounded up to a multiple of 64 bytes (NULL stays NULL) */
+static void *align64(void *p) {
+  return p ? (void *)(((uintptr_t)p + 63u) & ~(uintptr_t)63u) : NULL;
+}
+
 typedef struct decode_ctx {
   combiner_cache *cache;
-  unsigned char *ek, *ev;        /* borrowed: the engine's K/V, [max_len][Hkv][d] of `esize`-byte elements */
+  unsigned char *ek, *ev;        /* borrowed: the engine's K/V, [max_len][Hkv][d] of `esize`-byte elements, */
+  void *ek_block, *ev_block;     /* 64-byte aligned in these allocations (an engine's tensors are aligned) */
   void *scratch;                 /* borrowed: the shared scratch */
   size_t scratch_bytes, esize;
   const float *qp;               /* POOL random tokens, reused in turn */
@@ -619,13 +626,15 @@ static int decode_one(decode_result *r, combiner_kind kind, int borrowed, int ty
   memset(&opt, 0, sizeof opt);
   opt.max_len = r->max_len;
   if (borrowed) {   /* the engine's K/V; the rounds go back W positions */
-    x.ek = (unsigned char *)malloc((size_t)r->max_len * Hkv * d * es);
-    x.ev = (unsigned char *)malloc((size_t)r->max_len * Hkv * d * es);
+    x.ek_block = malloc((size_t)r->max_len * Hkv * d * es + 64);
+    x.ev_block = malloc((size_t)r->max_len * Hkv * d * es + 64);
+    x.ek = (unsigned char *)align64(x.ek_block);
+    x.ev = (unsigned char *)align64(x.ev_block);
     x.scratch_bytes = combiner_cache_scratch_size(&cfg, threads);
     x.scratch = malloc(x.scratch_bytes);
     if (!x.ek || !x.ev || !x.scratch) {
       printf("  (skipped %s borrowed N=%d: no memory for the engine's K/V)\n", combiner_kind_string(kind), N);
-      free(x.ek); free(x.ev); free(x.scratch);
+      free(x.ek_block); free(x.ev_block); free(x.scratch);
       return 0;
     }
     opt.k = x.ek; opt.v = x.ev; opt.rollback = W; opt.shared_scratch = 1;
@@ -700,7 +709,7 @@ static int decode_one(decode_result *r, combiner_kind kind, int borrowed, int ty
   r->terms_tok = r->flops_tok / (2.0 * H * (d + (rc.value_dim ? rc.value_dim : d)));
   r->kv_bytes_tok = kind == COMBINER_DENSE ? r->terms_tok * Hkv * 2.0 * d * (double)es : 0.0;
   free(qc); free(kc); free(vc); free(qp); free(kp); free(vp); free(x.out); free(x.times); free(x.means); free(x.cpus);
-  free(buf); free(x.ek); free(x.ev); free(x.scratch);
+  free(buf); free(x.ek_block); free(x.ev_block); free(x.scratch);
   return 1;
 }
 
