@@ -2736,11 +2736,14 @@ COMBINER__SHARED void combiner__dense_heads(const combiner__problem *p, int h0, 
   *b1 = (g + 1) * p->group < h0 + n ? (g + 1) * p->group : h0 + n;
 }
 
-/* Asks for the `bytes` bytes at row to be brought into the caches (a hint). */
+/* Asks for the `bytes` (> 0) bytes at row to be brought into the caches (a
+ * hint): every 64-byte line they touch, the last one too when row is not
+ * aligned. */
 COMBINER__INLINE void combiner__prefetch_bytes(const void *row, size_t bytes) {
 #if defined(__GNUC__)
   size_t x;
   for (x = 0; x < bytes; x += 64) __builtin_prefetch((const char *)row + x, 0, 2);
+  if ((uintptr_t)row & 63) __builtin_prefetch((const char *)row + bytes - 1, 0, 2);
 #else
   (void)row; (void)bytes;
 #endif
