@@ -1493,24 +1493,6 @@ COMBINER__INLINE combiner__vf combiner__vdot_row(const float *q, const void *row
   return combiner__vadd(a0, a1);
 }
 
-/* acc[0..n) += w * row (n elements of `type`) */
-COMBINER__INLINE void combiner__vaxpy_row(float *acc, float w, const void *row, int type, int n) {
-  const combiner__vf wv = combiner__vset1(w);
-  int x = 0;
-  if (type == COMBINER_F32) {
-    const float *r = (const float *)row;
-    for (; x + COMBINER__VL <= n; x += COMBINER__VL)
-      combiner__vstore(acc + x, combiner__vfma(wv, combiner__vload(r + x), combiner__vload(acc + x)));
-  } else {
-    const uint16_t *h = (const uint16_t *)row;
-    for (; x + COMBINER__VL <= n; x += COMBINER__VL)
-      combiner__vstore(acc + x, combiner__vfma(wv, combiner__vload_half(h + x, type), combiner__vload(acc + x)));
-  }
-  if (x < n)
-    combiner__vstoren(acc + x, combiner__vfma(wv, combiner__vload_typed(row, type, x, n - x), combiner__vloadn(acc + x, n - x)),
-                      n - x);
-}
-
 /* s[r] = the sum of the lanes of vector r of t (VL floats each), r < n <= 16 */
 COMBINER__SHARED void combiner__hsums(const float *t, int n, float *s) {
 #if defined(COMBINER__HSUM16)
@@ -2780,20 +2762,21 @@ COMBINER__SHARED void combiner__dense_logits(const combiner__ctx *c, const combi
   const size_t vbytes = (size_t)p->dv * combiner__type_size(p->v.type), kbytes = (size_t)p->d * combiner__type_size(p->k.type);
   const int ahead = next - c0 - COMBINER__CHUNK < nk ? (int)(next - c0 - COMBINER__CHUNK) : nk;
   combiner__rows kr, vr;
-  int hb, j16;
+  int hb, j16, f, nf = 0, first[COMBINER__BQ];   /* each kv head's first query head among the nb */
   combiner__rows_of(c, c->k, &p->k, h0, nb, c0, &kr);
   combiner__rows_of(c, c->v, &p->v, h0, nb, c0, &vr);
+  for (b = 0; b < nb; ++b)
+    if (b == 0 || (h0 + b) % p->group == 0) first[nf++] = b;
   for (hb = 0; hb < nb; hb += 16)   /* 16 heads x 16 positions of partial sums in s2, then their lane sums */
     for (j16 = 0; j16 < nk; j16 += 16) {
       const int nh = nb - hb < 16 ? nb - hb : 16, n16 = nk - j16 < 16 ? nk - j16 : 16;
       for (j = 0; j < n16; ++j) {
         const unsigned char *row = kr.p0 + (ptrdiff_t)(j16 + j) * kr.ts;
-        if (hb == 0)   /* each kv head's row once: at its first query head */
-          for (b = 0; b < nb; ++b)
-            if (b == 0 || (h0 + b) % p->group == 0) {
-              combiner__prefetch_bytes(vr.p0 + (ptrdiff_t)(j16 + j) * vr.ts + vr.off[b], vbytes);
-              if (j16 + j < ahead) combiner__prefetch_bytes(row + COMBINER__CHUNK * kr.ts + kr.off[b], kbytes);
-            }
+        if (hb == 0)   /* each kv head's rows once */
+          for (f = 0; f < nf; ++f) {
+            combiner__prefetch_bytes(vr.p0 + (ptrdiff_t)(j16 + j) * vr.ts + vr.off[first[f]], vbytes);
+            if (j16 + j < ahead) combiner__prefetch_bytes(row + COMBINER__CHUNK * kr.ts + kr.off[first[f]], kbytes);
+          }
         for (b = hb; b < hb + nh; ++b)
           combiner__vstore(sc->s2 + ((ptrdiff_t)(b - hb) * 16 + j) * COMBINER__VL,
                            combiner__vdot_row(sc->qbuf + (ptrdiff_t)b * d, row + kr.off[b], p->k.type, d));
